@@ -1,1 +1,0 @@
-//! flow (in progress)

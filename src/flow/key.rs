@@ -1,0 +1,189 @@
+//! The canonical bidirectional flow key: both directions of a conversation map to the
+//! same key, so one table entry (and one worker shard) sees the whole flow.
+
+use crate::packet::{proto, Addr, IpPacket, Tunnel};
+use std::hash::{BuildHasher, Hash};
+
+/// Canonical bidirectional key: VLAN ids, tunnel, protocol, and the address/port pair
+/// ordered so that (`addr_lo`, `port_lo`) <= (`addr_hi`, `port_hi`). ICMP flows are keyed
+/// by (request type, code or 0, echo id) so an echo request and its reply share a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// VLAN ids, outer first (0 = none).
+    pub vlan: [u16; 2],
+    /// IP protocol number.
+    pub proto: u8,
+    /// The lower (address, port) endpoint's address.
+    pub addr_lo: Addr,
+    /// The higher endpoint's address.
+    pub addr_hi: Addr,
+    /// The lower endpoint's port (ICMP: canonical type).
+    pub port_lo: u16,
+    /// The higher endpoint's port (ICMP: code for non-echo types, else 0).
+    pub port_hi: u16,
+    /// ICMP echo identifier (0 otherwise).
+    pub icmp_id: u16,
+    /// Tunnel id the flow was carried in (VXLAN VNI or GRE key); 0 = none.
+    pub tunnel_id: u32,
+    /// Tunnel kind: 0 none, 1 GRE, 2 VXLAN.
+    pub tunnel_kind: u8,
+}
+
+/// ICMP message types that come in request/reply pairs: (request, reply).
+/// ICMPv4 echo, timestamp, information, address mask; ICMPv6 echo, MLD, RS/RA, NS/NA.
+const ICMP4_PAIRS: [(u8, u8); 5] = [(8, 0), (13, 14), (15, 16), (17, 18), (10, 9)];
+const ICMP6_PAIRS: [(u8, u8); 5] = [(128, 129), (130, 131), (133, 134), (135, 136), (144, 145)];
+
+/// For an ICMP type, the canonical request type and whether it is part of a pair.
+pub fn icmp_canonical_type(proto_num: u8, ty: u8) -> Option<(u8, u8)> {
+    let pairs: &[(u8, u8)] = if proto_num == proto::ICMPV6 {
+        &ICMP6_PAIRS
+    } else {
+        &ICMP4_PAIRS
+    };
+    pairs
+        .iter()
+        .find(|(req, rep)| *req == ty || *rep == ty)
+        .copied()
+}
+
+/// Whether `proto` is ICMP or ICMPv6.
+pub fn is_icmp(proto_num: u8) -> bool {
+    proto_num == proto::ICMP || proto_num == proto::ICMPV6
+}
+
+impl FlowKey {
+    /// Builds the canonical key of a packet and says whether the packet's source is the
+    /// key's low endpoint.
+    pub fn of(pkt: &IpPacket) -> (FlowKey, bool) {
+        let (tunnel_kind, tunnel_id) = match pkt.tunnel {
+            Tunnel::None => (0, 0),
+            Tunnel::Gre { key } => (1, key),
+            Tunnel::Vxlan { vni } => (2, vni),
+        };
+        if is_icmp(pkt.proto) {
+            // ICMP: ports carry type/code. Paired types share one key; direction is decided
+            // by address order only.
+            let ty = pkt.src_port as u8;
+            let (port_lo, port_hi, id) = match icmp_canonical_type(pkt.proto, ty) {
+                Some((req, _)) => (req as u16, 0, pkt.icmp_id),
+                None => (ty as u16, pkt.dst_port, 0),
+            };
+            let src_is_lo = pkt.src <= pkt.dst;
+            let (addr_lo, addr_hi) = if src_is_lo {
+                (pkt.src, pkt.dst)
+            } else {
+                (pkt.dst, pkt.src)
+            };
+            return (
+                FlowKey {
+                    vlan: pkt.vlan,
+                    proto: pkt.proto,
+                    addr_lo,
+                    addr_hi,
+                    port_lo,
+                    port_hi,
+                    icmp_id: id,
+                    tunnel_id,
+                    tunnel_kind,
+                },
+                src_is_lo,
+            );
+        }
+        let src_is_lo = (pkt.src, pkt.src_port) <= (pkt.dst, pkt.dst_port);
+        let (addr_lo, port_lo, addr_hi, port_hi) = if src_is_lo {
+            (pkt.src, pkt.src_port, pkt.dst, pkt.dst_port)
+        } else {
+            (pkt.dst, pkt.dst_port, pkt.src, pkt.src_port)
+        };
+        (
+            FlowKey {
+                vlan: pkt.vlan,
+                proto: pkt.proto,
+                addr_lo,
+                addr_hi,
+                port_lo,
+                port_hi,
+                icmp_id: 0,
+                tunnel_id,
+                tunnel_kind,
+            },
+            src_is_lo,
+        )
+    }
+
+    /// A hash of the key that is the same for both directions (the key is canonical);
+    /// used for the table and for sharding flows across workers.
+    pub fn hash_with(&self, state: &foldhash::fast::FixedState) -> u64 {
+        let mut h = state.build_hasher();
+        self.hash(&mut h);
+        std::hash::Hasher::finish(&h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{AppHint, FragInfo};
+    use crate::time::Timestamp;
+
+    pub(crate) fn pkt(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, proto_num: u8) -> IpPacket {
+        IpPacket {
+            ts: Timestamp(0),
+            wire_len: 60,
+            src_mac: None,
+            dst_mac: None,
+            vlan: [0, 0],
+            mpls_labels: 0,
+            tunnel: Tunnel::None,
+            src: Addr::v4(src),
+            dst: Addr::v4(dst),
+            proto: proto_num,
+            src_port: sp,
+            dst_port: dp,
+            icmp_id: 0,
+            has_l4: true,
+            ip_len: 40,
+            payload_len: 0,
+            ttl: 64,
+            tcp_flags: 0,
+            tcp_seq: 0,
+            tcp_ack: 0,
+            tcp_window: 0,
+            frag: FragInfo::default(),
+            app: AppHint::None,
+        }
+    }
+
+    #[test]
+    fn both_directions_same_key() {
+        let a = pkt([10, 0, 0, 1], 40000, [10, 0, 0, 2], 502, proto::TCP);
+        let b = pkt([10, 0, 0, 2], 502, [10, 0, 0, 1], 40000, proto::TCP);
+        let (ka, a_lo) = FlowKey::of(&a);
+        let (kb, b_lo) = FlowKey::of(&b);
+        assert_eq!(ka, kb);
+        assert_ne!(a_lo, b_lo);
+    }
+
+    #[test]
+    fn icmp_echo_pair_same_key_other_types_distinct() {
+        let mut req = pkt([10, 0, 0, 1], 8, [10, 0, 0, 2], 0, proto::ICMP);
+        req.icmp_id = 77;
+        let mut rep = pkt([10, 0, 0, 2], 0, [10, 0, 0, 1], 0, proto::ICMP);
+        rep.icmp_id = 77;
+        assert_eq!(FlowKey::of(&req).0, FlowKey::of(&rep).0);
+        let mut other_id = req;
+        other_id.icmp_id = 78;
+        assert_ne!(FlowKey::of(&req).0, FlowKey::of(&other_id).0);
+        let unreach = pkt([10, 0, 0, 2], 3, [10, 0, 0, 1], 3, proto::ICMP);
+        assert_ne!(FlowKey::of(&req).0, FlowKey::of(&unreach).0);
+    }
+
+    #[test]
+    fn vlan_separates_flows() {
+        let a = pkt([10, 0, 0, 1], 1, [10, 0, 0, 2], 2, proto::UDP);
+        let mut b = a;
+        b.vlan = [10, 0];
+        assert_ne!(FlowKey::of(&a).0, FlowKey::of(&b).0);
+    }
+}

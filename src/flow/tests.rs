@@ -1,0 +1,288 @@
+//! Unit tests of the flow table: keying, direction, teardown, timeouts, eviction, flush.
+
+use super::*;
+use crate::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+use crate::packet::{AppHint, FragInfo};
+
+const T0: i64 = 1_700_000_000 * 1_000_000_000;
+
+fn at(ms: i64) -> Timestamp {
+    Timestamp(T0 + ms * 1_000_000)
+}
+
+fn ip(last: u8) -> Addr {
+    Addr::v4([10, 0, 0, last])
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pkt(ms: i64, src: u8, sp: u16, dst: u8, dp: u16, p: u8, flags: u8, payload: u32) -> IpPacket {
+    IpPacket {
+        ts: at(ms),
+        wire_len: 54 + payload,
+        src_mac: Some([2, 0, 0, 0, 0, src]),
+        dst_mac: Some([2, 0, 0, 0, 0, dst]),
+        vlan: [0, 0],
+        mpls_labels: 0,
+        tunnel: Tunnel::None,
+        src: ip(src),
+        dst: ip(dst),
+        proto: p,
+        src_port: sp,
+        dst_port: dp,
+        icmp_id: 0,
+        has_l4: true,
+        ip_len: 40 + payload,
+        payload_len: payload,
+        ttl: 64,
+        tcp_flags: flags,
+        tcp_seq: 1000,
+        tcp_ack: 0,
+        tcp_window: 1000,
+        frag: FragInfo::default(),
+        app: AppHint::None,
+    }
+}
+
+fn tcp(ms: i64, from_client: bool, flags: u8, payload: u32) -> IpPacket {
+    if from_client {
+        pkt(ms, 1, 40000, 2, 502, proto::TCP, flags, payload)
+    } else {
+        pkt(ms, 2, 502, 1, 40000, proto::TCP, flags, payload)
+    }
+}
+
+fn run(cfg: FlowConfig, pkts: &[IpPacket]) -> (Vec<FlowRecord>, FlowTable) {
+    let mut t = FlowTable::new(cfg);
+    let mut out = Vec::new();
+    for p in pkts {
+        t.observe(p, &mut out);
+    }
+    t.flush(EndReason::EndOfInput, &mut out);
+    (out, t)
+}
+
+#[test]
+fn tcp_session_with_teardown_is_one_sf_flow() {
+    let pkts = [
+        tcp(0, true, SYN, 0),
+        tcp(1, false, SYN | ACK, 0),
+        tcp(2, true, ACK, 0),
+        tcp(3, true, ACK | PSH, 12),
+        tcp(4, false, ACK | PSH, 29),
+        tcp(5, true, FIN | ACK, 0),
+        tcp(6, false, FIN | ACK, 0),
+        tcp(7, true, ACK, 0),
+        // a later packet on another flow moves the clock past the linger
+        pkt(5_000, 3, 1, 4, 2, proto::UDP, 0, 10),
+    ];
+    let (out, t) = run(FlowConfig::default(), &pkts);
+    assert_eq!(out.len(), 2);
+    let f = &out[0];
+    assert_eq!(f.reason, EndReason::TcpFin);
+    assert_eq!(f.conn_state, ConnState::SF);
+    assert_eq!(f.orig.addr, ip(1));
+    assert_eq!(f.orig.port, 40000);
+    assert_eq!(f.resp.port, 502);
+    assert_eq!((f.orig_stats.pkts, f.resp_stats.pkts), (5, 3));
+    assert_eq!(f.orig_stats.payload_bytes, 12);
+    assert_eq!(f.resp_stats.payload_bytes, 29);
+    assert_eq!(f.history.as_str(), "ShADdFf");
+    assert_eq!(f.first_ts, at(0));
+    assert_eq!(f.last_ts, at(7));
+    assert_eq!(f.orig.mac, Some([2, 0, 0, 0, 0, 1]));
+    assert_eq!(t.counters().ended[EndReason::TcpFin as usize], 1);
+    assert_eq!(out[1].reason, EndReason::EndOfInput);
+}
+
+#[test]
+fn rst_ends_flow_after_linger_and_new_syn_reuses_tuple() {
+    let pkts = [
+        tcp(0, true, SYN, 0),
+        tcp(1, false, RST | ACK, 0),
+        // retransmitted SYN on the same tuple during the linger starts a new flow
+        tcp(500, true, SYN, 0),
+    ];
+    let (out, _) = run(FlowConfig::default(), &pkts);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].reason, EndReason::TcpRst);
+    assert_eq!(out[0].conn_state, ConnState::REJ);
+    assert_eq!(out[1].conn_state, ConnState::S0);
+    assert_eq!(out[1].pkts(), 1);
+}
+
+#[test]
+fn udp_idle_timeout_splits_flows() {
+    let a = pkt(0, 1, 5000, 2, 53, proto::UDP, 0, 30);
+    let b = pkt(10, 2, 53, 1, 5000, proto::UDP, 0, 60);
+    let c = pkt(70_011, 1, 5000, 2, 53, proto::UDP, 0, 30); // 70 s later: > 60 s idle
+    let (out, _) = run(FlowConfig::default(), &[a, b, c]);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].reason, EndReason::IdleTimeout);
+    assert_eq!(out[0].pkts(), 2);
+    assert_eq!(out[0].conn_state, ConnState::SF);
+    assert_eq!(out[1].reason, EndReason::EndOfInput);
+    assert_eq!(out[1].conn_state, ConnState::S0);
+}
+
+#[test]
+fn syn_only_flows_use_short_timeout() {
+    let (out, _) = run(
+        FlowConfig::default(),
+        &[
+            tcp(0, true, SYN, 0),
+            pkt(11_000, 3, 1, 4, 2, proto::UDP, 0, 1),
+            tcp(11_001, true, SYN, 0),
+        ],
+    );
+    assert_eq!(out[0].reason, EndReason::IdleTimeout);
+    assert_eq!(out[0].conn_state, ConnState::S0);
+    assert_eq!(out.len(), 3);
+}
+
+#[test]
+fn established_tcp_survives_long_gap_below_idle() {
+    let pkts = [
+        tcp(0, true, SYN, 0),
+        tcp(1, false, SYN | ACK, 0),
+        tcp(2, true, ACK, 0),
+        tcp(100_000, true, ACK | PSH, 5), // 100 s gap < 120 s
+    ];
+    let (out, _) = run(FlowConfig::default(), &pkts);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].conn_state, ConnState::S1);
+}
+
+#[test]
+fn active_timeout_emits_interim_records() {
+    let mut pkts = Vec::new();
+    pkts.push(tcp(0, true, SYN, 0));
+    pkts.push(tcp(1, false, SYN | ACK, 0));
+    pkts.push(tcp(2, true, ACK, 0));
+    for i in 1..=20 {
+        pkts.push(tcp(i * 30_000, true, ACK | PSH, 12)); // every 30 s for 10 min
+    }
+    let (out, _) = run(FlowConfig::default(), &pkts);
+    let interim: Vec<_> = out
+        .iter()
+        .filter(|r| r.reason == EndReason::ActiveTimeout)
+        .collect();
+    // Slices start at 0 s, 300 s and 600 s: two interim records, then the final one.
+    assert_eq!(interim.len(), 2, "{out:?}");
+    assert_eq!(interim[0].slice, 0);
+    assert_eq!(interim[0].first_ts, at(0));
+    assert_eq!(interim[1].first_ts, at(300_000));
+    assert_eq!(out.last().map(|r| r.slice), Some(2));
+    let total: u64 = out.iter().map(|r| r.pkts()).sum();
+    assert_eq!(total, pkts.len() as u64);
+    // Disabled active timeout: one record.
+    let cfg = FlowConfig {
+        active_timeout: None,
+        ..FlowConfig::default()
+    };
+    let (out, _) = run(cfg, &pkts);
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn memory_cap_evicts_least_recently_active_and_counts_it() {
+    let cfg = FlowConfig {
+        max_flows: 2,
+        ..FlowConfig::default()
+    };
+    let pkts = [
+        pkt(0, 1, 1, 2, 2, proto::UDP, 0, 1),
+        pkt(1, 1, 3, 2, 4, proto::UDP, 0, 1),
+        pkt(2, 1, 1, 2, 2, proto::UDP, 0, 1), // flow A touched again
+        pkt(3, 1, 5, 2, 6, proto::UDP, 0, 1), // evicts flow B (oldest idle)
+    ];
+    let (out, t) = run(cfg, &pkts);
+    assert_eq!(out[0].reason, EndReason::Evicted);
+    assert_eq!(out[0].orig.port, 3);
+    assert_eq!(t.counters().ended[EndReason::Evicted as usize], 1);
+    assert_eq!(out.len(), 3);
+    assert_eq!(out.iter().map(|r| r.pkts()).sum::<u64>(), 4);
+}
+
+#[test]
+fn flush_order_is_by_first_seen_then_key() {
+    let pkts = [
+        pkt(5, 9, 1, 2, 2, proto::UDP, 0, 1),
+        pkt(5, 1, 1, 2, 2, proto::UDP, 0, 1),
+        pkt(1, 7, 1, 2, 2, proto::UDP, 0, 1), // earlier timestamp (out of order)
+    ];
+    let (out, t) = run(FlowConfig::default(), &pkts);
+    let srcs: Vec<Addr> = out.iter().map(|r| r.orig.addr).collect();
+    assert_eq!(srcs, vec![ip(7), ip(1), ip(9)]);
+    assert_eq!(t.counters().ts_backwards, 1);
+}
+
+#[test]
+fn synack_first_flips_originator() {
+    let (out, _) = run(
+        FlowConfig::default(),
+        &[tcp(0, false, SYN | ACK, 0), tcp(1, true, ACK, 0)],
+    );
+    assert_eq!(out[0].orig.addr, ip(1));
+    assert_eq!(out[0].orig_stats.pkts, 1);
+    assert_eq!(out[0].resp_stats.pkts, 1);
+    assert!(out[0].history.as_str().starts_with('^'));
+}
+
+#[test]
+fn clock_advance_expires_quiet_flows() {
+    let mut t = FlowTable::new(FlowConfig::default());
+    let mut out = Vec::new();
+    t.observe(&pkt(0, 1, 1, 2, 2, proto::UDP, 0, 1), &mut out);
+    t.advance_clock(at(30_000), &mut out);
+    assert!(out.is_empty());
+    t.advance_clock(at(10_000), &mut out); // backwards: ignored
+    assert_eq!(t.clock(), at(30_000));
+    t.advance_clock(at(60_001), &mut out);
+    assert_eq!(out.len(), 1);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn dns_and_modbus_hints_are_summarised() {
+    let mut q = pkt(0, 1, 5000, 2, 53, proto::UDP, 0, 40);
+    q.app = AppHint::Dns {
+        query: true,
+        qname_len: 42,
+        label_entropy: 4.5,
+    };
+    let mut m = tcp(1, true, ACK | PSH, 12);
+    m.app = AppHint::Modbus {
+        request: true,
+        function: 6,
+    };
+    let mut m2 = tcp(2, true, ACK | PSH, 12);
+    m2.app = AppHint::Modbus {
+        request: true,
+        function: 3,
+    };
+    let (out, _) = run(FlowConfig::default(), &[q, m, m2]);
+    let dns = out.iter().find(|r| r.proto == proto::UDP);
+    assert_eq!(dns.map(|r| r.app.dns_qname_max), Some(42));
+    let mb = out.iter().find(|r| r.proto == proto::TCP);
+    assert_eq!(mb.map(|r| (r.app.modbus_requests, r.app.modbus_writes)), Some((2, 1)));
+}
+
+#[test]
+fn many_flows_all_accounted() {
+    let mut pkts = Vec::new();
+    for i in 0..5000u32 {
+        let sp = (i % 60000) as u16 + 1;
+        pkts.push(pkt(i as i64, 1, sp, 2, 80, proto::UDP, 0, 10));
+        pkts.push(pkt(i as i64, 2, 80, 1, sp, proto::UDP, 0, 10));
+    }
+    let cfg = FlowConfig {
+        max_flows: 1000,
+        ..FlowConfig::default()
+    };
+    let (out, t) = run(cfg, &pkts);
+    assert_eq!(out.len(), 5000);
+    assert_eq!(out.iter().map(|r| r.pkts()).sum::<u64>(), 10_000);
+    assert_eq!(t.counters().created, 5000);
+    assert_eq!(t.counters().ended[EndReason::Evicted as usize], 4000);
+    assert!(t.is_empty());
+}
