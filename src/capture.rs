@@ -1,1 +1,722 @@
-//! capture (in progress)
+//! Capture: opening pcap/pcapng files (or stdin) and handing out each frame borrowed from
+//! the reader's buffer for one callback. Owns link types, timestamp precision (micro- and
+//! nanosecond pcap, pcapng `if_tsresol`/`if_tsoffset`), BPF filtering, and the byte
+//! offsets and packet numbers used in error messages. No parsing beyond record headers.
+//!
+//! Two interchangeable file readers give identical frames:
+//! - [`Backend::Native`]: the pure-Rust `pcap-parser` streaming reader (default; several
+//!   times faster than libpcap for read + parse, see `docs/benchmarks.md`);
+//! - [`Backend::Libpcap`]: libpcap's own reader, used whenever a BPF filter is given so the
+//!   filter has exactly libpcap's semantics.
+
+use crate::error::CaptureError;
+use crate::packet::{Frame, LinkType};
+use crate::time::Timestamp;
+use pcap_parser::pcapng::Block;
+use pcap_parser::traits::PcapReaderIterator;
+use pcap_parser::{PcapBlockOwned, PcapError};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Where frames come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A pcap or pcapng file.
+    File(PathBuf),
+    /// Standard input (`-`).
+    Stdin,
+}
+
+impl Input {
+    /// Parses a command-line argument (`-` = stdin).
+    pub fn from_arg(s: &str) -> Input {
+        if s == "-" {
+            Input::Stdin
+        } else {
+            Input::File(PathBuf::from(s))
+        }
+    }
+
+    /// A name for messages.
+    pub fn display_name(&self) -> String {
+        match self {
+            Input::File(p) => p.display().to_string(),
+            Input::Stdin => "<stdin>".to_string(),
+        }
+    }
+
+    /// Size in bytes, if known (for progress).
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            Input::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+            Input::Stdin => None,
+        }
+    }
+}
+
+/// Which file reader to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Backend {
+    /// pcap-parser (pure Rust, fastest); BPF via a compiled program per frame.
+    #[default]
+    Native,
+    /// libpcap's reader (files only).
+    Libpcap,
+}
+
+/// Counters of one opened source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceCounters {
+    /// Frames handed out.
+    pub frames: u64,
+    /// Frames the BPF filter rejected (native backend; libpcap's own filter drops
+    /// silently inside libpcap, so this stays 0 there).
+    pub filtered: u64,
+    /// Bytes of the file consumed so far.
+    pub offset: u64,
+}
+
+/// Initial read buffer of the native reader.
+const NATIVE_BUFFER: usize = 1 << 20;
+/// Largest record the native reader accepts (libpcap accepts up to 256 KiB by default;
+/// we allow larger jumbo/TSO captures but never an absurd length from a corrupt header).
+const MAX_RECORD: usize = 64 << 20;
+
+struct NgInterface {
+    link: LinkType,
+    /// Timestamp units per second.
+    resolution: u64,
+    /// Seconds added to every timestamp.
+    offset_secs: i64,
+}
+
+fn corrupt_at(name: &str, c: &SourceCounters, detail: String) -> CaptureError {
+    CaptureError::Corrupt {
+        path: name.to_string(),
+        packet: c.frames + c.filtered + 1,
+        offset: c.offset,
+        detail,
+    }
+}
+
+/// The pure-Rust streaming reader (pcap and pcapng, either byte order).
+pub struct NativeReader {
+    name: String,
+    rd: Box<dyn PcapReaderIterator + Send>,
+    legacy_link: LinkType,
+    legacy_nanos: bool,
+    ng: Vec<NgInterface>,
+    last_ts: Timestamp,
+    bpf: Option<BpfFilter>,
+    counters: SourceCounters,
+    buffer_size: usize,
+    done: bool,
+}
+
+/// A compiled BPF program per link type, applied to frames read by the native reader.
+struct BpfFilter {
+    expr: String,
+    programs: Vec<(LinkType, u32, pcap::BpfProgram)>,
+}
+
+impl BpfFilter {
+    fn matches(&mut self, link: LinkType, link_num: u32, data: &[u8]) -> Result<bool, CaptureError> {
+        if let Some((_, _, p)) = self.programs.iter().find(|(l, _, _)| *l == link) {
+            return Ok(p.filter(data));
+        }
+        let prog = compile_bpf(&self.expr, link_num)?;
+        let ok = prog.filter(data);
+        self.programs.push((link, link_num, prog));
+        Ok(ok)
+    }
+}
+
+fn compile_bpf(expr: &str, link_num: u32) -> Result<pcap::BpfProgram, CaptureError> {
+    let bpf_err = |e: pcap::Error| CaptureError::Bpf {
+        expr: expr.to_string(),
+        detail: e.to_string(),
+    };
+    let dead = pcap::Capture::dead(pcap::Linktype(link_num as i32)).map_err(bpf_err)?;
+    dead.compile(expr, true).map_err(bpf_err)
+}
+
+fn link_number(l: LinkType) -> u32 {
+    match l {
+        LinkType::Null => 0,
+        LinkType::Ethernet => 1,
+        LinkType::Raw => 101,
+        LinkType::Loop => 108,
+        LinkType::LinuxSll => 113,
+        LinkType::Ipv4 => 228,
+        LinkType::Ipv6 => 229,
+        LinkType::LinuxSll2 => 276,
+        LinkType::Other(n) => n,
+    }
+}
+
+/// Describes the first bytes of a file that is not a capture, with a hint.
+fn not_a_capture(name: &str, head: &[u8]) -> CaptureError {
+    let magic: String = head.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let hint = if head.starts_with(&[0x1f, 0x8b]) {
+        ": it is gzip-compressed; decompress it first (gunzip)"
+    } else if head.starts_with(b"snoop") {
+        ": it is a Solaris snoop file; convert it with `editcap -F pcap`"
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        ": it is zstd-compressed; decompress it first"
+    } else {
+        ""
+    };
+    CaptureError::NotACapture {
+        path: name.to_string(),
+        magic,
+        hint: hint.to_string(),
+    }
+}
+
+/// Reads the whole head of `r` into a probe buffer so that an empty or foreign file is
+/// reported with its first bytes.
+struct PeekReader<R> {
+    head: Vec<u8>,
+    pos: usize,
+    inner: R,
+}
+
+impl<R: Read> Read for PeekReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos < self.head.len() {
+            let n = (self.head.len() - self.pos).min(buf.len());
+            buf[..n].copy_from_slice(&self.head[self.pos..self.pos + n]);
+            self.pos += n;
+            return Ok(n);
+        }
+        self.inner.read(buf)
+    }
+}
+
+impl NativeReader {
+    /// Opens `input` with the native reader; `bpf` is an optional filter expression.
+    pub fn open(input: &Input, bpf: Option<&str>) -> Result<NativeReader, CaptureError> {
+        let name = input.display_name();
+        let reader: Box<dyn Read + Send> = match input {
+            Input::File(p) => Box::new(File::open(p).map_err(|source| CaptureError::Open {
+                path: name.clone(),
+                source,
+            })?),
+            Input::Stdin => Box::new(std::io::stdin()),
+        };
+        Self::from_reader(name, reader, bpf)
+    }
+
+    /// Wraps any byte stream (used for stdin and tests).
+    pub fn from_reader(
+        name: String,
+        mut reader: Box<dyn Read + Send>,
+        bpf: Option<&str>,
+    ) -> Result<NativeReader, CaptureError> {
+        // Read a generous head so that pcap-parser's format probe (one read) sees a
+        // whole pcapng section header block, options included.
+        let mut head = vec![0u8; 1 << 16];
+        let mut got = 0;
+        while got < head.len() {
+            match reader.read(&mut head[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(CaptureError::Read {
+                        path: name,
+                        offset: got as u64,
+                        source,
+                    })
+                }
+            }
+        }
+        head.truncate(got);
+        if got == 0 {
+            return Err(CaptureError::Empty { path: name });
+        }
+        let known = matches!(
+            head.get(..4),
+            Some([0xd4, 0xc3, 0xb2, 0xa1])
+                | Some([0xa1, 0xb2, 0xc3, 0xd4])
+                | Some([0x4d, 0x3c, 0xb2, 0xa1])
+                | Some([0xa1, 0xb2, 0x3c, 0x4d])
+                | Some([0xa1, 0xb2, 0xcd, 0x34])
+                | Some([0x34, 0xcd, 0xb2, 0xa1])
+                | Some([0x0a, 0x0d, 0x0d, 0x0a])
+        );
+        if !known {
+            return Err(not_a_capture(&name, &head));
+        }
+        let peek = PeekReader {
+            head: head.clone(),
+            pos: 0,
+            inner: reader,
+        };
+        let rd = pcap_parser::create_reader(NATIVE_BUFFER, peek).map_err(|e| match e {
+            PcapError::Eof | PcapError::Incomplete(_) | PcapError::UnexpectedEof => {
+                CaptureError::Truncated {
+                    path: name.clone(),
+                    packet: 0,
+                    offset: 0,
+                }
+            }
+            _ => not_a_capture(&name, &head),
+        })?;
+        Ok(NativeReader {
+            name,
+            rd,
+            legacy_link: LinkType::Ethernet,
+            legacy_nanos: false,
+            ng: Vec::new(),
+            last_ts: Timestamp(0),
+            bpf: bpf.map(|e| BpfFilter {
+                expr: e.to_string(),
+                programs: Vec::new(),
+            }),
+            counters: SourceCounters::default(),
+            buffer_size: NATIVE_BUFFER,
+            done: false,
+        })
+    }
+
+    fn corrupt(&self, detail: String) -> CaptureError {
+        corrupt_at(&self.name, &self.counters, detail)
+    }
+
+    /// Reads up to `max` frames, calling `f` for each; returns how many were handed out
+    /// (0 at the end of the input).
+    pub fn dispatch<F: FnMut(&Frame<'_>)>(
+        &mut self,
+        max: usize,
+        mut f: F,
+    ) -> Result<usize, CaptureError> {
+        let mut n = 0;
+        while n < max && !self.done {
+            let mut failure: Option<CaptureError> = None;
+            let mut need_refill = false;
+            let mut grow = false;
+            match self.rd.next() {
+                Ok((consumed, block)) => {
+                    let mut frame: Option<Frame<'_>> = None;
+                    match block {
+                        PcapBlockOwned::LegacyHeader(h) => {
+                            // The upper bits of the link-type field carry FCS information
+                            // (LT_FCS_*); libpcap masks them off the same way.
+                            self.legacy_link = LinkType::from_number(h.network.0 as u32 & 0xffff);
+                            self.legacy_nanos = h.is_nanosecond_precision();
+                        }
+                        PcapBlockOwned::Legacy(b) => {
+                            let sub = i64::from(b.ts_usec);
+                            let nanos = if self.legacy_nanos { sub } else { sub * 1_000 };
+                            frame = Some(Frame {
+                                ts: Timestamp::from_secs_nanos(i64::from(b.ts_sec), nanos),
+                                link: self.legacy_link,
+                                orig_len: b.origlen,
+                                data: b.data,
+                            });
+                        }
+                        PcapBlockOwned::NG(Block::SectionHeader(_)) => self.ng.clear(),
+                        PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                            match idb.ts_resolution() {
+                                Some(res) if res > 0 => self.ng.push(NgInterface {
+                                    link: LinkType::from_number(idb.linktype.0 as u32),
+                                    resolution: res,
+                                    offset_secs: idb.ts_offset(),
+                                }),
+                                _ => {
+                                    failure = Some(corrupt_at(&self.name, &self.counters, format!(
+                                        "interface {} has an invalid timestamp resolution (if_tsresol = {})",
+                                        self.ng.len(),
+                                        idb.if_tsresol
+                                    )))
+                                }
+                            }
+                        }
+                        PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                            match self.ng.get(epb.if_id as usize) {
+                                Some(iface) => {
+                                    let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                                    let secs = (raw / iface.resolution) as i64;
+                                    let frac = u128::from(raw % iface.resolution) * 1_000_000_000
+                                        / u128::from(iface.resolution);
+                                    let ts = Timestamp::from_secs_nanos(
+                                        secs.saturating_add(iface.offset_secs),
+                                        frac as i64,
+                                    );
+                                    self.last_ts = ts;
+                                    frame = Some(Frame {
+                                        ts,
+                                        link: iface.link,
+                                        orig_len: epb.origlen,
+                                        data: epb.data.get(..epb.caplen as usize).unwrap_or(epb.data),
+                                    });
+                                }
+                                None => {
+                                    failure = Some(corrupt_at(&self.name, &self.counters, format!(
+                                        "packet refers to interface {} but only {} interface(s) are described",
+                                        epb.if_id,
+                                        self.ng.len()
+                                    )))
+                                }
+                            }
+                        }
+                        PcapBlockOwned::NG(Block::SimplePacket(spb)) => match self.ng.first() {
+                            // Simple packet blocks carry no timestamp: use the last one seen.
+                            Some(iface) => {
+                                frame = Some(Frame {
+                                    ts: self.last_ts,
+                                    link: iface.link,
+                                    orig_len: spb.origlen,
+                                    data: spb.data.get(..spb.origlen as usize).unwrap_or(spb.data),
+                                })
+                            }
+                            None => {
+                                failure = Some(
+                                    corrupt_at(&self.name, &self.counters, "simple packet block before any interface".into()),
+                                )
+                            }
+                        },
+                        PcapBlockOwned::NG(_) => {}
+                    }
+                    if let Some(fr) = frame {
+                        let keep = match self.bpf.as_mut() {
+                            Some(b) => match b.matches(fr.link, link_number(fr.link), fr.data) {
+                                Ok(k) => k,
+                                Err(e) => {
+                                    failure = Some(e);
+                                    false
+                                }
+                            },
+                            None => true,
+                        };
+                        if keep {
+                            f(&fr);
+                            self.counters.frames += 1;
+                            n += 1;
+                        } else if failure.is_none() {
+                            self.counters.filtered += 1;
+                        }
+                    }
+                    if failure.is_none() {
+                        self.rd.consume(consumed);
+                        self.counters.offset += consumed as u64;
+                    }
+                }
+                Err(PcapError::Eof) => self.done = true,
+                Err(PcapError::Incomplete(_)) => need_refill = true,
+                Err(PcapError::UnexpectedEof) => {
+                    failure = Some(CaptureError::Truncated {
+                        path: self.name.clone(),
+                        packet: self.counters.frames + self.counters.filtered + 1,
+                        offset: self.counters.offset,
+                    })
+                }
+                Err(PcapError::BufferTooSmall) => grow = true,
+                Err(PcapError::ReadError) => {
+                    failure = Some(CaptureError::Read {
+                        path: self.name.clone(),
+                        offset: self.counters.offset,
+                        source: std::io::Error::other("read failed"),
+                    })
+                }
+                Err(e) => {
+                    let detail = match e {
+                        PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => {
+                            format!("malformed record header ({kind:?})")
+                        }
+                        PcapError::HeaderNotRecognized => "unrecognised block".to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    failure = Some(self.corrupt(detail));
+                }
+            }
+            if grow {
+                let next = self.buffer_size * 2;
+                if next > MAX_RECORD || !self.rd.grow(next) {
+                    failure = Some(self.corrupt(format!(
+                        "record longer than {} bytes (corrupt length field?)",
+                        MAX_RECORD
+                    )));
+                } else {
+                    self.buffer_size = next;
+                }
+            }
+            if need_refill {
+                if let Err(e) = self.rd.refill() {
+                    let msg = format!("{e:?}");
+                    failure = Some(CaptureError::Read {
+                        path: self.name.clone(),
+                        offset: self.counters.offset,
+                        source: std::io::Error::other(msg),
+                    });
+                }
+            }
+            if let Some(e) = failure {
+                self.done = true;
+                return Err(e);
+            }
+        }
+        Ok(n)
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> SourceCounters {
+        self.counters
+    }
+}
+
+/// libpcap's file reader (with an optional BPF filter applied by libpcap itself).
+pub struct LibpcapReader {
+    name: String,
+    cap: pcap::Capture<pcap::Offline>,
+    link: LinkType,
+    counters: SourceCounters,
+    pcapng: bool,
+    done: bool,
+}
+
+impl LibpcapReader {
+    /// Opens a file with libpcap at nanosecond precision.
+    pub fn open(input: &Input, bpf: Option<&str>) -> Result<LibpcapReader, CaptureError> {
+        let Input::File(path) = input else {
+            return Err(CaptureError::Unsupported {
+                path: input.display_name(),
+                detail: "the libpcap reader cannot read standard input; use --reader native".into(),
+            });
+        };
+        let name = path.display().to_string();
+        let head = read_head(path).map_err(|source| CaptureError::Open {
+            path: name.clone(),
+            source,
+        })?;
+        if head.is_empty() {
+            return Err(CaptureError::Empty { path: name });
+        }
+        let mut cap = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
+            .map_err(|e| match e {
+                pcap::Error::PcapError(m) if m.contains("unknown file format") => {
+                    not_a_capture(&name, &head)
+                }
+                other => CaptureError::Corrupt {
+                    path: name.clone(),
+                    packet: 0,
+                    offset: 0,
+                    detail: other.to_string(),
+                },
+            })?;
+        if let Some(expr) = bpf {
+            cap.filter(expr, true).map_err(|e| CaptureError::Bpf {
+                expr: expr.to_string(),
+                detail: e.to_string(),
+            })?;
+        }
+        let link = LinkType::from_number(cap.get_datalink().0 as u32);
+        Ok(LibpcapReader {
+            name,
+            cap,
+            link,
+            counters: SourceCounters {
+                offset: 24,
+                ..SourceCounters::default()
+            },
+            pcapng: head.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]),
+            done: false,
+        })
+    }
+
+    /// Reads up to `max` frames, calling `f` for each; 0 at the end.
+    pub fn dispatch<F: FnMut(&Frame<'_>)>(
+        &mut self,
+        max: usize,
+        mut f: F,
+    ) -> Result<usize, CaptureError> {
+        let mut n = 0;
+        while n < max && !self.done {
+            match self.cap.next_packet() {
+                Ok(p) => {
+                    let h = p.header;
+                    let fr = Frame {
+                        ts: Timestamp::from_secs_nanos(h.ts.tv_sec, h.ts.tv_usec),
+                        link: self.link,
+                        orig_len: h.len,
+                        data: p.data,
+                    };
+                    f(&fr);
+                    self.counters.frames += 1;
+                    self.counters.offset += 16 + u64::from(h.caplen);
+                    n += 1;
+                }
+                Err(pcap::Error::NoMorePackets) => self.done = true,
+                Err(e) => {
+                    self.done = true;
+                    let msg = e.to_string();
+                    let packet = self.counters.frames + 1;
+                    let offset = if self.pcapng { 0 } else { self.counters.offset };
+                    return Err(if msg.contains("truncated") {
+                        CaptureError::Truncated {
+                            path: self.name.clone(),
+                            packet,
+                            offset,
+                        }
+                    } else {
+                        CaptureError::Corrupt {
+                            path: self.name.clone(),
+                            packet,
+                            offset,
+                            detail: msg,
+                        }
+                    });
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> SourceCounters {
+        self.counters
+    }
+}
+
+fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut f = File::open(path)?;
+    let mut head = vec![0u8; 64];
+    let mut got = 0;
+    while got < head.len() {
+        let n = f.read(&mut head[got..])?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    head.truncate(got);
+    Ok(head)
+}
+
+/// An opened capture of either backend.
+pub enum Source {
+    /// The pure-Rust reader.
+    Native(NativeReader),
+    /// libpcap's reader.
+    Libpcap(LibpcapReader),
+}
+
+impl Source {
+    /// Opens `input`: libpcap when asked for or when a BPF filter is given on a file (so the
+    /// filter has libpcap's exact semantics); the native reader otherwise.
+    pub fn open(input: &Input, backend: Backend, bpf: Option<&str>) -> Result<Source, CaptureError> {
+        let use_libpcap = match input {
+            Input::Stdin => false,
+            Input::File(_) => backend == Backend::Libpcap || bpf.is_some(),
+        };
+        if use_libpcap {
+            LibpcapReader::open(input, bpf).map(Source::Libpcap)
+        } else {
+            NativeReader::open(input, bpf).map(Source::Native)
+        }
+    }
+
+    /// Reads up to `max` frames into `f`; returns the count (0 at the end).
+    pub fn dispatch<F: FnMut(&Frame<'_>)>(&mut self, max: usize, f: F) -> Result<usize, CaptureError> {
+        match self {
+            Source::Native(r) => r.dispatch(max, f),
+            Source::Libpcap(r) => r.dispatch(max, f),
+        }
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> SourceCounters {
+        match self {
+            Source::Native(r) => r.counters(),
+            Source::Libpcap(r) => r.counters(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A classic little-endian microsecond pcap with `frames` (ts_sec, ts_usec, data).
+    pub(crate) fn pcap_bytes(link: u32, nanos: bool, frames: &[(u32, u32, &[u8])]) -> Vec<u8> {
+        let mut v = Vec::new();
+        let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
+        v.extend_from_slice(&magic.to_le_bytes());
+        v.extend_from_slice(&2u16.to_le_bytes());
+        v.extend_from_slice(&4u16.to_le_bytes());
+        v.extend_from_slice(&0i32.to_le_bytes());
+        v.extend_from_slice(&0u32.to_le_bytes());
+        v.extend_from_slice(&65535u32.to_le_bytes());
+        v.extend_from_slice(&link.to_le_bytes());
+        for (s, u, d) in frames {
+            v.extend_from_slice(&s.to_le_bytes());
+            v.extend_from_slice(&u.to_le_bytes());
+            v.extend_from_slice(&(d.len() as u32).to_le_bytes());
+            v.extend_from_slice(&(d.len() as u32 + 4).to_le_bytes());
+            v.extend_from_slice(d);
+        }
+        v
+    }
+
+    fn collect(bytes: Vec<u8>) -> (Vec<(Timestamp, u32, usize)>, Result<(), String>) {
+        let mut out = Vec::new();
+        let r = NativeReader::from_reader("t.pcap".into(), Box::new(std::io::Cursor::new(bytes)), None);
+        let mut rd = match r {
+            Ok(r) => r,
+            Err(e) => return (out, Err(e.to_string())),
+        };
+        loop {
+            match rd.dispatch(2, |f| out.push((f.ts, f.orig_len, f.data.len()))) {
+                Ok(0) => return (out, Ok(())),
+                Ok(_) => {}
+                Err(e) => return (out, Err(e.to_string())),
+            }
+        }
+    }
+
+    #[test]
+    fn reads_micro_and_nano_pcap() {
+        let d: &[u8] = &[1, 2, 3];
+        let (v, r) = collect(pcap_bytes(1, false, &[(10, 5, d), (11, 6, d), (12, 7, d)]));
+        assert!(r.is_ok());
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[0], (Timestamp(10_000_005_000), 7, 3));
+        let (v, _) = collect(pcap_bytes(1, true, &[(10, 5, d)]));
+        assert_eq!(v[0].0, Timestamp(10_000_000_005));
+    }
+
+    #[test]
+    fn truncated_file_keeps_earlier_frames_and_names_packet() {
+        let d: &[u8] = &[9; 40];
+        let mut b = pcap_bytes(1, false, &[(1, 0, d), (2, 0, d)]);
+        b.truncate(b.len() - 10);
+        let (v, r) = collect(b);
+        assert_eq!(v.len(), 1);
+        let msg = r.err().unwrap_or_default();
+        assert!(msg.contains("truncated") && msg.contains("packet 2") && msg.contains("offset 80"), "{msg}");
+    }
+
+    #[test]
+    fn foreign_and_empty_files_are_named() {
+        let (_, r) = collect(vec![0x1f, 0x8b, 8, 0, 0, 0]);
+        let msg = r.err().unwrap_or_default();
+        assert!(msg.contains("gzip"), "{msg}");
+        let (_, r) = collect(Vec::new());
+        assert!(r.err().unwrap_or_default().contains("empty"));
+    }
+
+    #[test]
+    fn absurd_record_length_is_corrupt_not_oom() {
+        let mut b = pcap_bytes(1, false, &[]);
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        b.extend_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        b.extend_from_slice(&[0u8; 100]);
+        let (v, r) = collect(b);
+        assert!(v.is_empty());
+        assert!(r.is_err());
+    }
+}

@@ -1,1 +1,176 @@
-//! config (in progress)
+//! Configuration: the TOML file tree (`deny_unknown_fields`, documented defaults) and
+//! its conversion into the runtime settings of each stage. Command-line flags override
+//! the file (the CLI layer applies them after loading).
+
+use crate::error::ConfigError;
+use crate::flow::FlowConfig;
+use crate::time::Nanos;
+use serde::Deserialize;
+use std::path::Path;
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Flow-table settings.
+    #[serde(default)]
+    pub flow: FlowSection,
+    /// Fragment-table settings.
+    #[serde(default)]
+    pub fragments: FragmentSection,
+}
+
+/// `[flow]`: timeouts in seconds (fractions allowed) and the memory cap.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowSection {
+    /// Idle timeout of established TCP flows. Default 120.
+    pub tcp_idle_secs: f64,
+    /// Idle timeout of TCP flows never past SYN. Default 10.
+    pub tcp_syn_idle_secs: f64,
+    /// Idle timeout of UDP flows. Default 60.
+    pub udp_idle_secs: f64,
+    /// Idle timeout of ICMP and other flows. Default 30.
+    pub other_idle_secs: f64,
+    /// Active timeout (interim records); 0 disables. Default 300.
+    pub active_timeout_secs: f64,
+    /// Linger after TCP teardown for the final ACK. Default 1.
+    pub tcp_close_linger_secs: f64,
+    /// Maximum flows held (memory cap). Default 1,000,000.
+    pub max_flows: usize,
+}
+
+impl Default for FlowSection {
+    fn default() -> Self {
+        FlowSection {
+            tcp_idle_secs: 120.0,
+            tcp_syn_idle_secs: 10.0,
+            udp_idle_secs: 60.0,
+            other_idle_secs: 30.0,
+            active_timeout_secs: 300.0,
+            tcp_close_linger_secs: 1.0,
+            max_flows: 1_000_000,
+        }
+    }
+}
+
+/// `[fragments]`: the bounded table that attributes later IP fragments to flows.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FragmentSection {
+    /// Datagrams remembered at most. Default 65,536.
+    pub capacity: usize,
+    /// Seconds a first fragment's ports are remembered. Default 30.
+    pub timeout_secs: f64,
+}
+
+impl Default for FragmentSection {
+    fn default() -> Self {
+        FragmentSection {
+            capacity: 65_536,
+            timeout_secs: 30.0,
+        }
+    }
+}
+
+fn secs(key: &'static str, v: f64, allow_zero: bool) -> Result<Nanos, ConfigError> {
+    if !v.is_finite() || v < 0.0 || (!allow_zero && v == 0.0) || v > 1e9 {
+        return Err(ConfigError::Invalid {
+            key,
+            value: v.to_string(),
+            reason: if allow_zero {
+                "must be a number of seconds >= 0"
+            } else {
+                "must be a number of seconds > 0"
+            },
+        });
+    }
+    Ok(Nanos::from_secs_f64(v))
+}
+
+impl FlowSection {
+    /// Validates and converts to the flow table's settings.
+    pub fn to_flow_config(&self) -> Result<FlowConfig, ConfigError> {
+        if self.max_flows == 0 || self.max_flows > u32::MAX as usize - 1 {
+            return Err(ConfigError::Invalid {
+                key: "flow.max_flows",
+                value: self.max_flows.to_string(),
+                reason: "must be between 1 and 4294967294",
+            });
+        }
+        let active = secs("flow.active_timeout_secs", self.active_timeout_secs, true)?;
+        Ok(FlowConfig {
+            tcp_idle: secs("flow.tcp_idle_secs", self.tcp_idle_secs, false)?,
+            tcp_syn_idle: secs("flow.tcp_syn_idle_secs", self.tcp_syn_idle_secs, false)?,
+            udp_idle: secs("flow.udp_idle_secs", self.udp_idle_secs, false)?,
+            other_idle: secs("flow.other_idle_secs", self.other_idle_secs, false)?,
+            active_timeout: if active.0 == 0 { None } else { Some(active) },
+            tcp_close_linger: secs("flow.tcp_close_linger_secs", self.tcp_close_linger_secs, true)?,
+            max_flows: self.max_flows,
+        })
+    }
+}
+
+impl FragmentSection {
+    /// Validated (capacity, timeout).
+    pub fn validated(&self) -> Result<(usize, Nanos), ConfigError> {
+        if self.capacity == 0 {
+            return Err(ConfigError::Invalid {
+                key: "fragments.capacity",
+                value: "0".into(),
+                reason: "must be at least 1",
+            });
+        }
+        Ok((
+            self.capacity,
+            secs("fragments.timeout_secs", self.timeout_secs, false)?,
+        ))
+    }
+}
+
+impl ConfigFile {
+    /// Parses TOML text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            detail: e.to_string().trim().replace('\n', " "),
+        })
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_flow_defaults() {
+        let c = ConfigFile::parse("", Path::new("x.toml")).map(|c| c.flow.to_flow_config());
+        assert!(matches!(c, Ok(Ok(f)) if f == FlowConfig::default()));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = ConfigFile::parse("[flow]\nudp_idle = 3\n", Path::new("x.toml"));
+        let msg = e.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("udp_idle"), "{msg}");
+        assert!(msg.contains("x.toml"), "{msg}");
+    }
+
+    #[test]
+    fn zero_active_timeout_disables_and_negative_rejected() {
+        let c = ConfigFile::parse("[flow]\nactive_timeout_secs = 0\n", Path::new("x"));
+        let f = c.ok().and_then(|c| c.flow.to_flow_config().ok());
+        assert_eq!(f.map(|f| f.active_timeout), Some(None));
+        let c = ConfigFile::parse("[flow]\nudp_idle_secs = -1\n", Path::new("x"));
+        assert!(c.ok().map(|c| c.flow.to_flow_config().is_err()).unwrap_or(false));
+    }
+}

@@ -1,1 +1,147 @@
-//! error (in progress)
+//! Library error types. Each message says what failed, where (file, packet number, byte
+//! offset) and, where there is one, what the user can do. Per-packet decode problems are
+//! not errors: they are counted by kind (see [`crate::packet::DecodeError`]).
+
+use std::path::PathBuf;
+
+/// Errors while opening or reading a capture.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// The file could not be opened or read.
+    #[error("{path}: cannot open capture: {source}")]
+    Open {
+        /// The capture path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is empty.
+    #[error("{path}: the file is empty (0 bytes): not a capture")]
+    Empty {
+        /// The capture path.
+        path: String,
+    },
+    /// The header is neither pcap nor pcapng.
+    #[error("{path}: not a pcap or pcapng file (first bytes {magic}){hint}")]
+    NotACapture {
+        /// The capture path.
+        path: String,
+        /// First bytes in hex.
+        magic: String,
+        /// A hint such as "gzip-compressed: decompress it first".
+        hint: String,
+    },
+    /// The file ends inside a record.
+    #[error("{path}: capture is truncated: packet {packet} starting at byte offset {offset} is incomplete (the file ends early; the flows before it were kept)")]
+    Truncated {
+        /// The capture path.
+        path: String,
+        /// 1-based number of the packet that could not be read.
+        packet: u64,
+        /// Byte offset of its record in the file.
+        offset: u64,
+    },
+    /// A record is malformed.
+    #[error("{path}: corrupt capture at packet {packet}, byte offset {offset}: {detail} (the flows before it were kept)")]
+    Corrupt {
+        /// The capture path.
+        path: String,
+        /// 1-based number of the packet that could not be read.
+        packet: u64,
+        /// Byte offset of its record in the file (approximate for libpcap reads).
+        offset: u64,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A read failed part-way.
+    #[error("{path}: read error at byte offset {offset}: {source}")]
+    Read {
+        /// The capture path.
+        path: String,
+        /// Byte offset reached.
+        offset: u64,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The BPF expression did not compile.
+    #[error("invalid BPF filter '{expr}': {detail}")]
+    Bpf {
+        /// The expression.
+        expr: String,
+        /// libpcap's message.
+        detail: String,
+    },
+    /// The requested reader cannot read this input.
+    #[error("{path}: {detail}")]
+    Unsupported {
+        /// The capture path.
+        path: String,
+        /// What is not supported and what to do instead.
+        detail: String,
+    },
+    /// A live interface could not be opened or read.
+    #[error("interface {iface}: {detail}")]
+    Live {
+        /// Interface name.
+        iface: String,
+        /// libpcap's message and a hint.
+        detail: String,
+    },
+}
+
+/// Errors of configuration files and options.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read config: {source}")]
+    Read {
+        /// Config path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is invalid or has unknown keys.
+    #[error("{path}: invalid config: {detail}")]
+    Parse {
+        /// Config path.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        detail: String,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {key} = {value}: {reason}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it is rejected.
+        reason: &'static str,
+    },
+}
+
+/// Errors writing events.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The output could not be opened.
+    #[error("{path}: cannot open output: {source}")]
+    Open {
+        /// Output path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The reader of our output went away (closed pipe): not an error for the user.
+    #[error("output closed by the reader")]
+    BrokenPipe,
+    /// Writing failed (e.g. disk full).
+    #[error("{path}: cannot write events: {source} ({events} events written before the failure)")]
+    Write {
+        /// Output path or "stdout".
+        path: String,
+        /// Events fully written before the failure.
+        events: u64,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}

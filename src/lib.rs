@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod capture;
+pub mod community_id;
 pub mod config;
 pub mod decode;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod fragment;
 pub mod flow;
 pub mod packet;
 pub mod pipeline;
+pub mod progress;
 pub mod sim;
 pub mod stats;
 pub mod time;

@@ -1,1 +1,163 @@
-//! stats (in progress)
+//! Counters of everything the sensor saw, skipped or produced, by bounded reason, in one
+//! place: frames, bytes, decode errors by kind, fragments, ARP, tunnels, flows by end
+//! reason, evictions, events, inputs and their errors. Rendered as the `stats` event.
+
+use crate::flow::{EndReason, FlowCounters};
+use crate::packet::DecodeError;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Fragment-attribution counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FragmentCounters {
+    /// Fragments seen (first and later).
+    pub fragments: u64,
+    /// First fragments whose ports were remembered.
+    pub first: u64,
+    /// Later fragments attributed to their flow.
+    pub attributed: u64,
+    /// Later fragments whose first fragment was not seen (kept in a port-less flow).
+    pub unmatched: u64,
+    /// Remembered datagrams dropped because the table was full.
+    pub evicted: u64,
+}
+
+/// One input file's outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InputStats {
+    /// Path or `<stdin>`.
+    pub path: String,
+    /// Frames read from it.
+    pub frames: u64,
+    /// Frames rejected by the BPF filter (native reader).
+    pub filtered: u64,
+    /// The error that stopped reading it, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Counters of a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Frames read.
+    pub frames: u64,
+    /// Wire bytes of those frames.
+    pub bytes: u64,
+    /// Frames that decoded to an IP packet.
+    pub ip_packets: u64,
+    /// ARP packets.
+    pub arp_packets: u64,
+    /// IP packets found inside a GRE or VXLAN tunnel.
+    pub tunnelled: u64,
+    /// Frames skipped, by decode error kind (indexed by `DecodeError::index`).
+    pub decode_errors: [u64; 8],
+    /// Fragment handling.
+    pub fragments: FragmentCounters,
+    /// Inputs read.
+    pub inputs: Vec<InputStats>,
+    /// Events written.
+    pub events: u64,
+}
+
+impl Stats {
+    /// Counts a skipped frame.
+    #[inline]
+    pub fn decode_error(&mut self, e: DecodeError) {
+        if let Some(c) = self.decode_errors.get_mut(e.index()) {
+            *c += 1;
+        }
+    }
+
+    /// Total frames skipped by the decoder.
+    pub fn decode_errors_total(&self) -> u64 {
+        self.decode_errors.iter().sum()
+    }
+}
+
+/// JSON body of the `stats` event.
+#[derive(Debug, Serialize)]
+pub struct StatsJson<'a> {
+    /// Frames read.
+    pub frames: u64,
+    /// Wire bytes read.
+    pub bytes: u64,
+    /// IP packets decoded.
+    pub ip_packets: u64,
+    /// ARP packets.
+    pub arp_packets: u64,
+    /// IP packets decapsulated from tunnels.
+    pub tunnelled: u64,
+    /// Skipped frames by kind (every kind listed, zero included).
+    pub decode_errors: BTreeMap<&'static str, u64>,
+    /// Sum of `decode_errors`.
+    pub decode_errors_total: u64,
+    /// Fragment counters.
+    pub fragments: FragmentCounters,
+    /// Flow counters.
+    pub flows: FlowsJson,
+    /// Events written before this one.
+    pub events: u64,
+    /// Inputs and their outcomes.
+    pub inputs: &'a [InputStats],
+    /// Wall-clock seconds of the run (the only wall-clock figure in the output).
+    pub wall_time_s: f64,
+    /// Frames per wall-clock second.
+    pub packets_per_sec: f64,
+}
+
+/// Flow part of the `stats` event.
+#[derive(Debug, Serialize)]
+pub struct FlowsJson {
+    /// Flows created.
+    pub created: u64,
+    /// Records emitted by end reason (every reason listed).
+    pub ended: BTreeMap<&'static str, u64>,
+    /// Flows ended early by the memory cap.
+    pub evicted: u64,
+    /// Flows still held when the stats were taken.
+    pub active: u64,
+    /// Largest number held at once.
+    pub peak_active: u64,
+    /// Packets with a timestamp earlier than the flow clock (counted normally).
+    pub ts_backwards: u64,
+}
+
+impl Stats {
+    /// Builds the `stats` event body.
+    pub fn to_json<'a>(&'a self, flows: &FlowCounters, active: u64, wall_s: f64) -> StatsJson<'a> {
+        let decode_errors = DecodeError::ALL
+            .iter()
+            .map(|e| (e.name(), self.decode_errors[e.index()]))
+            .collect();
+        let ended = EndReason::ALL
+            .iter()
+            .map(|r| (r.as_str(), flows.ended[*r as usize]))
+            .collect();
+        StatsJson {
+            frames: self.frames,
+            bytes: self.bytes,
+            ip_packets: self.ip_packets,
+            arp_packets: self.arp_packets,
+            tunnelled: self.tunnelled,
+            decode_errors,
+            decode_errors_total: self.decode_errors_total(),
+            fragments: self.fragments,
+            flows: FlowsJson {
+                created: flows.created,
+                ended,
+                evicted: flows.ended[EndReason::Evicted as usize],
+                active,
+                peak_active: flows.peak_active,
+                ts_backwards: flows.ts_backwards,
+            },
+            events: self.events,
+            inputs: &self.inputs,
+            wall_time_s: wall_s,
+            packets_per_sec: if wall_s > 0.0 {
+                self.frames as f64 / wall_s
+            } else {
+                0.0
+            },
+        }
+    }
+}

@@ -40,7 +40,7 @@ impl Timestamp {
     }
 
     /// `self + d` saturating.
-    pub fn add(self, d: Nanos) -> Self {
+    pub fn plus(self, d: Nanos) -> Self {
         Timestamp(self.0.saturating_add(d.0))
     }
 

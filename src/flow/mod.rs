@@ -177,6 +177,9 @@ pub struct FlowRecord {
     pub icmp: Option<(u8, u8)>,
     /// Tunnel the flow was carried in.
     pub tunnel: Tunnel,
+    /// First packet time of the whole flow (same for every slice; with the key it
+    /// identifies the flow across interim records).
+    pub flow_start: Timestamp,
     /// First packet time of this record (slice).
     pub first_ts: Timestamp,
     /// Last packet time of this record (slice).
@@ -249,6 +252,7 @@ struct Slot {
     hash: u64,
     /// True if the originator is the key's low endpoint.
     orig_is_lo: bool,
+    flow_start: Timestamp,
     first_ts: Timestamp,
     last_ts: Timestamp,
     slice_start: Timestamp,
@@ -287,6 +291,7 @@ impl Slot {
             },
             hash: 0,
             orig_is_lo: true,
+            flow_start: Timestamp(0),
             first_ts: Timestamp(0),
             last_ts: Timestamp(0),
             slice_start: Timestamp(0),
@@ -348,6 +353,7 @@ impl Slot {
             proto: self.key.proto,
             icmp: self.icmp,
             tunnel: self.tunnel,
+            flow_start: self.flow_start,
             first_ts: self.first_ts,
             last_ts: self.last_ts,
             orig_stats: self.dir[0],
@@ -542,7 +548,7 @@ impl FlowTable {
                 if h == NIL {
                     continue;
                 }
-                let deadline = self.slots[h as usize].touched.add(self.timeout_of(l));
+                let deadline = self.slots[h as usize].touched.plus(self.timeout_of(l));
                 if self.clock > deadline && best.is_none_or(|(d, _)| deadline < d) {
                     best = Some((deadline, l));
                 }
@@ -587,6 +593,7 @@ impl FlowTable {
         s.key = key;
         s.hash = hash;
         s.orig_is_lo = orig_is_lo;
+        s.flow_start = pkt.ts;
         s.first_ts = pkt.ts;
         s.last_ts = pkt.ts;
         s.slice_start = pkt.ts;
