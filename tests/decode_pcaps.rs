@@ -349,3 +349,78 @@ fn modbus_hints_match_tshark_counts() {
         });
     }
 }
+
+/// Rough decode speed on in-memory frames (not a timed assertion). Run with
+/// `cargo test --release --test decode_pcaps -- --ignored --nocapture decode_speed`.
+#[test]
+#[ignore]
+fn decode_speed() {
+    // Ethernet / IPv4 / TCP, 60 bytes.
+    let frame: [u8; 60] = [
+        0, 17, 34, 51, 68, 85, 102, 119, 136, 153, 170, 187, 8, 0, // Ethernet
+        0x45, 0, 0, 44, 0xab, 0xcd, 0x40, 0, 64, 6, 0, 0, 192, 168, 1, 10, 192, 168, 1,
+        20, // IPv4
+        0xc0, 0, 0, 80, 0, 0, 16, 0, 0, 0, 32, 0, 0x50, 0x12, 0xfa, 0xf0, 0, 0, 0, 0, // TCP
+        1, 2, 3, 4, 0, 0, // data + padding
+    ];
+    let n = 20_000_000u32;
+    let t = std::time::Instant::now();
+    let mut acc = 0u64;
+    for i in 0..n {
+        let f = Frame {
+            ts: Timestamp(i64::from(i)),
+            link: LinkType::Ethernet,
+            orig_len: 60,
+            data: std::hint::black_box(&frame[..]),
+        };
+        if let Ok(PacketSummary::Ip(p)) = decode(std::hint::black_box(&f)) {
+            acc += u64::from(p.src_port) + u64::from(p.payload_len);
+        }
+    }
+    let ns = t.elapsed().as_nanos() as f64 / f64::from(n);
+    eprintln!(
+        "eth/ipv4/tcp: {ns:.1} ns/frame ({:.1} Mpps) [{acc}]",
+        1e3 / ns
+    );
+
+    // Every frame of a real capture, many times over.
+    let Some(rel) = Some("robustness/encapsulation/erspan.pcap") else {
+        return;
+    };
+    let path = PathBuf::from(PCAPS).join(rel);
+    let Ok(file) = std::fs::File::open(&path) else {
+        return;
+    };
+    let mut reader = create_reader(1 << 20, file).expect(rel);
+    let mut frames: Vec<(Vec<u8>, u32)> = Vec::new();
+    loop {
+        match reader.next() {
+            Ok((off, PcapBlockOwned::Legacy(b))) => {
+                frames.push((b.data.to_vec(), b.origlen));
+                reader.consume(off);
+            }
+            Ok((off, _)) => reader.consume(off),
+            Err(PcapError::Incomplete(_)) => {
+                if reader.refill().is_err() {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let rounds = 20_000;
+    let t = std::time::Instant::now();
+    for _ in 0..rounds {
+        for (d, orig) in &frames {
+            let f = Frame {
+                ts: Timestamp(0),
+                link: LinkType::Ethernet,
+                orig_len: *orig,
+                data: d,
+            };
+            acc += u64::from(decode(std::hint::black_box(&f)).is_ok());
+        }
+    }
+    let ns = t.elapsed().as_nanos() as f64 / (rounds * frames.len()) as f64;
+    eprintln!("{rel} (GRE/TEB mix): {ns:.1} ns/frame [{acc}]");
+}
