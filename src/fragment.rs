@@ -1,9 +1,18 @@
 //! IPv4/IPv6 fragment attribution: remembers the transport ports of first fragments in a
-//! bounded, timed table keyed by (src, dst, proto, IP id) and fills them into later
+//! bounded, timed table keyed by (VLANs, src, dst, proto, IP id) and fills them into later
 //! fragments so every fragment counts toward its flow. Owns nothing else.
+//!
+//! Bounds: at most `capacity` datagrams; when full, the oldest entry is evicted (counted
+//! by [`FragmentTable::evicted`]). Entries live for `timeout_ns` of packet time after their
+//! first fragment was seen, then are dropped (counted by [`FragmentTable::expired`]); an
+//! entry is *not* removed when the last fragment arrives, because fragments may come out
+//! of order or duplicated. A repeated first fragment refreshes the remembered ports but
+//! keeps the entry's age. All memory is allocated in [`FragmentTable::new`].
 
-use crate::packet::IpPacket;
+use crate::packet::{Addr, IpPacket};
 use crate::time::Timestamp;
+use hashbrown::HashMap;
+use std::collections::VecDeque;
 
 /// What the fragment table did with one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,25 +27,386 @@ pub enum FragOutcome {
     Unmatched,
 }
 
+/// Identity of one IP datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FragKey {
+    vlan: [u16; 2],
+    src: Addr,
+    dst: Addr,
+    proto: u8,
+    id: u32,
+}
+
+impl FragKey {
+    fn of(pkt: &IpPacket) -> Self {
+        FragKey {
+            vlan: pkt.vlan,
+            src: pkt.src,
+            dst: pkt.dst,
+            proto: pkt.proto,
+            id: pkt.frag.id,
+        }
+    }
+}
+
+/// What a first fragment left behind for its later fragments.
+#[derive(Debug, Clone, Copy)]
+struct FragEntry {
+    src_port: u16,
+    dst_port: u16,
+    icmp_id: u16,
+    /// Flow-clock time the entry was created (also stored in the age ring).
+    created: Timestamp,
+}
+
 /// Bounded table of first-fragment ports.
 #[derive(Debug, Default)]
-pub struct FragmentTable {}
+pub struct FragmentTable {
+    map: HashMap<FragKey, FragEntry, foldhash::fast::RandomState>,
+    /// Keys in creation order, one per map entry, with their creation time.
+    ages: VecDeque<(FragKey, Timestamp)>,
+    capacity: usize,
+    timeout_ns: i64,
+    evicted: u64,
+    expired: u64,
+    attributed: u64,
+    unmatched: u64,
+    firsts: u64,
+}
 
 impl FragmentTable {
     /// A table holding at most `capacity` datagrams for at most `timeout_ns` of packet time.
+    /// A capacity of 0 remembers nothing (every later fragment is [`FragOutcome::Unmatched`]).
     pub fn new(capacity: usize, timeout_ns: i64) -> Self {
-        let _ = (capacity, timeout_ns);
-        FragmentTable {}
+        FragmentTable {
+            map: HashMap::with_capacity_and_hasher(
+                capacity,
+                foldhash::fast::RandomState::default(),
+            ),
+            ages: VecDeque::with_capacity(capacity),
+            capacity,
+            timeout_ns,
+            ..FragmentTable::default()
+        }
     }
 
     /// Attributes `pkt` (see [`FragOutcome`]); `now` is the flow clock.
     pub fn attribute(&mut self, pkt: &mut IpPacket, now: Timestamp) -> FragOutcome {
-        let _ = (pkt, now);
-        FragOutcome::NotFragment
+        if !pkt.frag.is_fragment {
+            return FragOutcome::NotFragment;
+        }
+        self.expire(now);
+        let key = FragKey::of(pkt);
+        if pkt.frag.offset == 0 {
+            self.firsts += 1;
+            self.remember(key, pkt, now);
+            return FragOutcome::First;
+        }
+        match self.map.get(&key) {
+            Some(e) if now.since(e.created).0 <= self.timeout_ns => {
+                pkt.src_port = e.src_port;
+                pkt.dst_port = e.dst_port;
+                pkt.icmp_id = e.icmp_id;
+                self.attributed += 1;
+                FragOutcome::Attributed
+            }
+            _ => {
+                self.unmatched += 1;
+                FragOutcome::Unmatched
+            }
+        }
+    }
+
+    /// Stores (or refreshes) the ports of a first fragment.
+    fn remember(&mut self, key: FragKey, pkt: &IpPacket, now: Timestamp) {
+        if let Some(e) = self.map.get_mut(&key) {
+            e.src_port = pkt.src_port;
+            e.dst_port = pkt.dst_port;
+            e.icmp_id = pkt.icmp_id;
+            return;
+        }
+        if self.capacity == 0 {
+            self.evicted += 1;
+            return;
+        }
+        while self.map.len() >= self.capacity {
+            match self.ages.pop_front() {
+                Some((old, _)) => {
+                    self.map.remove(&old);
+                    self.evicted += 1;
+                }
+                None => break,
+            }
+        }
+        self.map.insert(
+            key,
+            FragEntry {
+                src_port: pkt.src_port,
+                dst_port: pkt.dst_port,
+                icmp_id: pkt.icmp_id,
+                created: now,
+            },
+        );
+        self.ages.push_back((key, now));
+    }
+
+    /// Drops entries created more than `timeout_ns` before `now`, oldest first. Also called
+    /// by [`FragmentTable::attribute`]; call it from the periodic sweep when fragments stop.
+    pub fn expire(&mut self, now: Timestamp) {
+        while let Some(&(key, created)) = self.ages.front() {
+            if now.since(created).0 <= self.timeout_ns {
+                break;
+            }
+            self.ages.pop_front();
+            self.map.remove(&key);
+            self.expired += 1;
+        }
+    }
+
+    /// Number of datagrams currently remembered.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no datagram is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 
     /// Number of first-fragment entries dropped because the table was full.
     pub fn evicted(&self) -> u64 {
-        0
+        self.evicted
+    }
+
+    /// Number of first-fragment entries dropped because they outlived the timeout.
+    pub fn expired(&self) -> u64 {
+        self.expired
+    }
+
+    /// Number of later fragments that got their ports from a first fragment.
+    pub fn attributed(&self) -> u64 {
+        self.attributed
+    }
+
+    /// Number of later fragments with no (live) first fragment.
+    pub fn unmatched(&self) -> u64 {
+        self.unmatched
+    }
+
+    /// Number of first fragments seen (including repeats).
+    pub fn first_fragments(&self) -> u64 {
+        self.firsts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{proto, AppHint, FragInfo, Tunnel};
+
+    fn frag(id: u32, offset: u16, more: bool, ports: (u16, u16)) -> IpPacket {
+        IpPacket {
+            ts: Timestamp(0),
+            wire_len: 100,
+            src_mac: None,
+            dst_mac: None,
+            vlan: [0, 0],
+            mpls_labels: 0,
+            tunnel: Tunnel::None,
+            src: Addr::v4([10, 0, 0, 1]),
+            dst: Addr::v4([10, 0, 0, 2]),
+            proto: proto::UDP,
+            src_port: ports.0,
+            dst_port: ports.1,
+            icmp_id: 0,
+            has_l4: offset == 0,
+            ip_len: 100,
+            payload_len: 80,
+            ttl: 64,
+            tcp_flags: 0,
+            tcp_seq: 0,
+            tcp_ack: 0,
+            tcp_window: 0,
+            frag: FragInfo {
+                is_fragment: offset > 0 || more,
+                offset,
+                more,
+                id,
+            },
+            app: AppHint::None,
+        }
+    }
+
+    const SEC: i64 = 1_000_000_000;
+
+    #[test]
+    fn first_then_later_fragments_are_attributed() {
+        let mut t = FragmentTable::new(8, 30 * SEC);
+        let mut first = frag(7, 0, true, (5000, 53));
+        assert_eq!(t.attribute(&mut first, Timestamp(0)), FragOutcome::First);
+        let mut mid = frag(7, 185, true, (0, 0));
+        assert_eq!(
+            t.attribute(&mut mid, Timestamp(SEC)),
+            FragOutcome::Attributed
+        );
+        assert_eq!((mid.src_port, mid.dst_port, mid.has_l4), (5000, 53, false));
+        // The last fragment does not remove the entry: a duplicate still matches.
+        let mut last = frag(7, 370, false, (0, 0));
+        assert_eq!(
+            t.attribute(&mut last, Timestamp(SEC)),
+            FragOutcome::Attributed
+        );
+        let mut dup = frag(7, 370, false, (0, 0));
+        assert_eq!(
+            t.attribute(&mut dup, Timestamp(2 * SEC)),
+            FragOutcome::Attributed
+        );
+        assert_eq!(dup.dst_port, 53);
+        assert_eq!(
+            (t.attributed(), t.unmatched(), t.first_fragments()),
+            (3, 0, 1)
+        );
+    }
+
+    #[test]
+    fn not_fragments_untouched_and_unknown_unmatched() {
+        let mut t = FragmentTable::new(8, 30 * SEC);
+        let mut p = frag(1, 0, false, (1, 2));
+        assert_eq!(t.attribute(&mut p, Timestamp(0)), FragOutcome::NotFragment);
+        assert!(t.is_empty());
+        let mut later = frag(99, 10, false, (0, 0));
+        assert_eq!(
+            t.attribute(&mut later, Timestamp(0)),
+            FragOutcome::Unmatched
+        );
+        assert_eq!((later.src_port, later.dst_port), (0, 0));
+        assert_eq!(t.unmatched(), 1);
+    }
+
+    #[test]
+    fn key_includes_addresses_proto_and_vlan() {
+        let mut t = FragmentTable::new(8, 30 * SEC);
+        let mut first = frag(7, 0, true, (5000, 53));
+        t.attribute(&mut first, Timestamp(0));
+        let mut other_vlan = frag(7, 10, false, (0, 0));
+        other_vlan.vlan = [5, 0];
+        assert_eq!(
+            t.attribute(&mut other_vlan, Timestamp(0)),
+            FragOutcome::Unmatched
+        );
+        let mut other_proto = frag(7, 10, false, (0, 0));
+        other_proto.proto = proto::TCP;
+        assert_eq!(
+            t.attribute(&mut other_proto, Timestamp(0)),
+            FragOutcome::Unmatched
+        );
+        let mut reversed = frag(7, 10, false, (0, 0));
+        std::mem::swap(&mut reversed.src, &mut reversed.dst);
+        assert_eq!(
+            t.attribute(&mut reversed, Timestamp(0)),
+            FragOutcome::Unmatched
+        );
+    }
+
+    #[test]
+    fn full_table_evicts_oldest_first() {
+        let mut t = FragmentTable::new(2, 30 * SEC);
+        for id in 1..=3u32 {
+            let mut f = frag(id, 0, true, (1000 + id as u16, 80));
+            t.attribute(&mut f, Timestamp(i64::from(id)));
+        }
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.evicted(), 1);
+        let mut of1 = frag(1, 5, false, (0, 0));
+        assert_eq!(t.attribute(&mut of1, Timestamp(4)), FragOutcome::Unmatched);
+        let mut of3 = frag(3, 5, false, (0, 0));
+        assert_eq!(t.attribute(&mut of3, Timestamp(4)), FragOutcome::Attributed);
+        assert_eq!(of3.src_port, 1003);
+    }
+
+    #[test]
+    fn entries_expire_on_packet_time() {
+        let mut t = FragmentTable::new(8, 30 * SEC);
+        let mut first = frag(7, 0, true, (5000, 53));
+        t.attribute(&mut first, Timestamp(0));
+        let mut in_time = frag(7, 10, true, (0, 0));
+        assert_eq!(
+            t.attribute(&mut in_time, Timestamp(30 * SEC)),
+            FragOutcome::Attributed
+        );
+        let mut late = frag(7, 20, false, (0, 0));
+        assert_eq!(
+            t.attribute(&mut late, Timestamp(30 * SEC + 1)),
+            FragOutcome::Unmatched
+        );
+        assert_eq!((t.expired(), t.len()), (1, 0));
+    }
+
+    #[test]
+    fn repeated_first_fragment_refreshes_ports_not_age() {
+        let mut t = FragmentTable::new(8, 10 * SEC);
+        let mut a = frag(7, 0, true, (1, 2));
+        t.attribute(&mut a, Timestamp(0));
+        let mut b = frag(7, 0, true, (3, 4));
+        t.attribute(&mut b, Timestamp(5 * SEC));
+        assert_eq!(t.len(), 1);
+        let mut later = frag(7, 10, false, (0, 0));
+        assert_eq!(
+            t.attribute(&mut later, Timestamp(6 * SEC)),
+            FragOutcome::Attributed
+        );
+        assert_eq!((later.src_port, later.dst_port), (3, 4));
+        let mut after = frag(7, 10, false, (0, 0));
+        assert_eq!(
+            t.attribute(&mut after, Timestamp(11 * SEC)),
+            FragOutcome::Unmatched
+        );
+    }
+
+    #[test]
+    fn icmp_id_is_attributed() {
+        let mut t = FragmentTable::new(8, 10 * SEC);
+        let mut first = frag(9, 0, true, (8, 0));
+        first.proto = proto::ICMP;
+        first.icmp_id = 0x1234;
+        t.attribute(&mut first, Timestamp(0));
+        let mut later = frag(9, 185, false, (0, 0));
+        later.proto = proto::ICMP;
+        assert_eq!(
+            t.attribute(&mut later, Timestamp(0)),
+            FragOutcome::Attributed
+        );
+        assert_eq!(
+            (later.src_port, later.dst_port, later.icmp_id),
+            (8, 0, 0x1234)
+        );
+    }
+
+    #[test]
+    fn zero_capacity_remembers_nothing() {
+        let mut t = FragmentTable::new(0, 10 * SEC);
+        let mut first = frag(9, 0, true, (8, 0));
+        assert_eq!(t.attribute(&mut first, Timestamp(0)), FragOutcome::First);
+        let mut later = frag(9, 185, false, (0, 0));
+        assert_eq!(
+            t.attribute(&mut later, Timestamp(0)),
+            FragOutcome::Unmatched
+        );
+        assert_eq!(t.evicted(), 1);
+    }
+
+    #[test]
+    fn no_growth_beyond_capacity() {
+        let mut t = FragmentTable::new(64, 10 * SEC);
+        let cap_map = t.map.capacity();
+        let cap_ring = t.ages.capacity();
+        for id in 0..10_000u32 {
+            let mut f = frag(id, 0, true, (1, 2));
+            t.attribute(&mut f, Timestamp(i64::from(id)));
+        }
+        assert_eq!(t.len(), 64);
+        assert_eq!(t.map.capacity(), cap_map, "map reallocated");
+        assert_eq!(t.ages.capacity(), cap_ring, "ring reallocated");
+        assert_eq!(t.evicted(), 10_000 - 64);
     }
 }

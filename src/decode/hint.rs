@@ -1,0 +1,108 @@
+//! Application-layer hints read from the first captured bytes of a transport payload:
+//! the first DNS question name (length and label entropy) and the Modbus/TCP function
+//! code. No allocation; only captured bytes inside the IP length are looked at.
+
+use crate::packet::{proto, AppHint};
+
+/// Modbus/TCP port.
+const MODBUS_PORT: u16 = 502;
+/// DNS and mDNS ports.
+const DNS_PORT: u16 = 53;
+const MDNS_PORT: u16 = 5353;
+/// Longest DNS name in wire form (RFC 1035 §3.1).
+const MAX_NAME_WIRE_LEN: usize = 255;
+
+/// The hint for a transport payload given the transport protocol and ports.
+#[inline]
+pub(super) fn detect(ip_proto: u8, src_port: u16, dst_port: u16, payload: &[u8]) -> AppHint {
+    match ip_proto {
+        proto::UDP
+            if matches!(src_port, DNS_PORT | MDNS_PORT)
+                || matches!(dst_port, DNS_PORT | MDNS_PORT) =>
+        {
+            dns(payload)
+        }
+        proto::TCP if src_port == DNS_PORT || dst_port == DNS_PORT => {
+            // DNS over TCP: a 2-byte message length comes first.
+            dns(payload.get(2..).unwrap_or(&[]))
+        }
+        proto::TCP if src_port == MODBUS_PORT || dst_port == MODBUS_PORT => {
+            modbus(payload, dst_port == MODBUS_PORT)
+        }
+        _ => AppHint::None,
+    }
+}
+
+/// DNS header (12 bytes) with at least one question; the first QNAME's labels are read up
+/// to the root, a compression pointer, a bad label length, or the end of the captured bytes.
+fn dns(msg: &[u8]) -> AppHint {
+    let Some([_, _, flags, _, q0, q1, ..]) =
+        msg.get(..12).and_then(|h| <[u8; 12]>::try_from(h).ok())
+    else {
+        return AppHint::None;
+    };
+    if u16::from_be_bytes([q0, q1]) == 0 {
+        return AppHint::None;
+    }
+    let mut pos = 12usize;
+    let mut chars = 0usize;
+    let mut labels = 0usize;
+    let mut longest: &[u8] = &[];
+    while let Some(&len) = msg.get(pos) {
+        let len = usize::from(len);
+        // 0 = root; 0xC0 = compression pointer; 0x40/0x80 = reserved: stop on all.
+        if len == 0 || len > 63 || pos - 12 + 1 + len > MAX_NAME_WIRE_LEN {
+            break;
+        }
+        let Some(label) = msg.get(pos + 1..pos + 1 + len) else {
+            break;
+        };
+        labels += 1;
+        chars += len;
+        if len > longest.len() {
+            longest = label;
+        }
+        pos += 1 + len;
+    }
+    let qname_len = chars + labels.saturating_sub(1);
+    AppHint::Dns {
+        query: flags & 0x80 == 0,
+        qname_len: u16::try_from(qname_len).unwrap_or(u16::MAX),
+        label_entropy: shannon_entropy(longest),
+    }
+}
+
+/// Shannon entropy in bits per character of `label`, ASCII case folded (DNS names are
+/// case-insensitive). 0 for an empty label.
+pub(super) fn shannon_entropy(label: &[u8]) -> f32 {
+    if label.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u8; 256];
+    for &b in label {
+        let c = &mut counts[usize::from(b.to_ascii_lowercase())];
+        *c = c.saturating_add(1);
+    }
+    let n = label.len() as f64;
+    let mut h = 0.0f64;
+    for &c in counts.iter().filter(|&&c| c > 0) {
+        let p = f64::from(c) / n;
+        h -= p * p.log2();
+    }
+    h as f32
+}
+
+/// Modbus/TCP: MBAP header (transaction id, protocol id 0, length 2..=254, unit id) and the
+/// function code at byte 7.
+fn modbus(payload: &[u8], request: bool) -> AppHint {
+    let Some([_, _, p0, p1, l0, l1, _unit, function]) =
+        payload.get(..8).and_then(|h| <[u8; 8]>::try_from(h).ok())
+    else {
+        return AppHint::None;
+    };
+    let len = u16::from_be_bytes([l0, l1]);
+    if u16::from_be_bytes([p0, p1]) != 0 || !(2..=254).contains(&len) {
+        return AppHint::None;
+    }
+    AppHint::Modbus { request, function }
+}
