@@ -121,7 +121,12 @@ struct BpfFilter {
 }
 
 impl BpfFilter {
-    fn matches(&mut self, link: LinkType, link_num: u32, data: &[u8]) -> Result<bool, CaptureError> {
+    fn matches(
+        &mut self,
+        link: LinkType,
+        link_num: u32,
+        data: &[u8],
+    ) -> Result<bool, CaptureError> {
         if let Some((_, _, p)) = self.programs.iter().find(|(l, _, _)| *l == link) {
             return Ok(p.filter(data));
         }
@@ -373,9 +378,11 @@ impl NativeReader {
                                 })
                             }
                             None => {
-                                failure = Some(
-                                    corrupt_at(&self.name, &self.counters, "simple packet block before any interface".into()),
-                                )
+                                failure = Some(corrupt_at(
+                                    &self.name,
+                                    &self.counters,
+                                    "simple packet block before any interface".into(),
+                                ))
                             }
                         },
                         PcapBlockOwned::NG(_) => {}
@@ -606,7 +613,11 @@ pub enum Source {
 impl Source {
     /// Opens `input`: libpcap when asked for or when a BPF filter is given on a file (so the
     /// filter has libpcap's exact semantics); the native reader otherwise.
-    pub fn open(input: &Input, backend: Backend, bpf: Option<&str>) -> Result<Source, CaptureError> {
+    pub fn open(
+        input: &Input,
+        backend: Backend,
+        bpf: Option<&str>,
+    ) -> Result<Source, CaptureError> {
         let use_libpcap = match input {
             Input::Stdin => false,
             Input::File(_) => backend == Backend::Libpcap || bpf.is_some(),
@@ -619,7 +630,11 @@ impl Source {
     }
 
     /// Reads up to `max` frames into `f`; returns the count (0 at the end).
-    pub fn dispatch<F: FnMut(&Frame<'_>)>(&mut self, max: usize, f: F) -> Result<usize, CaptureError> {
+    pub fn dispatch<F: FnMut(&Frame<'_>)>(
+        &mut self,
+        max: usize,
+        f: F,
+    ) -> Result<usize, CaptureError> {
         match self {
             Source::Native(r) => r.dispatch(max, f),
             Source::Libpcap(r) => r.dispatch(max, f),
@@ -660,9 +675,12 @@ mod tests {
         v
     }
 
-    fn collect(bytes: Vec<u8>) -> (Vec<(Timestamp, u32, usize)>, Result<(), String>) {
+    type Collected = (Vec<(Timestamp, u32, usize)>, Result<(), String>);
+
+    fn collect(bytes: Vec<u8>) -> Collected {
         let mut out = Vec::new();
-        let r = NativeReader::from_reader("t.pcap".into(), Box::new(std::io::Cursor::new(bytes)), None);
+        let r =
+            NativeReader::from_reader("t.pcap".into(), Box::new(std::io::Cursor::new(bytes)), None);
         let mut rd = match r {
             Ok(r) => r,
             Err(e) => return (out, Err(e.to_string())),
@@ -695,7 +713,10 @@ mod tests {
         let (v, r) = collect(b);
         assert_eq!(v.len(), 1);
         let msg = r.err().unwrap_or_default();
-        assert!(msg.contains("truncated") && msg.contains("packet 2") && msg.contains("offset 80"), "{msg}");
+        assert!(
+            msg.contains("truncated") && msg.contains("packet 2") && msg.contains("offset 80"),
+            "{msg}"
+        );
     }
 
     #[test]

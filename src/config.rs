@@ -105,7 +105,11 @@ impl FlowSection {
             udp_idle: secs("flow.udp_idle_secs", self.udp_idle_secs, false)?,
             other_idle: secs("flow.other_idle_secs", self.other_idle_secs, false)?,
             active_timeout: if active.0 == 0 { None } else { Some(active) },
-            tcp_close_linger: secs("flow.tcp_close_linger_secs", self.tcp_close_linger_secs, true)?,
+            tcp_close_linger: secs(
+                "flow.tcp_close_linger_secs",
+                self.tcp_close_linger_secs,
+                true,
+            )?,
             max_flows: self.max_flows,
         })
     }
@@ -171,6 +175,9 @@ mod tests {
         let f = c.ok().and_then(|c| c.flow.to_flow_config().ok());
         assert_eq!(f.map(|f| f.active_timeout), Some(None));
         let c = ConfigFile::parse("[flow]\nudp_idle_secs = -1\n", Path::new("x"));
-        assert!(c.ok().map(|c| c.flow.to_flow_config().is_err()).unwrap_or(false));
+        assert!(c
+            .ok()
+            .map(|c| c.flow.to_flow_config().is_err())
+            .unwrap_or(false));
     }
 }

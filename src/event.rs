@@ -344,7 +344,11 @@ impl EventWriter {
     }
 
     /// Writes a `stats` event stamped with packet time `ts`.
-    pub fn write_stats<T: Serialize>(&mut self, ts: Timestamp, stats: &T) -> Result<(), OutputError> {
+    pub fn write_stats<T: Serialize>(
+        &mut self,
+        ts: Timestamp,
+        stats: &T,
+    ) -> Result<(), OutputError> {
         self.emit(&StatsEvent {
             timestamp: ts.to_eve_string(),
             event_type: "stats",

@@ -133,7 +133,11 @@ pub struct ReplayOutcome {
     pub frames: u64,
 }
 
-fn write_finished(engine: &mut Engine, w: &mut EventWriter, n: &mut u64) -> Result<(), OutputError> {
+fn write_finished(
+    engine: &mut Engine,
+    w: &mut EventWriter,
+    n: &mut u64,
+) -> Result<(), OutputError> {
     for rec in engine.finished.drain(..) {
         w.write_flow(&rec)?;
         *n += 1;
@@ -144,7 +148,10 @@ fn write_finished(engine: &mut Engine, w: &mut EventWriter, n: &mut u64) -> Resu
 /// Replays the inputs in order into `writer`. A damaged input is reported in the outcome
 /// (and in the `stats` event) and reading continues with the next one; flows seen before
 /// the damage are kept. Only output failures are returned as errors.
-pub fn replay(opts: &ReplayOptions, writer: &mut EventWriter) -> Result<ReplayOutcome, OutputError> {
+pub fn replay(
+    opts: &ReplayOptions,
+    writer: &mut EventWriter,
+) -> Result<ReplayOutcome, OutputError> {
     let wall = Instant::now();
     let mut engine = Engine::new(opts.flow, opts.frag_capacity, opts.frag_timeout);
     let mut outcome = ReplayOutcome::default();
@@ -193,7 +200,9 @@ pub fn replay(opts: &ReplayOptions, writer: &mut EventWriter) -> Result<ReplayOu
     outcome.frames = engine.stats.frames;
     let wall_s = wall.elapsed().as_secs_f64();
     let flows = engine.flows();
-    let json = engine.stats.to_json(flows.counters(), flows.len() as u64, wall_s);
+    let json = engine
+        .stats
+        .to_json(flows.counters(), flows.len() as u64, wall_s);
     writer.write_stats(flows.clock(), &json)?;
     writer.flush()?;
     Ok(outcome)

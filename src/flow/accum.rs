@@ -171,9 +171,18 @@ mod tests {
     fn dirstats_counts_and_iat() {
         let mut d = DirStats::default();
         d.push(Timestamp(1_000_000_000), 60, 40, 0, tcp_flags::SYN);
-        d.push(Timestamp(1_002_000_000), 100, 80, 40, tcp_flags::ACK | tcp_flags::PSH);
+        d.push(
+            Timestamp(1_002_000_000),
+            100,
+            80,
+            40,
+            tcp_flags::ACK | tcp_flags::PSH,
+        );
         d.push(Timestamp(1_006_000_000), 100, 80, 40, tcp_flags::ACK);
-        assert_eq!((d.pkts, d.bytes, d.ip_bytes, d.payload_bytes), (3, 260, 200, 80));
+        assert_eq!(
+            (d.pkts, d.bytes, d.ip_bytes, d.payload_bytes),
+            (3, 260, 200, 80)
+        );
         assert_eq!(d.zero_payload_pkts, 1);
         assert_eq!(d.flags.syn, 1);
         assert_eq!(d.flags.ack, 2);

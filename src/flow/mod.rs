@@ -482,7 +482,9 @@ impl FlowTable {
         let slots = &self.slots;
         let found = self
             .index
-            .find(hash, |&i| slots.get(i as usize).is_some_and(|s| s.key == key))
+            .find(hash, |&i| {
+                slots.get(i as usize).is_some_and(|s| s.key == key)
+            })
             .copied();
         let syn_only = pkt.proto == proto::TCP
             && pkt.tcp_flags & crate::packet::tcp_flags::SYN != 0
@@ -654,7 +656,13 @@ impl FlowTable {
         if pkt.ts > s.last_ts {
             s.last_ts = pkt.ts;
         }
-        s.dir[d].push(pkt.ts, pkt.wire_len, pkt.ip_len, pkt.payload_len, pkt.tcp_flags);
+        s.dir[d].push(
+            pkt.ts,
+            pkt.wire_len,
+            pkt.ip_len,
+            pkt.payload_len,
+            pkt.tcp_flags,
+        );
         if s.macs[d].is_none() {
             s.macs[d] = pkt.src_mac;
         }

@@ -355,18 +355,35 @@ mod tests {
     #[test]
     fn attempt_states() {
         assert_eq!(run(&[(true, SYN, 1, 0)]).0, ConnState::S0);
-        assert_eq!(run(&[(true, SYN, 1, 0), (false, RST | ACK, 0, 0)]).0, ConnState::REJ);
-        assert_eq!(run(&[(true, SYN, 1, 0), (true, RST, 2, 0)]).0, ConnState::RSTOS0);
-        assert_eq!(run(&[(true, SYN, 1, 0), (true, FIN, 2, 0)]).0, ConnState::SH);
+        assert_eq!(
+            run(&[(true, SYN, 1, 0), (false, RST | ACK, 0, 0)]).0,
+            ConnState::REJ
+        );
+        assert_eq!(
+            run(&[(true, SYN, 1, 0), (true, RST, 2, 0)]).0,
+            ConnState::RSTOS0
+        );
+        assert_eq!(
+            run(&[(true, SYN, 1, 0), (true, FIN, 2, 0)]).0,
+            ConnState::SH
+        );
         // nmap half-open scan of an open port: SYN, SYN-ACK, RST from the scanner.
-        let (s, h) = run(&[(true, SYN, 1, 0), (false, SYN | ACK, 9, 0), (true, RST, 2, 0)]);
+        let (s, h) = run(&[
+            (true, SYN, 1, 0),
+            (false, SYN | ACK, 9, 0),
+            (true, RST, 2, 0),
+        ]);
         assert_eq!(s, ConnState::RSTO);
         assert_eq!(h, "ShR");
     }
 
     #[test]
     fn established_and_half_closed() {
-        let hs = [(true, SYN, 1, 0), (false, SYN | ACK, 9, 0), (true, ACK, 2, 0)];
+        let hs = [
+            (true, SYN, 1, 0),
+            (false, SYN | ACK, 9, 0),
+            (true, ACK, 2, 0),
+        ];
         assert_eq!(run(&hs).0, ConnState::S1);
         let mut v = hs.to_vec();
         v.push((true, FIN | ACK, 2, 0));

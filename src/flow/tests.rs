@@ -264,7 +264,10 @@ fn dns_and_modbus_hints_are_summarised() {
     let dns = out.iter().find(|r| r.proto == proto::UDP);
     assert_eq!(dns.map(|r| r.app.dns_qname_max), Some(42));
     let mb = out.iter().find(|r| r.proto == proto::TCP);
-    assert_eq!(mb.map(|r| (r.app.modbus_requests, r.app.modbus_writes)), Some((2, 1)));
+    assert_eq!(
+        mb.map(|r| (r.app.modbus_requests, r.app.modbus_writes)),
+        Some((2, 1))
+    );
 }
 
 #[test]
