@@ -73,6 +73,10 @@ pub struct ReplayArgs {
     /// Never show the progress line.
     #[arg(long)]
     pub no_progress: bool,
+    /// Flow-table worker threads (0 = everything on one thread). Default: one per core
+    /// beyond the capture thread, at least one. Output is identical for any value.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
     /// Flow-table overrides.
     #[command(flatten)]
     pub flow: FlowArgs,
@@ -118,6 +122,9 @@ impl ReplayArgs {
             frag_capacity,
             frag_timeout,
             progress: !self.no_progress,
+            workers: self
+                .workers
+                .unwrap_or_else(flowsentry::pipeline::default_workers),
         })
     }
 }

@@ -25,6 +25,7 @@ pub mod event;
 pub mod flow;
 pub mod forest;
 pub mod fragment;
+pub mod order;
 pub mod packet;
 pub mod pipeline;
 pub mod progress;

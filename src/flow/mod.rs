@@ -199,6 +199,12 @@ pub struct FlowRecord {
     pub history: History,
     /// Why this record was emitted.
     pub reason: EndReason,
+    /// Logical packet time at which the record was due: the idle deadline (last activity
+    /// plus the timeout), the end of the close linger, the packet time that triggered an
+    /// interim record or an eviction, or `Timestamp(i64::MAX)` for the end-of-input flush.
+    /// Records are written in (`emit_ts`, `first_ts`, key, slice) order, which does not
+    /// depend on how flows are sharded across workers.
+    pub emit_ts: Timestamp,
     /// 0 for the first record of a flow; n for the n-th interim continuation.
     pub slice: u32,
     /// Application-layer summary (DNS, Modbus).
@@ -318,7 +324,7 @@ impl Slot {
         self.dir[0].pkts + self.dir[1].pkts
     }
 
-    fn record(&self, reason: EndReason) -> FlowRecord {
+    fn record(&self, reason: EndReason, emit_ts: Timestamp) -> FlowRecord {
         let (lo, hi) = (
             (self.key.addr_lo, self.key.port_lo),
             (self.key.addr_hi, self.key.port_hi),
@@ -363,6 +369,7 @@ impl Slot {
             conn_state,
             history: self.history,
             reason,
+            emit_ts,
             slice: self.slice,
             app: self.app,
             fragments: self.fragments,
@@ -469,10 +476,19 @@ impl FlowTable {
     /// Accounts one IP packet; records of flows that end (expiry, teardown, eviction,
     /// interim) are appended to `out`.
     pub fn observe(&mut self, pkt: &IpPacket, out: &mut Vec<FlowRecord>) {
-        if !self.clock_set || pkt.ts > self.clock {
-            self.clock = pkt.ts;
+        self.observe_at(pkt, pkt.ts, out);
+    }
+
+    /// Like [`FlowTable::observe`], for a table that holds one shard of the flows: `clock`
+    /// is the global flow clock after this packet (the largest timestamp seen by the
+    /// capture stage), so every shard sees the same time as a single table would.
+    pub fn observe_at(&mut self, pkt: &IpPacket, clock: Timestamp, out: &mut Vec<FlowRecord>) {
+        let now = if clock > pkt.ts { clock } else { pkt.ts };
+        if !self.clock_set || now > self.clock {
+            self.clock = now;
             self.clock_set = true;
-        } else if pkt.ts < self.clock {
+        }
+        if pkt.ts < self.clock {
             self.counters.ts_backwards += 1;
         }
         self.expire(out);
@@ -493,7 +509,8 @@ impl FlowTable {
             Some(i) if self.slots[i as usize].list == L_CLOSING && syn_only => {
                 // A new connection reuses the 5-tuple of one that just closed.
                 let reason = self.close_reason(i);
-                self.end(i, reason, out);
+                let now = self.clock;
+                self.end(i, reason, now, out);
                 self.create(key, hash, src_is_lo, pkt, out)
             }
             Some(i) => i,
@@ -518,7 +535,7 @@ impl FlowTable {
             } else {
                 reason
             };
-            self.end(i, r, out);
+            self.end(i, r, Timestamp(i64::MAX), out);
         }
     }
 
@@ -555,14 +572,14 @@ impl FlowTable {
                     best = Some((deadline, l));
                 }
             }
-            let Some((_, l)) = best else { return };
+            let Some((deadline, l)) = best else { return };
             let i = self.lists[l as usize].head;
             let reason = if l == L_CLOSING {
                 self.close_reason(i)
             } else {
                 EndReason::IdleTimeout
             };
-            self.end(i, reason, out);
+            self.end(i, reason, deadline, out);
         }
     }
 
@@ -630,7 +647,8 @@ impl FlowTable {
             }
         }
         if let Some((_, i)) = best {
-            self.end(i, EndReason::Evicted, out);
+            let now = self.clock;
+            self.end(i, EndReason::Evicted, now, out);
         }
     }
 
@@ -640,7 +658,7 @@ impl FlowTable {
         if let Some(active) = self.cfg.active_timeout {
             let s = &self.slots[idx as usize];
             if s.pkts() > 0 && pkt.ts.since(s.slice_start) >= active {
-                out.push(s.record(EndReason::ActiveTimeout));
+                out.push(s.record(EndReason::ActiveTimeout, clock));
                 self.counters.ended[EndReason::ActiveTimeout as usize] += 1;
                 self.slots[idx as usize].reset_slice(pkt.ts);
             }
@@ -752,10 +770,10 @@ impl FlowTable {
         self.lists[l].tail = idx;
     }
 
-    fn end(&mut self, idx: u32, reason: EndReason, out: &mut Vec<FlowRecord>) {
+    fn end(&mut self, idx: u32, reason: EndReason, emit_ts: Timestamp, out: &mut Vec<FlowRecord>) {
         self.unlink(idx);
         let s = &self.slots[idx as usize];
-        out.push(s.record(reason));
+        out.push(s.record(reason, emit_ts));
         let hash = s.hash;
         if let Ok(e) = self.index.find_entry(hash, |&i| i == idx) {
             e.remove();
