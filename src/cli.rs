@@ -22,8 +22,200 @@ pub struct Cli {
 pub enum Command {
     /// Replay pcap/pcapng files (or `-` for stdin) into flow events (JSON Lines).
     Replay(ReplayArgs),
+    /// Capture live from an interface (SPAN/mirror port) until SIGINT/SIGTERM.
+    Live(LiveArgs),
     /// Write a deterministic, labelled scenario capture.
     Simulate(flowsentry::sim::SimulateArgs),
+    /// Configuration file tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `flowsentry config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Parse and validate a TOML config file (unknown keys are errors naming the key).
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
+/// `flowsentry live`.
+#[derive(Debug, Clone, Args)]
+pub struct LiveArgs {
+    /// Interface to capture on [config capture.interface].
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub iface: Option<String>,
+    /// BPF filter expression [config capture.bpf].
+    #[arg(long, value_name = "EXPR")]
+    pub bpf: Option<String>,
+    /// Bytes captured per frame [config capture.snaplen, default 1518].
+    #[arg(long, value_name = "N")]
+    pub snaplen: Option<i32>,
+    /// Kernel ring buffer size in MiB [config capture.buffer_mb, default 64].
+    #[arg(long, value_name = "N")]
+    pub buffer_mb: Option<i32>,
+    /// Promiscuous mode [config capture.promisc].
+    #[arg(long)]
+    pub promisc: bool,
+    /// Capture threads in one PACKET_FANOUT group [config capture.capture_threads, default 1].
+    #[arg(long, value_name = "N")]
+    pub capture_threads: Option<usize>,
+    /// Flow-table workers per capture thread [config pipeline.workers].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Events file, `-` for stdout [config output.path].
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<String>,
+    /// Rotate the events file at this size in MiB [config output.rotate_mb].
+    #[arg(long, value_name = "MB")]
+    pub out_rotate_mb: Option<u64>,
+    /// Rotate the events file at this age in seconds [config output.rotate_secs].
+    #[arg(long, value_name = "SECS")]
+    pub out_rotate_secs: Option<u64>,
+    /// Seconds between `stats` events [config output.stats_interval_secs, default 60].
+    #[arg(long, value_name = "SECS")]
+    pub stats_interval: Option<f64>,
+    /// Drop root to this user once the capture handle is open [config sensor.user].
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// TOML config file (flags override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Flow-table overrides.
+    #[command(flatten)]
+    pub flow: FlowArgs,
+}
+
+/// Applies flow-table flag overrides to the config.
+fn apply_flow(cfg: &mut ConfigFile, a: &FlowArgs) {
+    let f = &mut cfg.flow;
+    if let Some(v) = a.tcp_idle {
+        f.tcp_idle_secs = v;
+    }
+    if let Some(v) = a.tcp_syn_idle {
+        f.tcp_syn_idle_secs = v;
+    }
+    if let Some(v) = a.udp_idle {
+        f.udp_idle_secs = v;
+    }
+    if let Some(v) = a.other_idle {
+        f.other_idle_secs = v;
+    }
+    if let Some(v) = a.active_timeout {
+        f.active_timeout_secs = v;
+    }
+    if let Some(v) = a.tcp_linger {
+        f.tcp_close_linger_secs = v;
+    }
+    if let Some(v) = a.max_flows {
+        f.max_flows = v;
+    }
+}
+
+fn load(path: &Option<PathBuf>) -> Result<ConfigFile, ConfigError> {
+    match path {
+        Some(p) => ConfigFile::load(p),
+        None => Ok(ConfigFile::default()),
+    }
+}
+
+/// Checked settings of `flowsentry live`.
+pub struct LiveSettings {
+    /// Pipeline options.
+    pub run: flowsentry::pipeline::LiveRunOptions,
+    /// Output path (`-` = stdout).
+    pub out: String,
+    /// Rotation of a file output.
+    pub rotation: flowsentry::event::Rotation,
+}
+
+impl LiveArgs {
+    /// Loads the config (if any), applies flag overrides, validates.
+    pub fn to_settings(&self) -> Result<LiveSettings, ConfigError> {
+        let mut cfg = load(&self.config)?;
+        apply_flow(&mut cfg, &self.flow);
+        let c = &mut cfg.capture;
+        if let Some(v) = &self.iface {
+            c.interface = Some(v.clone());
+        }
+        if let Some(v) = &self.bpf {
+            c.bpf = Some(v.clone());
+        }
+        if let Some(v) = self.snaplen {
+            c.snaplen = v;
+        }
+        if let Some(v) = self.buffer_mb {
+            c.buffer_mb = v;
+        }
+        if self.promisc {
+            c.promisc = true;
+        }
+        if let Some(v) = self.capture_threads {
+            c.capture_threads = v;
+        }
+        if let Some(v) = self.workers {
+            cfg.pipeline.workers = Some(v);
+        }
+        let o = &mut cfg.output;
+        if let Some(v) = &self.out {
+            o.path = v.clone();
+        }
+        if let Some(v) = self.out_rotate_mb {
+            o.rotate_mb = Some(v);
+        }
+        if let Some(v) = self.out_rotate_secs {
+            o.rotate_secs = Some(v);
+        }
+        if let Some(v) = self.stats_interval {
+            o.stats_interval_secs = v;
+        }
+        if let Some(v) = &self.user {
+            cfg.sensor.user = Some(v.clone());
+        }
+        cfg.validate()?;
+        let Some(iface) = cfg.capture.interface.clone() else {
+            return Err(ConfigError::Invalid {
+                key: "capture.interface",
+                value: "(none)".into(),
+                reason: "give the interface with -i IFACE or capture.interface",
+            });
+        };
+        let (frag_capacity, frag_timeout) = cfg.fragments.validated()?;
+        let c = &cfg.capture;
+        Ok(LiveSettings {
+            run: flowsentry::pipeline::LiveRunOptions {
+                capture: flowsentry::capture::LiveOptions {
+                    iface,
+                    bpf: c.bpf.clone(),
+                    snaplen: c.snaplen,
+                    buffer_mb: c.buffer_mb,
+                    promisc: c.promisc,
+                    timeout_ms: c.timeout_ms,
+                    fanout_group: None,
+                },
+                capture_threads: c.capture_threads,
+                workers: cfg
+                    .pipeline
+                    .workers
+                    .unwrap_or_else(|| {
+                        (flowsentry::pipeline::default_workers() / c.capture_threads).max(1)
+                    })
+                    .max(1),
+                flow: cfg.flow.to_flow_config()?,
+                frag_capacity,
+                frag_timeout,
+                stats_interval: std::time::Duration::from_secs_f64(cfg.output.stats_interval_secs),
+                user: cfg.sensor.user.clone(),
+            },
+            out: cfg.output.path.clone(),
+            rotation: flowsentry::event::Rotation {
+                max_bytes: cfg.output.rotate_mb.map(|m| m.saturating_mul(1 << 20)),
+                max_secs: cfg.output.rotate_secs,
+            },
+        })
+    }
 }
 
 /// Flow-table overrides shared by replay and live.
@@ -61,15 +253,16 @@ pub struct ReplayArgs {
     /// BPF filter expression (libpcap syntax).
     #[arg(long, value_name = "EXPR")]
     pub bpf: Option<String>,
-    /// Output path for events, `-` for stdout.
-    #[arg(long, default_value = "-", value_name = "PATH")]
-    pub out: String,
+    /// Output path for events, `-` for stdout [config output.path, default `-`].
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<String>,
     /// TOML config file (flags override it).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// File reader: native (pcap-parser, fastest) or libpcap (used anyway with --bpf).
-    #[arg(long, value_enum, default_value_t = Backend::Native)]
-    pub reader: Backend,
+    /// File reader: native (pcap-parser, fastest) or libpcap (used anyway with --bpf)
+    /// [config capture.reader, default native].
+    #[arg(long, value_enum)]
+    pub reader: Option<Backend>,
     /// Never show the progress line.
     #[arg(long)]
     pub no_progress: bool,
@@ -83,48 +276,43 @@ pub struct ReplayArgs {
 }
 
 impl ReplayArgs {
-    /// Loads the config (if any), applies flag overrides, validates.
-    pub fn to_options(&self) -> Result<ReplayOptions, ConfigError> {
-        let mut cfg = match &self.config {
-            Some(p) => ConfigFile::load(p)?,
-            None => ConfigFile::default(),
+    /// Loads the config (if any), applies flag overrides, validates. Returns the options
+    /// and the output path.
+    pub fn to_options(&self) -> Result<(ReplayOptions, String), ConfigError> {
+        let mut cfg = load(&self.config)?;
+        apply_flow(&mut cfg, &self.flow);
+        if let Some(b) = &self.bpf {
+            cfg.capture.bpf = Some(b.clone());
+        }
+        if let Some(w) = self.workers {
+            cfg.pipeline.workers = Some(w);
+        }
+        if let Some(o) = &self.out {
+            cfg.output.path = o.clone();
+        }
+        cfg.validate()?;
+        let backend = match self.reader {
+            Some(b) => b,
+            None if cfg.capture.reader == "libpcap" => Backend::Libpcap,
+            None => Backend::Native,
         };
-        let f = &mut cfg.flow;
-        let a = &self.flow;
-        if let Some(v) = a.tcp_idle {
-            f.tcp_idle_secs = v;
-        }
-        if let Some(v) = a.tcp_syn_idle {
-            f.tcp_syn_idle_secs = v;
-        }
-        if let Some(v) = a.udp_idle {
-            f.udp_idle_secs = v;
-        }
-        if let Some(v) = a.other_idle {
-            f.other_idle_secs = v;
-        }
-        if let Some(v) = a.active_timeout {
-            f.active_timeout_secs = v;
-        }
-        if let Some(v) = a.tcp_linger {
-            f.tcp_close_linger_secs = v;
-        }
-        if let Some(v) = a.max_flows {
-            f.max_flows = v;
-        }
         let flow = cfg.flow.to_flow_config()?;
         let (frag_capacity, frag_timeout) = cfg.fragments.validated()?;
-        Ok(ReplayOptions {
-            inputs: self.files.iter().map(|s| Input::from_arg(s)).collect(),
-            backend: self.reader,
-            bpf: self.bpf.clone(),
-            flow,
-            frag_capacity,
-            frag_timeout,
-            progress: !self.no_progress,
-            workers: self
-                .workers
-                .unwrap_or_else(flowsentry::pipeline::default_workers),
-        })
+        Ok((
+            ReplayOptions {
+                inputs: self.files.iter().map(|s| Input::from_arg(s)).collect(),
+                backend,
+                bpf: cfg.capture.bpf.clone(),
+                flow,
+                frag_capacity,
+                frag_timeout,
+                progress: !self.no_progress,
+                workers: cfg
+                    .pipeline
+                    .workers
+                    .unwrap_or_else(flowsentry::pipeline::default_workers),
+            },
+            cfg.output.path.clone(),
+        ))
     }
 }

@@ -18,6 +18,99 @@ pub struct ConfigFile {
     /// Fragment-table settings.
     #[serde(default)]
     pub fragments: FragmentSection,
+    /// Capture settings (live interface, BPF, file reader).
+    #[serde(default)]
+    pub capture: CaptureSection,
+    /// Threading.
+    #[serde(default)]
+    pub pipeline: PipelineSection,
+    /// Event output.
+    #[serde(default)]
+    pub output: OutputSection,
+    /// Process settings.
+    #[serde(default)]
+    pub sensor: SensorSection,
+}
+
+/// `[capture]`: where frames come from. Every key has a command-line flag of the same
+/// meaning (`--bpf`, `-i`, `--snaplen`, `--buffer-mb`, `--promisc`, `--capture-threads`,
+/// `--reader`); the flag wins.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureSection {
+    /// Live interface name (`live -i`).
+    pub interface: Option<String>,
+    /// BPF filter expression.
+    pub bpf: Option<String>,
+    /// Bytes captured per frame. Default 1518.
+    pub snaplen: i32,
+    /// Kernel ring buffer in MiB. Default 64.
+    pub buffer_mb: i32,
+    /// Promiscuous mode. Default false.
+    pub promisc: bool,
+    /// Capture threads joined in one PACKET_FANOUT group. Default 1.
+    pub capture_threads: usize,
+    /// libpcap read timeout in ms (how often a quiet link returns). Default 100.
+    pub timeout_ms: i32,
+    /// File reader: "native" or "libpcap". Default "native".
+    pub reader: String,
+}
+
+impl Default for CaptureSection {
+    fn default() -> Self {
+        CaptureSection {
+            interface: None,
+            bpf: None,
+            snaplen: 1518,
+            buffer_mb: 64,
+            promisc: false,
+            capture_threads: 1,
+            timeout_ms: 100,
+            reader: "native".into(),
+        }
+    }
+}
+
+/// `[pipeline]`: threads.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    /// Flow-table workers (per capture thread when live); default one per core beyond the
+    /// capture thread. 0 = single-threaded replay.
+    pub workers: Option<usize>,
+}
+
+/// `[output]`: where events go.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSection {
+    /// Path of the events file, `-` for stdout. Default `-`.
+    pub path: String,
+    /// Rotate the file at this size (MiB).
+    pub rotate_mb: Option<u64>,
+    /// Rotate the file at this age (seconds).
+    pub rotate_secs: Option<u64>,
+    /// Seconds between live `stats` events. Default 60.
+    pub stats_interval_secs: f64,
+}
+
+impl Default for OutputSection {
+    fn default() -> Self {
+        OutputSection {
+            path: "-".into(),
+            rotate_mb: None,
+            rotate_secs: None,
+            stats_interval_secs: 60.0,
+        }
+    }
+}
+
+/// `[sensor]`: process settings.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensorSection {
+    /// Drop root to this user once the capture handles are open.
+    pub user: Option<String>,
 }
 
 /// `[flow]`: timeouts in seconds (fractions allowed) and the memory cap.
@@ -133,6 +226,61 @@ impl FragmentSection {
 }
 
 impl ConfigFile {
+    /// Checks every value that can be checked without opening anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.flow.to_flow_config()?;
+        self.fragments.validated()?;
+        let c = &self.capture;
+        if c.snaplen < 64 {
+            return Err(ConfigError::Invalid {
+                key: "capture.snaplen",
+                value: c.snaplen.to_string(),
+                reason: "must be at least 64 bytes",
+            });
+        }
+        if c.buffer_mb < 1 {
+            return Err(ConfigError::Invalid {
+                key: "capture.buffer_mb",
+                value: c.buffer_mb.to_string(),
+                reason: "must be at least 1",
+            });
+        }
+        if c.capture_threads == 0 || c.capture_threads > 64 {
+            return Err(ConfigError::Invalid {
+                key: "capture.capture_threads",
+                value: c.capture_threads.to_string(),
+                reason: "must be between 1 and 64",
+            });
+        }
+        if c.timeout_ms < 1 {
+            return Err(ConfigError::Invalid {
+                key: "capture.timeout_ms",
+                value: c.timeout_ms.to_string(),
+                reason: "must be at least 1",
+            });
+        }
+        if c.reader != "native" && c.reader != "libpcap" {
+            return Err(ConfigError::Invalid {
+                key: "capture.reader",
+                value: c.reader.clone(),
+                reason: "must be \"native\" or \"libpcap\"",
+            });
+        }
+        secs(
+            "output.stats_interval_secs",
+            self.output.stats_interval_secs,
+            false,
+        )?;
+        if self.output.rotate_mb == Some(0) || self.output.rotate_secs == Some(0) {
+            return Err(ConfigError::Invalid {
+                key: "output.rotate_mb / output.rotate_secs",
+                value: "0".into(),
+                reason: "must be at least 1 (omit the key to disable rotation)",
+            });
+        }
+        Ok(())
+    }
+
     /// Parses TOML text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {

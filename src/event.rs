@@ -268,12 +268,42 @@ fn flow_event(rec: &FlowRecord) -> FlowEventJson {
     }
 }
 
-/// Writes events as JSON Lines to a buffered output and counts them.
+/// When the output file is rotated (renamed aside and reopened).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rotation {
+    /// Rotate once the file holds this many bytes.
+    pub max_bytes: Option<u64>,
+    /// Rotate once the file has been open this many seconds.
+    pub max_secs: Option<u64>,
+}
+
+enum Out {
+    Stream(std::io::BufWriter<Box<dyn Write + Send>>),
+    File {
+        w: std::io::BufWriter<std::fs::File>,
+        path: std::path::PathBuf,
+        rotation: Rotation,
+        bytes: u64,
+        opened: std::time::Instant,
+    },
+}
+
+fn open_append(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// Writes events as JSON Lines to a buffered output and counts them. A file output can be
+/// rotated by size or age and reopened (SIGHUP, logrotate); it is fsynced on rotation,
+/// reopen and [`EventWriter::close`].
 pub struct EventWriter {
-    out: std::io::BufWriter<Box<dyn Write + Send>>,
+    out: Out,
     name: String,
     line: Vec<u8>,
     written: u64,
+    rotations: u64,
 }
 
 /// Envelope of the `stats` event.
@@ -289,14 +319,15 @@ impl EventWriter {
     /// Wraps a byte sink; `name` is used in error messages (a path or "stdout").
     pub fn new(out: Box<dyn Write + Send>, name: &str) -> EventWriter {
         EventWriter {
-            out: std::io::BufWriter::with_capacity(1 << 16, out),
+            out: Out::Stream(std::io::BufWriter::with_capacity(1 << 16, out)),
             name: name.to_string(),
             line: Vec::with_capacity(1024),
             written: 0,
+            rotations: 0,
         }
     }
 
-    /// Opens `path` for writing (`-` = stdout).
+    /// Opens `path` for writing (`-` = stdout). Files are created or truncated.
     pub fn open(path: &str) -> Result<EventWriter, OutputError> {
         if path == "-" {
             return Ok(EventWriter::new(Box::new(std::io::stdout()), "stdout"));
@@ -306,6 +337,141 @@ impl EventWriter {
             source,
         })?;
         Ok(EventWriter::new(Box::new(f), path))
+    }
+
+    /// Opens `path` for appending, with rotation (the live sensor's file output).
+    pub fn open_rotating(
+        path: &std::path::Path,
+        rotation: Rotation,
+    ) -> Result<EventWriter, OutputError> {
+        let name = path.display().to_string();
+        let f = open_append(path).map_err(|source| OutputError::Open {
+            path: name.clone(),
+            source,
+        })?;
+        let bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(EventWriter {
+            out: Out::File {
+                w: std::io::BufWriter::with_capacity(1 << 16, f),
+                path: path.to_path_buf(),
+                rotation,
+                bytes,
+                opened: std::time::Instant::now(),
+            },
+            name,
+            line: Vec::with_capacity(1024),
+            written: 0,
+            rotations: 0,
+        })
+    }
+
+    /// Files rotated so far.
+    pub fn rotations(&self) -> u64 {
+        self.rotations
+    }
+
+    /// Flushes and fsyncs a file output, then opens its path again (after logrotate moved
+    /// it). Streams are only flushed.
+    pub fn reopen(&mut self) -> Result<(), OutputError> {
+        self.flush()?;
+        if let Out::File {
+            w,
+            path,
+            bytes,
+            opened,
+            ..
+        } = &mut self.out
+        {
+            let sync = w.get_ref().sync_all();
+            let f = open_append(path).map_err(|source| OutputError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+            *bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
+            *w = std::io::BufWriter::with_capacity(1 << 16, f);
+            *opened = std::time::Instant::now();
+            if let Err(source) = sync {
+                return Err(OutputError::Write {
+                    path: self.name.clone(),
+                    events: self.written,
+                    source,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Renames the current file to `<path>.<UTC time>[.<n>]` and starts a new one.
+    fn rotate(&mut self) -> Result<(), OutputError> {
+        self.flush()?;
+        let name = self.name.clone();
+        let written = self.written;
+        if let Out::File {
+            w,
+            path,
+            bytes,
+            opened,
+            ..
+        } = &mut self.out
+        {
+            let werr = |source| OutputError::Write {
+                path: name.clone(),
+                events: written,
+                source,
+            };
+            w.get_ref().sync_all().map_err(werr)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0);
+            let stamp: String = Timestamp::from_micros(now)
+                .to_eve_string()
+                .chars()
+                .filter(|c| c.is_ascii_digit() || *c == 'T')
+                .take(15)
+                .collect();
+            let mut target = path.with_file_name(format!(
+                "{}.{}",
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("events"),
+                stamp
+            ));
+            let mut k = 1;
+            while target.exists() {
+                target = path.with_file_name(format!(
+                    "{}.{}.{}",
+                    path.file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or("events"),
+                    stamp,
+                    k
+                ));
+                k += 1;
+            }
+            std::fs::rename(&*path, &target).map_err(werr)?;
+            let f = open_append(path).map_err(werr)?;
+            *w = std::io::BufWriter::with_capacity(1 << 16, f);
+            *bytes = 0;
+            *opened = std::time::Instant::now();
+            self.rotations += 1;
+        }
+        Ok(())
+    }
+
+    /// Flushes and fsyncs (files) everything written; call before exiting.
+    pub fn close(&mut self) -> Result<(), OutputError> {
+        self.flush()?;
+        if let Out::File { w, .. } = &mut self.out {
+            if let Err(source) = w.get_ref().sync_all() {
+                return Err(OutputError::Write {
+                    path: self.name.clone(),
+                    events: self.written,
+                    source,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Events written so far.
@@ -330,10 +496,32 @@ impl EventWriter {
         serde_json::to_writer(&mut self.line, v)
             .map_err(|e| self.io_err(std::io::Error::other(e)))?;
         self.line.push(b'\n');
-        if let Err(e) = self.out.write_all(&self.line) {
+        let res = match &mut self.out {
+            Out::Stream(w) => w.write_all(&self.line),
+            Out::File { w, bytes, .. } => {
+                *bytes += self.line.len() as u64;
+                w.write_all(&self.line)
+            }
+        };
+        if let Err(e) = res {
             return Err(self.io_err(e));
         }
         self.written += 1;
+        if let Out::File {
+            rotation,
+            bytes,
+            opened,
+            ..
+        } = &self.out
+        {
+            let due = rotation.max_bytes.is_some_and(|m| *bytes >= m)
+                || rotation
+                    .max_secs
+                    .is_some_and(|s| opened.elapsed().as_secs() >= s);
+            if due {
+                self.rotate()?;
+            }
+        }
         Ok(())
     }
 
@@ -364,6 +552,30 @@ impl EventWriter {
 
     /// Flushes buffered events to the sink.
     pub fn flush(&mut self) -> Result<(), OutputError> {
-        self.out.flush().map_err(|e| self.io_err(e))
+        let r = match &mut self.out {
+            Out::Stream(w) => w.flush(),
+            Out::File { w, .. } => w.flush(),
+        };
+        r.map_err(|e| self.io_err(e))
+    }
+
+    /// Rotates a time-rotated file whose age is due even when no event arrives.
+    pub fn rotate_if_due(&mut self) -> Result<(), OutputError> {
+        if let Out::File {
+            rotation,
+            opened,
+            bytes,
+            ..
+        } = &self.out
+        {
+            if *bytes > 0
+                && rotation
+                    .max_secs
+                    .is_some_and(|s| opened.elapsed().as_secs() >= s)
+            {
+                return self.rotate();
+            }
+        }
+        Ok(())
     }
 }

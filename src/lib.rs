@@ -28,6 +28,7 @@ pub mod fragment;
 pub mod order;
 pub mod packet;
 pub mod pipeline;
+pub mod privilege;
 pub mod progress;
 pub mod sim;
 pub mod stats;

@@ -14,7 +14,7 @@
 //! Output is the same for any worker count as long as the memory cap is not reached (the
 //! cap is split evenly across shards, so eviction choices can differ).
 
-use crate::capture::{Backend, Input, Source};
+use crate::capture::{Backend, Input, LiveOptions, LiveSource, Source};
 use crate::error::OutputError;
 use crate::event::EventWriter;
 use crate::flow::{EndReason, FlowConfig, FlowCounters, FlowKey, FlowRecord, FlowTable};
@@ -25,7 +25,9 @@ use crate::progress::Progress;
 use crate::stats::{InputStats, Stats};
 use crate::time::{Nanos, Timestamp};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Frames read per dispatch call; after each call every shard learns the clock.
 const DISPATCH: usize = 4096;
@@ -140,6 +142,16 @@ impl Front {
     /// The global flow clock (largest frame timestamp so far).
     pub fn clock(&self) -> Timestamp {
         self.clock
+    }
+
+    /// Moves the clock forward to `t` (never backwards). The live sensor calls this from a
+    /// timer when no packet arrives, so flows still expire on a quiet link; replay never
+    /// does.
+    pub fn advance_to(&mut self, t: Timestamp) {
+        if !self.clock_set || t > self.clock {
+            self.clock = t;
+            self.clock_set = true;
+        }
     }
 
     /// Copies fragment-table counters into the stats.
@@ -345,20 +357,57 @@ fn replay_inline(
     finish(front, &counters, table.len() as u64, wall, writer, outcome)
 }
 
+/// Run-time controls set from signal handlers (plain flags; the handlers do nothing else).
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    /// Stop capturing, flush every flow (reason `shutdown`), write final stats.
+    pub stop: Arc<AtomicBool>,
+    /// Reopen the output file (logrotate) at the next opportunity.
+    pub reopen: Arc<AtomicBool>,
+}
+
+/// Settings of the live sensor.
+#[derive(Debug, Clone)]
+pub struct LiveRunOptions {
+    /// The capture handle settings.
+    pub capture: LiveOptions,
+    /// Capture threads (each a handle in one PACKET_FANOUT group when more than one).
+    pub capture_threads: usize,
+    /// Flow-table workers per capture thread.
+    pub workers: usize,
+    /// Flow-table settings (the memory cap is split across all workers).
+    pub flow: FlowConfig,
+    /// Fragment table capacity (per capture thread).
+    pub frag_capacity: usize,
+    /// Fragment table timeout.
+    pub frag_timeout: Nanos,
+    /// Interval between `stats` events.
+    pub stats_interval: Duration,
+    /// Drop root to this user once the capture handles are open.
+    pub user: Option<String>,
+}
+
 /// Messages to a flow-table worker.
 enum ToWorker {
     /// Packets with the global clock after each; then the clock every shard has reached.
-    Batch(Vec<(IpPacket, Timestamp)>, Timestamp),
+    Batch(Batch, Timestamp),
     /// End every open flow with this reason, report, and stop.
     Flush(EndReason, Timestamp),
 }
 
 /// Messages from a worker to the merging thread.
 enum FromWorker {
-    /// Finished records and the worker's watermark.
-    Records(usize, Vec<FlowRecord>, Timestamp),
-    /// The worker's final counters and open-flow count.
-    Done(FlowCounters, u64),
+    /// Finished records, the worker's watermark, its batch time (ns) and counters.
+    Records {
+        id: usize,
+        recs: Vec<FlowRecord>,
+        watermark: Timestamp,
+        batch_ns: u64,
+        counters: FlowCounters,
+        active: u64,
+    },
+    /// The worker has flushed and stops.
+    Done,
 }
 
 fn worker_loop(
@@ -373,15 +422,21 @@ fn worker_loop(
     for msg in rx.iter() {
         match msg {
             ToWorker::Batch(mut pkts, clock) => {
+                let t0 = Instant::now();
                 for (p, c) in pkts.drain(..) {
                     table.observe_at(&p, c, &mut out);
                 }
                 table.advance_clock(clock, &mut out);
-                let w = table.clock();
-                if tx
-                    .send(FromWorker::Records(id, std::mem::take(&mut out), w))
-                    .is_err()
-                {
+                let batch_ns = t0.elapsed().as_nanos() as u64;
+                let msg = FromWorker::Records {
+                    id,
+                    recs: std::mem::take(&mut out),
+                    watermark: table.clock(),
+                    batch_ns,
+                    counters: *table.counters(),
+                    active: table.len() as u64,
+                };
+                if tx.send(msg).is_err() {
                     return;
                 }
                 let _ = free.try_send(pkts);
@@ -389,12 +444,15 @@ fn worker_loop(
             ToWorker::Flush(reason, clock) => {
                 table.advance_clock(clock, &mut out);
                 table.flush(reason, &mut out);
-                let _ = tx.send(FromWorker::Records(
+                let _ = tx.send(FromWorker::Records {
                     id,
-                    std::mem::take(&mut out),
-                    Timestamp(i64::MAX),
-                ));
-                let _ = tx.send(FromWorker::Done(*table.counters(), table.len() as u64));
+                    recs: std::mem::take(&mut out),
+                    watermark: Timestamp(i64::MAX),
+                    batch_ns: 0,
+                    counters: *table.counters(),
+                    active: table.len() as u64,
+                });
+                let _ = tx.send(FromWorker::Done);
                 return;
             }
         }
@@ -405,13 +463,17 @@ fn worker_loop(
 type Batch = Vec<(IpPacket, Timestamp)>;
 
 /// The threaded downstream: routes packets by the symmetric flow-key hash into per-worker
-/// batches and publishes the clock to every worker after each dispatch round.
+/// batches and publishes the clock to every worker after each dispatch round. In replay
+/// it blocks when a queue is full; live, it never blocks libpcap: a batch that does not
+/// fit is dropped and its packets counted in `queue_full`.
 struct Router {
     batches: Vec<Batch>,
     to_workers: Vec<Sender<ToWorker>>,
     free: Receiver<Batch>,
     hasher: foldhash::fast::FixedState,
     alive: bool,
+    blocking: bool,
+    queue_full: Vec<u64>,
 }
 
 impl Router {
@@ -419,6 +481,37 @@ impl Router {
         self.free
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(BATCH_PKTS))
+    }
+
+    fn send(&mut self, s: usize, pkts: Batch, clock: Timestamp) {
+        if self.blocking {
+            if self.to_workers[s]
+                .send(ToWorker::Batch(pkts, clock))
+                .is_err()
+            {
+                self.alive = false;
+            }
+            return;
+        }
+        match self.to_workers[s].try_send(ToWorker::Batch(pkts, clock)) {
+            Ok(()) => {}
+            Err(crossbeam_channel::TrySendError::Full(ToWorker::Batch(mut lost, _))) => {
+                self.queue_full[s] += lost.len() as u64;
+                lost.clear();
+                // Keep the buffer for reuse.
+                if self.batches[s].capacity() == 0 {
+                    self.batches[s] = lost;
+                }
+            }
+            Err(crossbeam_channel::TrySendError::Full(ToWorker::Flush(..))) => {}
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => self.alive = false,
+        }
+    }
+
+    fn flush_workers(&self, reason: EndReason, clock: Timestamp) {
+        for tx in &self.to_workers {
+            let _ = tx.send(ToWorker::Flush(reason, clock));
+        }
     }
 }
 
@@ -432,12 +525,7 @@ impl Downstream for Router {
         if self.batches[s].len() >= BATCH_PKTS {
             let fresh = self.fresh();
             let full = std::mem::replace(&mut self.batches[s], fresh);
-            if self.to_workers[s]
-                .send(ToWorker::Batch(full, clock))
-                .is_err()
-            {
-                self.alive = false;
-            }
+            self.send(s, full, clock);
         }
     }
 
@@ -446,15 +534,180 @@ impl Downstream for Router {
         for s in 0..self.batches.len() {
             let fresh = self.fresh();
             let pkts = std::mem::replace(&mut self.batches[s], fresh);
-            if self.to_workers[s]
-                .send(ToWorker::Batch(pkts, clock))
-                .is_err()
-            {
-                self.alive = false;
-            }
+            self.send(s, pkts, clock);
         }
         self.alive
     }
+}
+
+/// Workers of one capture thread, started.
+struct WorkerSet {
+    router: Router,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn spawn_workers(
+    first_id: usize,
+    n: usize,
+    cfg: FlowConfig,
+    out_tx: &Sender<FromWorker>,
+    blocking: bool,
+) -> Result<WorkerSet, OutputError> {
+    let (free_tx, free_rx) = bounded::<Batch>(n * (QUEUE_BATCHES + 2));
+    let mut to_workers = Vec::with_capacity(n);
+    let mut handles = Vec::with_capacity(n);
+    for k in 0..n {
+        let id = first_id + k;
+        let (tx, rx) = bounded::<ToWorker>(QUEUE_BATCHES);
+        to_workers.push(tx);
+        let (otx, ftx) = (out_tx.clone(), free_tx.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("flow-worker-{id}"))
+            .spawn(move || worker_loop(id, cfg, rx, otx, ftx))
+            .map_err(|e| thread_error("flow worker", e))?;
+        handles.push(h);
+    }
+    Ok(WorkerSet {
+        router: Router {
+            batches: (0..n).map(|_| Vec::with_capacity(BATCH_PKTS)).collect(),
+            to_workers,
+            free: free_rx,
+            hasher: foldhash::fast::FixedState::with_seed(0x5a4d_f10e),
+            alive: true,
+            blocking,
+            queue_full: vec![0; n],
+        },
+        handles,
+    })
+}
+
+fn thread_error(what: &str, e: std::io::Error) -> OutputError {
+    OutputError::Write {
+        path: format!("{what} thread"),
+        events: 0,
+        source: e,
+    }
+}
+
+/// What a capture thread hands back when it ends.
+struct CaptureResult {
+    front: Front,
+    errors: Vec<String>,
+}
+
+/// The merging thread's state: reorder buffer, per-worker counters, latency histograms.
+struct Merger {
+    ord: Reorder,
+    counters: Vec<(FlowCounters, u64)>,
+    done: usize,
+    latency: Option<(hdrhistogram::Histogram<u64>, hdrhistogram::Histogram<u64>)>,
+    flow_events: u64,
+}
+
+impl Merger {
+    fn new(workers: usize, live: bool) -> Merger {
+        let hist = || hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok();
+        Merger {
+            ord: Reorder::new(workers),
+            counters: vec![(FlowCounters::default(), 0); workers],
+            done: 0,
+            latency: if live { hist().zip(hist()) } else { None },
+            flow_events: 0,
+        }
+    }
+
+    fn on_message(&mut self, msg: FromWorker, writer: &mut EventWriter) -> Result<(), OutputError> {
+        match msg {
+            FromWorker::Records {
+                id,
+                recs,
+                watermark,
+                batch_ns,
+                counters,
+                active,
+            } => {
+                for r in recs {
+                    self.ord.push(r);
+                }
+                self.ord.set_watermark(id, watermark);
+                if let Some(c) = self.counters.get_mut(id) {
+                    *c = (counters, active);
+                }
+                if let Some((_, batch)) = self.latency.as_mut() {
+                    if batch_ns > 0 {
+                        let _ = batch.record((batch_ns / 1_000).max(1));
+                    }
+                }
+                self.write_ready(writer)
+            }
+            FromWorker::Done => {
+                self.done += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn write_ready(&mut self, writer: &mut EventWriter) -> Result<(), OutputError> {
+        while let Some(rec) = self.ord.pop_ready() {
+            if let Some((lat, _)) = self.latency.as_mut() {
+                if rec.emit_ts.0 != i64::MAX {
+                    let due_us = rec.emit_ts.as_micros();
+                    let now_us = wall_now().as_micros();
+                    let _ = lat.record((now_us - due_us).max(1) as u64);
+                }
+            }
+            writer.write_flow(&rec)?;
+            self.flow_events += 1;
+        }
+        Ok(())
+    }
+
+    fn flow_totals(&self) -> (FlowCounters, u64) {
+        let mut total = FlowCounters::default();
+        let mut active = 0;
+        for (c, a) in &self.counters {
+            total.created += c.created;
+            for (t, v) in total.ended.iter_mut().zip(c.ended.iter()) {
+                *t += v;
+            }
+            total.peak_active += c.peak_active;
+            total.ts_backwards += c.ts_backwards;
+            active += a;
+        }
+        (total, active)
+    }
+
+    fn latency_json(&self) -> Option<crate::stats::LatencyJson> {
+        self.latency
+            .as_ref()
+            .map(|(l, b)| crate::stats::LatencyJson {
+                packet_to_event_us: crate::stats::Percentiles::of(l),
+                worker_batch_us: crate::stats::Percentiles::of(b),
+            })
+    }
+}
+
+/// The wall clock as a timestamp (live only: never used by flow logic in replay).
+fn wall_now() -> Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_secs_nanos(d.as_secs() as i64, i64::from(d.subsec_nanos()))
+}
+
+fn write_stats_event(
+    stats: &Stats,
+    merger: &Merger,
+    writer: &mut EventWriter,
+    wall: Instant,
+    ts: Timestamp,
+) -> Result<(), OutputError> {
+    let (counters, active) = merger.flow_totals();
+    let mut s = stats.clone();
+    s.events = writer.written();
+    let mut json = s.to_json(&counters, active, wall.elapsed().as_secs_f64());
+    json.latency = merger.latency_json();
+    writer.write_stats(ts, &json)
 }
 
 fn replay_threaded(
@@ -466,95 +719,31 @@ fn replay_threaded(
     let mut wcfg = opts.flow;
     wcfg.max_flows = (opts.flow.max_flows / n).max(1);
     let (out_tx, out_rx) = bounded::<FromWorker>(n * QUEUE_BATCHES);
-    let (free_tx, free_rx) = bounded::<Batch>(n * (QUEUE_BATCHES + 2));
-    let mut to_workers = Vec::with_capacity(n);
-    let mut handles = Vec::with_capacity(n);
-    for id in 0..n {
-        let (tx, rx) = bounded::<ToWorker>(QUEUE_BATCHES);
-        to_workers.push(tx);
-        let (otx, ftx) = (out_tx.clone(), free_tx.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("flow-worker-{id}"))
-            .spawn(move || worker_loop(id, wcfg, rx, otx, ftx));
-        match spawned {
-            Ok(h) => handles.push(h),
-            Err(e) => {
-                return Err(OutputError::Write {
-                    path: "worker thread".into(),
-                    events: 0,
-                    source: e,
-                })
-            }
-        }
-    }
+    let WorkerSet {
+        mut router,
+        handles,
+    } = spawn_workers(0, n, wcfg, &out_tx, true)?;
     drop(out_tx);
-    drop(free_tx);
-
     let copts = opts.clone();
     let capture = std::thread::Builder::new()
         .name("capture".into())
         .spawn(move || {
             let mut front = Front::new(copts.frag_capacity, copts.frag_timeout);
-            let n = to_workers.len();
-            let mut router = Router {
-                batches: (0..n).map(|_| Vec::with_capacity(BATCH_PKTS)).collect(),
-                to_workers,
-                free: free_rx,
-                hasher: foldhash::fast::FixedState::with_seed(0x5a4d_f10e),
-                alive: true,
-            };
             let errors = read_inputs(&copts, &mut front, &mut router);
-            let to_workers = router.to_workers;
-            let clock = front.clock();
-            for tx in &to_workers {
-                let _ = tx.send(ToWorker::Flush(EndReason::EndOfInput, clock));
-            }
-            (front, errors)
-        });
-    let capture = match capture {
-        Ok(h) => h,
-        Err(e) => {
-            return Err(OutputError::Write {
-                path: "capture thread".into(),
-                events: 0,
-                source: e,
-            })
-        }
-    };
+            router.flush_workers(EndReason::EndOfInput, front.clock());
+            CaptureResult { front, errors }
+        })
+        .map_err(|e| thread_error("capture", e))?;
 
-    let mut ord = Reorder::new(n);
-    let mut outcome = ReplayOutcome::default();
-    let mut counters = FlowCounters::default();
-    let mut active = 0u64;
-    let mut done = 0usize;
+    let mut merger = Merger::new(n, false);
     let mut failure: Option<OutputError> = None;
     for msg in out_rx.iter() {
-        match msg {
-            FromWorker::Records(id, recs, w) => {
-                for r in recs {
-                    ord.push(r);
-                }
-                ord.set_watermark(id, w);
-                if failure.is_none() {
-                    if let Err(e) = write_ready(&mut ord, writer, &mut outcome.flow_events) {
-                        failure = Some(e);
-                        break;
-                    }
-                }
-            }
-            FromWorker::Done(c, a) => {
-                counters.created += c.created;
-                for (t, v) in counters.ended.iter_mut().zip(c.ended.iter()) {
-                    *t += v;
-                }
-                counters.peak_active += c.peak_active;
-                counters.ts_backwards += c.ts_backwards;
-                active += a;
-                done += 1;
-                if done == n {
-                    break;
-                }
-            }
+        if let Err(e) = merger.on_message(msg, writer) {
+            failure = Some(e);
+            break;
+        }
+        if merger.done == n {
+            break;
         }
     }
     drop(out_rx);
@@ -565,11 +754,213 @@ fn replay_threaded(
     if let Some(e) = failure {
         return Err(e);
     }
-    let (front, errors) = joined.map_err(|_| OutputError::Write {
+    let CaptureResult { front, errors } = joined.map_err(|_| OutputError::Write {
         path: "capture thread".into(),
         events: writer.written(),
         source: std::io::Error::other("the capture thread panicked"),
     })?;
-    outcome.input_errors = errors;
+    let outcome = ReplayOutcome {
+        input_errors: errors,
+        flow_events: merger.flow_events,
+        frames: 0,
+    };
+    let (counters, active) = merger.flow_totals();
     finish(front, &counters, active, wall, writer, outcome)
+}
+
+/// What the live sensor reports when it stops.
+#[derive(Debug, Default)]
+pub struct LiveOutcome {
+    /// Capture errors that ended a capture thread early.
+    pub capture_errors: Vec<String>,
+    /// Flow events written.
+    pub flow_events: u64,
+    /// Frames captured.
+    pub frames: u64,
+    /// Packets dropped because a worker queue was full.
+    pub queue_full: u64,
+    /// libpcap kernel drops.
+    pub pcap_dropped: u64,
+}
+
+/// Opens the live capture handles (before any privilege drop).
+pub fn open_live(opts: &LiveRunOptions) -> Result<Vec<LiveSource>, crate::error::CaptureError> {
+    let k = opts.capture_threads.max(1);
+    let mut sources = Vec::with_capacity(k);
+    for _ in 0..k {
+        let mut o = opts.capture.clone();
+        if k > 1 && o.fanout_group.is_none() {
+            o.fanout_group = Some((std::process::id() & 0xffff) as u16);
+        }
+        sources.push(LiveSource::open(&o)?);
+    }
+    Ok(sources)
+}
+
+fn live_capture(
+    mut src: LiveSource,
+    mut front: Front,
+    mut router: Router,
+    control: Control,
+    snapshot: Arc<Mutex<Stats>>,
+) -> CaptureResult {
+    let mut errors = Vec::new();
+    let mut last_snap = Instant::now();
+    let publish = |front: &Front, router: &Router, src: &mut LiveSource| {
+        let mut s = front.stats.clone();
+        s.queue_full = router.queue_full.clone();
+        s.pcap = src.pcap_stats();
+        if let Ok(mut g) = snapshot.lock() {
+            *g = s;
+        }
+    };
+    while !control.stop.load(AtomicOrdering::Relaxed) {
+        match src.dispatch(DISPATCH, |f| {
+            if let Some((p, c)) = front.on_frame(f) {
+                router.packet(p, c);
+            }
+        }) {
+            Ok(0) => front.advance_to(wall_now()),
+            Ok(_) => {}
+            Err(e) => {
+                errors.push(e.to_string());
+                break;
+            }
+        }
+        if !router.round_end(&front) {
+            break;
+        }
+        if last_snap.elapsed() >= Duration::from_millis(100) {
+            publish(&front, &router, &mut src);
+            last_snap = Instant::now();
+        }
+    }
+    front.advance_to(wall_now());
+    publish(&front, &router, &mut src);
+    // Shutdown: every open flow is flushed, scored and written; blocking sends are fine
+    // now that capture has stopped.
+    router.blocking = true;
+    let clock = front.clock();
+    router.round_end(&front);
+    router.flush_workers(EndReason::Shutdown, clock);
+    front.stats.queue_full = router.queue_full.clone();
+    front.stats.pcap = src.pcap_stats();
+    CaptureResult { front, errors }
+}
+
+/// Runs the live sensor on already-opened handles until `control.stop` is set, writing
+/// events and periodic `stats` to `writer`.
+pub fn live(
+    opts: &LiveRunOptions,
+    sources: Vec<LiveSource>,
+    writer: &mut EventWriter,
+    control: &Control,
+) -> Result<LiveOutcome, OutputError> {
+    let wall = Instant::now();
+    let k = sources.len().max(1);
+    let per = opts.workers.max(1);
+    let total = k * per;
+    let mut wcfg = opts.flow;
+    wcfg.max_flows = (opts.flow.max_flows / total).max(1);
+    let (out_tx, out_rx) = bounded::<FromWorker>(total * QUEUE_BATCHES);
+    let mut captures = Vec::with_capacity(k);
+    let mut worker_handles = Vec::new();
+    let mut snapshots = Vec::with_capacity(k);
+    for (i, src) in sources.into_iter().enumerate() {
+        let WorkerSet { router, handles } = spawn_workers(i * per, per, wcfg, &out_tx, false)?;
+        worker_handles.extend(handles);
+        let snap = Arc::new(Mutex::new(Stats::default()));
+        snapshots.push(snap.clone());
+        let front = Front::new(opts.frag_capacity, opts.frag_timeout);
+        let ctl = control.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("capture-{i}"))
+            .spawn(move || live_capture(src, front, router, ctl, snap))
+            .map_err(|e| thread_error("capture", e))?;
+        captures.push(h);
+    }
+    drop(out_tx);
+
+    let mut merger = Merger::new(total, true);
+    let mut failure: Option<OutputError> = None;
+    let mut last_stats = Instant::now();
+    let mut last_flush = Instant::now();
+    let snapshot_sum = |snaps: &[Arc<Mutex<Stats>>]| {
+        let mut sum = Stats::default();
+        for s in snaps {
+            if let Ok(g) = s.lock() {
+                sum.absorb(&g);
+            }
+        }
+        sum
+    };
+    loop {
+        match out_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(msg) => {
+                if let Err(e) = merger.on_message(msg, writer) {
+                    failure = Some(e);
+                    break;
+                }
+                if merger.done == total {
+                    break;
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        let io = (|| -> Result<(), OutputError> {
+            if control.reopen.swap(false, AtomicOrdering::Relaxed) {
+                writer.reopen()?;
+            }
+            writer.rotate_if_due()?;
+            if last_stats.elapsed() >= opts.stats_interval {
+                let sum = snapshot_sum(&snapshots);
+                write_stats_event(&sum, &merger, writer, wall, wall_now())?;
+                last_stats = Instant::now();
+            }
+            if last_flush.elapsed() >= Duration::from_millis(200) {
+                writer.flush()?;
+                last_flush = Instant::now();
+            }
+            Ok(())
+        })();
+        if let Err(e) = io {
+            failure = Some(e);
+            break;
+        }
+    }
+    if failure.is_some() {
+        // Output is gone: stop capturing; what was already written stays written.
+        control.stop.store(true, AtomicOrdering::Relaxed);
+        for msg in out_rx.iter() {
+            if let FromWorker::Done = msg {
+                merger.done += 1;
+                if merger.done == total {
+                    break;
+                }
+            }
+        }
+    }
+    drop(out_rx);
+    let mut stats = Stats::default();
+    let mut outcome = LiveOutcome::default();
+    for h in captures {
+        if let Ok(r) = h.join() {
+            stats.absorb(&r.front.stats);
+            outcome.capture_errors.extend(r.errors);
+        }
+    }
+    for h in worker_handles {
+        let _ = h.join();
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    outcome.flow_events = merger.flow_events;
+    outcome.frames = stats.frames;
+    outcome.queue_full = stats.queue_full.iter().sum();
+    outcome.pcap_dropped = stats.pcap.map(|p| p.dropped + p.if_dropped).unwrap_or(0);
+    write_stats_event(&stats, &merger, writer, wall, wall_now())?;
+    writer.close()?;
+    Ok(outcome)
 }

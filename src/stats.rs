@@ -57,6 +57,10 @@ pub struct Stats {
     pub inputs: Vec<InputStats>,
     /// Events written.
     pub events: u64,
+    /// Live capture: packets dropped because a worker queue was full, per worker queue.
+    pub queue_full: Vec<u64>,
+    /// Live capture: libpcap's kernel counters (summed over capture handles).
+    pub pcap: Option<crate::capture::PcapStats>,
 }
 
 impl Stats {
@@ -65,6 +69,33 @@ impl Stats {
     pub fn decode_error(&mut self, e: DecodeError) {
         if let Some(c) = self.decode_errors.get_mut(e.index()) {
             *c += 1;
+        }
+    }
+
+    /// Adds another capture thread's counters into these.
+    pub fn absorb(&mut self, o: &Stats) {
+        self.frames += o.frames;
+        self.bytes += o.bytes;
+        self.ip_packets += o.ip_packets;
+        self.arp_packets += o.arp_packets;
+        self.tunnelled += o.tunnelled;
+        for (a, b) in self.decode_errors.iter_mut().zip(o.decode_errors.iter()) {
+            *a += b;
+        }
+        let (f, g) = (&mut self.fragments, &o.fragments);
+        f.fragments += g.fragments;
+        f.first += g.first;
+        f.attributed += g.attributed;
+        f.unmatched += g.unmatched;
+        f.evicted += g.evicted;
+        self.inputs.extend(o.inputs.iter().cloned());
+        self.events += o.events;
+        self.queue_full.extend(o.queue_full.iter().copied());
+        if let Some(p) = o.pcap {
+            let q = self.pcap.get_or_insert_with(Default::default);
+            q.received += p.received;
+            q.dropped += p.dropped;
+            q.if_dropped += p.if_dropped;
         }
     }
 
@@ -99,6 +130,15 @@ pub struct StatsJson<'a> {
     pub events: u64,
     /// Inputs and their outcomes.
     pub inputs: &'a [InputStats],
+    /// Live: packets dropped because a worker queue was full, per queue (never in replay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_full: Option<&'a [u64]>,
+    /// Live: libpcap kernel counters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::capture::PcapStats>,
+    /// Live: latency percentiles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyJson>,
     /// Wall-clock seconds of the run (the only wall-clock figure in the output).
     pub wall_time_s: f64,
     /// Frames per wall-clock second.
@@ -152,6 +192,9 @@ impl Stats {
             },
             events: self.events,
             inputs: &self.inputs,
+            queue_full: (!self.queue_full.is_empty()).then_some(self.queue_full.as_slice()),
+            capture: self.pcap,
+            latency: None,
             wall_time_s: wall_s,
             packets_per_sec: if wall_s > 0.0 {
                 self.frames as f64 / wall_s
@@ -160,4 +203,42 @@ impl Stats {
             },
         }
     }
+}
+
+/// Percentiles of one latency histogram, in microseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    /// Samples recorded.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Maximum.
+    pub max: u64,
+}
+
+impl Percentiles {
+    /// Reads the percentiles of an hdrhistogram.
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Percentiles {
+        Percentiles {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// Latency section of the live `stats` event.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct LatencyJson {
+    /// From the moment a flow record was due (its `emit_ts`, packet/wall time) to its event
+    /// being handed to the output, µs.
+    pub packet_to_event_us: Percentiles,
+    /// Time a worker spent on one batch of packets, µs.
+    pub worker_batch_us: Percentiles,
 }

@@ -9,7 +9,10 @@ fn shared() -> Option<PathBuf> {
     if p.is_dir() {
         Some(p)
     } else if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but the shared captures folder {} is missing", p.display());
+        panic!(
+            "CI=true but the shared captures folder {} is missing",
+            p.display()
+        );
     } else {
         eprintln!("note: {} missing; skipping", p.display());
         None
@@ -81,9 +84,22 @@ fn output_identical_for_any_worker_count() {
             assert!(base.len() > 1, "{}: no flow events", f.display());
             for w in [1, 2, 4] {
                 let other = run(&f, w);
-                assert_eq!(base.len(), other.len(), "{}: {} workers: line count differs", f.display(), w);
+                assert_eq!(
+                    base.len(),
+                    other.len(),
+                    "{}: {} workers: line count differs",
+                    f.display(),
+                    w
+                );
                 for (i, (a, b)) in base.iter().zip(other.iter()).enumerate() {
-                    assert_eq!(a, b, "{}: {} workers: line {} differs", f.display(), w, i + 1);
+                    assert_eq!(
+                        a,
+                        b,
+                        "{}: {} workers: line {} differs",
+                        f.display(),
+                        w,
+                        i + 1
+                    );
                 }
             }
         }
