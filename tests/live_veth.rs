@@ -1,0 +1,294 @@
+//! Live capture end to end: a veth pair inside a network namespace of the test's own,
+//! `flowsentry live` on one end, `tcpreplay` of a capture into the other end at a modest
+//! rate, SIGTERM, and the flows written must equal those of `flowsentry replay` on the same
+//! capture (same flow keys and packet counts per direction) with zero drops. A second test
+//! renames the output file and sends SIGHUP mid-capture (logrotate) and checks that no
+//! event is lost across the files.
+//!
+//! Needs root (network namespaces), `ip` and `tcpreplay`. Without them the tests fail when
+//! `CI=true` and print a note otherwise. Traffic never leaves the namespace.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flowsentry");
+
+/// Timeouts so large that only TCP teardown and SYN reuse split flows: live time (replayed
+/// at a fixed rate) and capture time then cut the same flows.
+const BIG: [&str; 12] = [
+    "--tcp-idle",
+    "1e8",
+    "--tcp-syn-idle",
+    "1e8",
+    "--udp-idle",
+    "1e8",
+    "--other-idle",
+    "1e8",
+    "--active-timeout",
+    "0",
+    "--tcp-linger",
+    "1e8",
+];
+
+fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Root with `ip` and `tcpreplay`, or a reason why not.
+fn prerequisites() -> Result<(), String> {
+    let uid = Command::new("id").arg("-u").output().map_err(|e| e.to_string())?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Err("not running as root".into());
+    }
+    for c in ["ip", "tcpreplay"] {
+        if !have(c) {
+            return Err(format!("`{c}` is not installed"));
+        }
+    }
+    Ok(())
+}
+
+fn skip_or_fail(why: &str) {
+    if ci() {
+        panic!("CI=true but the live-capture test cannot run: {why}");
+    }
+    eprintln!("note: skipping live-capture test: {why}");
+}
+
+fn run(args: &[&str]) {
+    let st = Command::new(args[0]).args(&args[1..]).status().expect("spawn");
+    assert!(st.success(), "command failed: {}", args.join(" "));
+}
+
+/// A network namespace with a veth pair (veth0 <-> veth1), removed on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("fs-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        run(&["ip", "netns", "add", &name]);
+        let ns = Netns { name };
+        ns.exec(&["ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1"]);
+        for dev in ["veth0", "veth1"] {
+            // No addresses and no IPv6: the kernel itself sends nothing on these links.
+            ns.exec(&["sysctl", "-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")]);
+            ns.exec(&["ip", "link", "set", dev, "mtu", "9000", "up"]);
+        }
+        ns
+    }
+
+    fn exec(&self, args: &[&str]) {
+        let mut v = vec!["ip", "netns", "exec", &self.name];
+        v.extend_from_slice(args);
+        run(&v);
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn in netns")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+type FlowKey = (String, u64, String, u64, String, String);
+
+/// Flow key → list of (pkts_toserver, pkts_toclient), from JSON Lines text.
+fn flows(text: &str) -> BTreeMap<FlowKey, Vec<(u64, u64)>> {
+    let mut m: BTreeMap<FlowKey, Vec<(u64, u64)>> = BTreeMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("valid JSON line");
+        if v["event_type"] != "flow" {
+            continue;
+        }
+        let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        let key = (
+            s("src_ip"),
+            n("src_port"),
+            s("dest_ip"),
+            n("dest_port"),
+            s("proto"),
+            v["vlan"].to_string(),
+        );
+        let f = &v["flow"];
+        let e = (
+            f["pkts_toserver"].as_u64().unwrap_or(0),
+            f["pkts_toclient"].as_u64().unwrap_or(0),
+        );
+        m.entry(key).or_default().push(e);
+    }
+    for v in m.values_mut() {
+        v.sort();
+    }
+    m
+}
+
+fn last_stats(text: &str) -> serde_json::Value {
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event_type"] == "stats")
+        .expect("a stats event")
+}
+
+fn replay_text(pcap: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["replay", "--no-progress"])
+        .args(BIG)
+        .arg(pcap)
+        .output()
+        .expect("run replay");
+    assert!(out.status.success(), "replay of {} failed", pcap.display());
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Starts the sensor on veth1 and waits until it is capturing (first stats event).
+fn start_sensor(ns: &Netns, out: &Path, extra: &[&str]) -> Child {
+    let mut args = vec![BIN, "live", "-i", "veth1", "--stats-interval", "0.2", "--out"];
+    let out_s = out.to_str().expect("utf-8 path");
+    args.push(out_s);
+    args.extend_from_slice(&BIG);
+    args.extend_from_slice(extra);
+    let child = ns.spawn(&args);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) {
+        if std::fs::read_to_string(out).is_ok_and(|t| t.contains("\"stats\"")) {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("flowsentry live did not start capturing within 20 s");
+}
+
+fn stop_sensor(mut child: Child) {
+    let pid = child.id().to_string();
+    run(&["kill", "-TERM", &pid]);
+    let t0 = Instant::now();
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            assert!(st.success(), "flowsentry live exited with {st}: {err}");
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "flowsentry live did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn captures() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut v = Vec::new();
+    for name in ["fixture-benign-plc.pcap", "fixture-benign-thermostat.pcap", "fixture-portscan.pcap"] {
+        let p = root.join("fixtures/pcaps").join(name);
+        if p.exists() {
+            v.push(p);
+        }
+    }
+    // Two real captures too (TCP with MPLS/VLAN/IPv6 mix, Modbus/TCP).
+    let shared = root.join("../shared/pcaps");
+    if shared.is_dir() {
+        for rel in ["benign/test__test.pcap", "iot/modbus/modbusSmall.pcap"] {
+            let p = shared.join(rel);
+            assert!(p.exists(), "missing shared capture {}", p.display());
+            v.push(p);
+        }
+    } else if ci() {
+        panic!("CI=true but {} is missing", shared.display());
+    }
+    assert!(!v.is_empty(), "no captures found under fixtures/pcaps or ../shared/pcaps");
+    v
+}
+
+#[test]
+fn live_capture_equals_replay_with_zero_drops() {
+    if let Err(why) = prerequisites() {
+        return skip_or_fail(&why);
+    }
+    for pcap in captures() {
+        let ns = Netns::new("live");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("events.jsonl");
+        let sensor = start_sensor(&ns, &out, &[]);
+        ns.exec(&["tcpreplay", "-q", "-i", "veth0", "--pps", "4000", pcap.to_str().expect("path")]);
+        std::thread::sleep(Duration::from_millis(500));
+        stop_sensor(sensor);
+        let live_text = std::fs::read_to_string(&out).expect("read live events");
+        let st = last_stats(&live_text);
+        let qf: u64 = st["stats"]["queue_full"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_u64()).sum())
+            .unwrap_or(0);
+        assert_eq!(qf, 0, "{}: queue_full drops", pcap.display());
+        assert_eq!(st["stats"]["capture"]["dropped"].as_u64(), Some(0), "{}: kernel drops", pcap.display());
+        let want = flows(&replay_text(&pcap));
+        let got = flows(&live_text);
+        for (k, v) in &want {
+            assert_eq!(got.get(k), Some(v), "{}: flow {:?} differs (replay {:?})", pcap.display(), k, v);
+        }
+        assert_eq!(got.len(), want.len(), "{}: live has extra flows", pcap.display());
+    }
+}
+
+#[test]
+fn sighup_reopen_and_rotation_lose_no_event() {
+    if let Err(why) = prerequisites() {
+        return skip_or_fail(&why);
+    }
+    let pcap = captures().remove(0);
+    let ns = Netns::new("hup");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("events.jsonl");
+    let sensor = start_sensor(&ns, &out, &["--out-rotate-secs", "1"]);
+    let pid = sensor.id().to_string();
+    let replayer = ns.spawn(&["tcpreplay", "-q", "-i", "veth0", "--pps", "3000", pcap.to_str().expect("path")]);
+    // logrotate-style: move the file away, then SIGHUP, twice during the replay.
+    for k in 1..=2 {
+        std::thread::sleep(Duration::from_millis(700));
+        let moved = dir.path().join(format!("moved-{k}.jsonl"));
+        std::fs::rename(&out, &moved).expect("rename output");
+        run(&["kill", "-HUP", &pid]);
+    }
+    let st = replayer.wait_with_output().expect("tcpreplay");
+    assert!(st.status.success(), "tcpreplay failed");
+    std::thread::sleep(Duration::from_millis(500));
+    stop_sensor(sensor);
+    let mut all = String::new();
+    let mut files = 0;
+    for e in std::fs::read_dir(dir.path()).expect("list dir") {
+        let p = e.expect("entry").path();
+        all.push_str(&std::fs::read_to_string(&p).expect("read"));
+        files += 1;
+    }
+    assert!(files >= 3, "expected the moved files plus the live one, got {files}");
+    let want = flows(&replay_text(&pcap));
+    let got = flows(&all);
+    assert_eq!(got, want, "events lost or duplicated across SIGHUP/rotation");
+}
