@@ -15,7 +15,7 @@
 mod context;
 mod familiarity;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use context::{ContextConfig, ContextCounts, DeviceContext};
 pub use familiarity::{peer_key, service_key, FamiliarityTables, PeerKey, ServiceKey};
