@@ -4,8 +4,9 @@
 //! smartcore 0.7's `RandomForestClassifier` has no `predict_proba`; its
 //! `DecisionTreeClassifier` has one, but it is one-hot (the leaf's majority class). So we
 //! bag the trees ourselves: each tree is fitted on a bootstrap sample of the training
-//! profiles and a random subset of the profile features; the confidence is the share of
-//! trees voting for the winning class.
+//! profiles and a random subset of the profile features. Each leaf keeps the class shares
+//! of the bootstrap rows that reached it (what scikit-learn's `predict_proba` returns for a
+//! tree); the confidence is the mean of those shares over the bag for the winning class.
 //!
 //! Serialisation: smartcore's fitted trees keep their nodes private and their serde form
 //! is an internal detail of one crate version. Right after fitting, each tree is
@@ -35,7 +36,8 @@ pub struct InferenceConfig {
     pub n_trees: usize,
     /// Maximum tree depth. Default 8.
     pub max_depth: u16,
-    /// Minimum training profiles in a leaf. Default 1.
+    /// Minimum training profiles in a leaf (> 1 keeps leaves impure where classes
+    /// overlap, so the confidence reflects it). Default 3.
     pub min_samples_leaf: usize,
     /// Fraction of profile features each tree sees (random subspace). Default 0.6.
     pub feature_fraction: f64,
@@ -55,7 +57,7 @@ impl Default for InferenceConfig {
         InferenceConfig {
             n_trees: 50,
             max_depth: 8,
-            min_samples_leaf: 1,
+            min_samples_leaf: 3,
             feature_fraction: 0.6,
             min_confidence: 0.6,
             min_margin: 0.2,
@@ -76,9 +78,15 @@ pub struct FlatNode {
     pub left: u32,
     /// Child for `x > threshold`.
     pub right: u32,
-    /// Majority class at this node.
+    /// Majority class at this node (smartcore's `output`).
     pub class: DeviceClass,
+    /// Leaves: share of the tree's bootstrap sample per class ([`DeviceClass::ALL`]
+    /// order) that reached this leaf, as scikit-learn's `predict_proba`; zeros for
+    /// internal nodes.
+    pub probs: [f32; N_CLASSES],
 }
+
+const N_CLASSES: usize = DeviceClass::ALL.len();
 
 /// One decision tree in flat form; node 0 is the root.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,18 +98,51 @@ pub struct FlatTree {
 const LEAF: u32 = u32::MAX;
 
 impl FlatTree {
-    /// The class of the leaf `x` reaches (None for a malformed tree).
-    pub fn predict(&self, x: &[f64]) -> Option<DeviceClass> {
+    /// The leaf `x` reaches (None for a malformed tree).
+    pub fn leaf(&self, x: &[f64]) -> Option<&FlatNode> {
         let mut i = 0usize;
         for _ in 0..=self.nodes.len() {
             let n = self.nodes.get(i)?;
             if n.left == LEAF || n.right == LEAF {
-                return Some(n.class);
+                return Some(n);
             }
             let v = *x.get(usize::from(n.feature))?;
             i = if v <= n.threshold { n.left } else { n.right } as usize;
         }
         None
+    }
+
+    /// The majority class of the leaf `x` reaches (None for a malformed tree).
+    pub fn predict(&self, x: &[f64]) -> Option<DeviceClass> {
+        self.leaf(x).map(|n| n.class)
+    }
+
+    /// Fills the leaves' class shares from the rows that trained the tree.
+    fn fill_probs(&mut self, rows: &[(&[f64], DeviceClass)]) {
+        let mut counts = vec![[0u32; N_CLASSES]; self.nodes.len()];
+        for (x, c) in rows {
+            let mut i = 0usize;
+            for _ in 0..=self.nodes.len() {
+                let Some(n) = self.nodes.get(i) else { break };
+                if n.left == LEAF || n.right == LEAF {
+                    counts[i][usize::from(c.code())] += 1;
+                    break;
+                }
+                let v = x.get(usize::from(n.feature)).copied().unwrap_or(0.0);
+                i = if v <= n.threshold { n.left } else { n.right } as usize;
+            }
+        }
+        for (n, c) in self.nodes.iter_mut().zip(counts) {
+            let total: u32 = c.iter().sum();
+            if total > 0 {
+                for (p, k) in n.probs.iter_mut().zip(c) {
+                    *p = k as f32 / total as f32;
+                }
+            } else if n.left == LEAF {
+                n.probs = [0.0; N_CLASSES];
+                n.probs[usize::from(n.class.code())] = 1.0;
+            }
+        }
     }
 }
 
@@ -110,9 +151,9 @@ impl FlatTree {
 pub struct Prediction {
     /// The winning class (before abstention).
     pub best: DeviceClass,
-    /// Its vote share in [0, 1].
+    /// Its mean leaf probability in [0, 1].
     pub confidence: f64,
-    /// Vote share of the winner minus that of the runner-up.
+    /// Winner's mean probability minus the runner-up's.
     pub margin: f64,
     /// `best`, or `Unknown` when the vote was not clear enough.
     pub class: DeviceClass,
@@ -184,6 +225,7 @@ fn flatten(
                     left: u32::try_from(l).map_err(|_| fit_err("tree too large"))?,
                     right: u32::try_from(r).map_err(|_| fit_err("tree too large"))?,
                     class,
+                    probs: [0.0; N_CLASSES],
                 }
             }
             _ => FlatNode {
@@ -192,6 +234,7 @@ fn flatten(
                 left: LEAF,
                 right: LEAF,
                 class,
+                probs: [0.0; N_CLASSES],
             },
         };
         out.push(node);
@@ -261,6 +304,8 @@ impl ClassInference {
             let first = y[0];
             if y.iter().all(|&c| c == first) {
                 let class = labels[rows[0]];
+                let mut probs = [0.0; N_CLASSES];
+                probs[usize::from(class.code())] = 1.0;
                 trees.push(FlatTree {
                     nodes: vec![FlatNode {
                         feature: 0,
@@ -268,6 +313,7 @@ impl ClassInference {
                         left: LEAF,
                         right: LEAF,
                         class,
+                        probs,
                     }],
                 });
                 continue;
@@ -285,7 +331,7 @@ impl ClassInference {
             .with_min_samples_leaf(config.min_samples_leaf.max(1));
             let tree = DecisionTreeClassifier::fit(&m, &y, params)
                 .map_err(|e| fit_err(format!("tree {t}: {e}")))?;
-            let flat = flatten(&tree, &cols)?;
+            let mut flat = flatten(&tree, &cols)?;
             // The flat form must decide exactly as smartcore does.
             let sm = tree
                 .predict(&m)
@@ -298,6 +344,11 @@ impl ClassInference {
                     )));
                 }
             }
+            let sample: Vec<(&[f64], DeviceClass)> = rows
+                .iter()
+                .map(|&r| (xs[r].as_slice(), labels[r]))
+                .collect();
+            flat.fill_probs(&sample);
             trees.push(flat);
         }
         Ok(ClassInference {
@@ -344,9 +395,10 @@ impl ClassInference {
         Ok(())
     }
 
-    /// Votes of the bag with abstention: `(class, confidence)`, where the class is
-    /// `Unknown` when the winner's share is below `min_confidence` or its margin below
-    /// `min_margin`, and the confidence is the winner's vote share either way.
+    /// The bag's class with abstention: `(class, confidence)`. The confidence is the
+    /// winner's mean leaf probability over the trees (scikit-learn's `predict_proba` of a
+    /// bagged ensemble); the class is `Unknown` when it is below `min_confidence` or
+    /// exceeds the runner-up's by less than `min_margin`.
     pub fn predict(&self, profile: &DeviceProfile) -> (DeviceClass, f32) {
         let p = self.predict_detail(profile);
         (p.class, p.confidence as f32)
@@ -355,22 +407,24 @@ impl ClassInference {
     /// Like [`ClassInference::predict`] with the winner before abstention and the margin.
     pub fn predict_detail(&self, profile: &DeviceProfile) -> Prediction {
         let x = profile.vector();
-        let mut votes = [0u32; DeviceClass::ALL.len()];
+        let mut sum = [0f64; N_CLASSES];
         let mut total = 0u32;
         for t in &self.trees {
-            if let Some(c) = t.predict(&x) {
-                votes[usize::from(c.code())] += 1;
+            if let Some(n) = t.leaf(&x) {
+                for (s, p) in sum.iter_mut().zip(n.probs) {
+                    *s += f64::from(p);
+                }
                 total += 1;
             }
         }
-        let mut order: Vec<usize> = (0..votes.len()).collect();
-        // Most votes first; ties broken by class order (deterministic).
-        order.sort_by(|&a, &b| votes[b].cmp(&votes[a]).then(a.cmp(&b)));
+        let mut order: Vec<usize> = (0..N_CLASSES).collect();
+        // Highest mean probability first; ties broken by class order (deterministic).
+        order.sort_by(|&a, &b| sum[b].total_cmp(&sum[a]).then(a.cmp(&b)));
         let share = |i: usize| {
             if total == 0 {
                 0.0
             } else {
-                f64::from(votes[i]) / f64::from(total)
+                (sum[i] / f64::from(total)).clamp(0.0, 1.0)
             }
         };
         let best = DeviceClass::ALL[order[0]];

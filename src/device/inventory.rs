@@ -254,7 +254,7 @@ impl Inventory {
         }
         // Longest prefix first; stable, so file order breaks ties (ties are disjoint or
         // identical networks, and identical ones were rejected above).
-        inv.cidrs.sort_by(|a, b| b.0.cmp(&a.0));
+        inv.cidrs.sort_by_key(|c| std::cmp::Reverse(c.0));
         Ok(inv)
     }
 

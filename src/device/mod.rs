@@ -150,7 +150,7 @@ pub struct ClassAssignment {
     pub class: DeviceClass,
     /// Where it came from.
     pub source: ClassSource,
-    /// 1 for inventory; the winning vote share for inferred and abstained inference; 0
+    /// 1 for inventory; the winning class probability for inferred and abstained inference; 0
     /// before inference ran.
     pub confidence: f32,
 }
