@@ -71,39 +71,71 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
 
 /// Indices of the features by name (`idx::PEER_FAM` = 26 is F27).
 pub mod idx {
-    #![allow(missing_docs)]
+    /// F1 `duration`.
     pub const DURATION: usize = 0;
+    /// F2 `pkts_out`.
     pub const PKTS_OUT: usize = 1;
+    /// F3 `pkts_in`.
     pub const PKTS_IN: usize = 2;
+    /// F4 `bytes_out`.
     pub const BYTES_OUT: usize = 3;
+    /// F5 `bytes_in`.
     pub const BYTES_IN: usize = 4;
+    /// F6 `out_byte_frac`.
     pub const OUT_BYTE_FRAC: usize = 5;
+    /// F7 `pl_mean_out`.
     pub const PL_MEAN_OUT: usize = 6;
+    /// F8 `pl_std_out`.
     pub const PL_STD_OUT: usize = 7;
+    /// F9 `pl_mean_in`.
     pub const PL_MEAN_IN: usize = 8;
+    /// F10 `pl_std_in`.
     pub const PL_STD_IN: usize = 9;
+    /// F11 `pl_max`.
     pub const PL_MAX: usize = 10;
+    /// F12 `zero_pl_frac`.
     pub const ZERO_PL_FRAC: usize = 11;
+    /// F13 `iat_mean`.
     pub const IAT_MEAN: usize = 12;
+    /// F14 `iat_cv`.
     pub const IAT_CV: usize = 13;
+    /// F15 `iat_max`.
     pub const IAT_MAX: usize = 14;
+    /// F16 `pkt_rate`.
     pub const PKT_RATE: usize = 15;
+    /// F17 `tcp_no_reply`.
     pub const TCP_NO_REPLY: usize = 16;
+    /// F18 `tcp_rejected`.
     pub const TCP_REJECTED: usize = 17;
+    /// F19 `syn_cnt`.
     pub const SYN_CNT: usize = 18;
+    /// F20 `rst_cnt`.
     pub const RST_CNT: usize = 19;
+    /// F21 `fin_cnt`.
     pub const FIN_CNT: usize = 20;
+    /// F22 `psh_frac`.
     pub const PSH_FRAC: usize = 21;
+    /// F23 `dev_initiated`.
     pub const DEV_INITIATED: usize = 22;
+    /// F24 `peer_public`.
     pub const PEER_PUBLIC: usize = 23;
+    /// F25 `peer_mcast`.
     pub const PEER_MCAST: usize = 24;
+    /// F26 `svc_port_fam`.
     pub const SVC_PORT_FAM: usize = 25;
+    /// F27 `peer_fam`.
     pub const PEER_FAM: usize = 26;
+    /// F28 `dev_fanout_60s`.
     pub const DEV_FANOUT_60S: usize = 27;
+    /// F29 `dev_newflows_10s`.
     pub const DEV_NEWFLOWS_10S: usize = 28;
+    /// F30 `dev_dports_60s`.
     pub const DEV_DPORTS_60S: usize = 29;
+    /// F31 `dns_qname_max`.
     pub const DNS_QNAME_MAX: usize = 30;
+    /// F32 `dns_label_entropy`.
     pub const DNS_LABEL_ENTROPY: usize = 31;
+    /// F33 `modbus_write_frac`.
     pub const MODBUS_WRITE_FRAC: usize = 32;
 }
 
