@@ -47,7 +47,10 @@ fn have(cmd: &str) -> bool {
 
 /// Root with `ip` and `tcpreplay`, or a reason why not.
 fn prerequisites() -> Result<(), String> {
-    let uid = Command::new("id").arg("-u").output().map_err(|e| e.to_string())?;
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| e.to_string())?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return Err("not running as root".into());
     }
@@ -67,7 +70,10 @@ fn skip_or_fail(why: &str) {
 }
 
 fn run(args: &[&str]) {
-    let st = Command::new(args[0]).args(&args[1..]).status().expect("spawn");
+    let st = Command::new(args[0])
+        .args(&args[1..])
+        .status()
+        .expect("spawn");
     assert!(st.success(), "command failed: {}", args.join(" "));
 }
 
@@ -82,10 +88,16 @@ impl Netns {
         let _ = Command::new("ip").args(["netns", "del", &name]).status();
         run(&["ip", "netns", "add", &name]);
         let ns = Netns { name };
-        ns.exec(&["ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1"]);
+        ns.exec(&[
+            "ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
+        ]);
         for dev in ["veth0", "veth1"] {
             // No addresses and no IPv6: the kernel itself sends nothing on these links.
-            ns.exec(&["sysctl", "-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")]);
+            ns.exec(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
+            ]);
             ns.exec(&["ip", "link", "set", dev, "mtu", "9000", "up"]);
         }
         ns
@@ -110,7 +122,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -168,12 +182,20 @@ fn replay_text(pcap: &Path) -> String {
 
 /// Starts the sensor on veth1 and waits until it is capturing (first stats event).
 fn start_sensor(ns: &Netns, out: &Path, extra: &[&str]) -> Child {
-    let mut args = vec![BIN, "live", "-i", "veth1", "--stats-interval", "0.2", "--out"];
+    let mut args = vec![
+        BIN,
+        "live",
+        "-i",
+        "veth1",
+        "--stats-interval",
+        "0.2",
+        "--out",
+    ];
     let out_s = out.to_str().expect("utf-8 path");
     args.push(out_s);
     args.extend_from_slice(&BIG);
     args.extend_from_slice(extra);
-    let child = ns.spawn(&args);
+    let mut child = ns.spawn(&args);
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(20) {
         if std::fs::read_to_string(out).is_ok_and(|t| t.contains("\"stats\"")) {
@@ -181,6 +203,8 @@ fn start_sensor(ns: &Netns, out: &Path, extra: &[&str]) -> Child {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("flowsentry live did not start capturing within 20 s");
 }
 
@@ -198,7 +222,10 @@ fn stop_sensor(mut child: Child) {
             assert!(st.success(), "flowsentry live exited with {st}: {err}");
             return;
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "flowsentry live did not stop on SIGTERM");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "flowsentry live did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -206,7 +233,11 @@ fn stop_sensor(mut child: Child) {
 fn captures() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut v = Vec::new();
-    for name in ["fixture-benign-plc.pcap", "fixture-benign-thermostat.pcap", "fixture-portscan.pcap"] {
+    for name in [
+        "fixture-benign-plc.pcap",
+        "fixture-benign-thermostat.pcap",
+        "fixture-portscan.pcap",
+    ] {
         let p = root.join("fixtures/pcaps").join(name);
         if p.exists() {
             v.push(p);
@@ -223,7 +254,10 @@ fn captures() -> Vec<PathBuf> {
     } else if ci() {
         panic!("CI=true but {} is missing", shared.display());
     }
-    assert!(!v.is_empty(), "no captures found under fixtures/pcaps or ../shared/pcaps");
+    assert!(
+        !v.is_empty(),
+        "no captures found under fixtures/pcaps or ../shared/pcaps"
+    );
     v
 }
 
@@ -237,7 +271,15 @@ fn live_capture_equals_replay_with_zero_drops() {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("events.jsonl");
         let sensor = start_sensor(&ns, &out, &[]);
-        ns.exec(&["tcpreplay", "-q", "-i", "veth0", "--pps", "4000", pcap.to_str().expect("path")]);
+        ns.exec(&[
+            "tcpreplay",
+            "-q",
+            "-i",
+            "veth0",
+            "--pps",
+            "4000",
+            pcap.to_str().expect("path"),
+        ]);
         std::thread::sleep(Duration::from_millis(500));
         stop_sensor(sensor);
         let live_text = std::fs::read_to_string(&out).expect("read live events");
@@ -247,13 +289,30 @@ fn live_capture_equals_replay_with_zero_drops() {
             .map(|a| a.iter().filter_map(|x| x.as_u64()).sum())
             .unwrap_or(0);
         assert_eq!(qf, 0, "{}: queue_full drops", pcap.display());
-        assert_eq!(st["stats"]["capture"]["dropped"].as_u64(), Some(0), "{}: kernel drops", pcap.display());
+        assert_eq!(
+            st["stats"]["capture"]["dropped"].as_u64(),
+            Some(0),
+            "{}: kernel drops",
+            pcap.display()
+        );
         let want = flows(&replay_text(&pcap));
         let got = flows(&live_text);
         for (k, v) in &want {
-            assert_eq!(got.get(k), Some(v), "{}: flow {:?} differs (replay {:?})", pcap.display(), k, v);
+            assert_eq!(
+                got.get(k),
+                Some(v),
+                "{}: flow {:?} differs (replay {:?})",
+                pcap.display(),
+                k,
+                v
+            );
         }
-        assert_eq!(got.len(), want.len(), "{}: live has extra flows", pcap.display());
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{}: live has extra flows",
+            pcap.display()
+        );
     }
 }
 
@@ -268,7 +327,15 @@ fn sighup_reopen_and_rotation_lose_no_event() {
     let out = dir.path().join("events.jsonl");
     let sensor = start_sensor(&ns, &out, &["--out-rotate-secs", "1"]);
     let pid = sensor.id().to_string();
-    let replayer = ns.spawn(&["tcpreplay", "-q", "-i", "veth0", "--pps", "3000", pcap.to_str().expect("path")]);
+    let replayer = ns.spawn(&[
+        "tcpreplay",
+        "-q",
+        "-i",
+        "veth0",
+        "--pps",
+        "3000",
+        pcap.to_str().expect("path"),
+    ]);
     // logrotate-style: move the file away, then SIGHUP, twice during the replay.
     for k in 1..=2 {
         std::thread::sleep(Duration::from_millis(700));
@@ -287,8 +354,14 @@ fn sighup_reopen_and_rotation_lose_no_event() {
         all.push_str(&std::fs::read_to_string(&p).expect("read"));
         files += 1;
     }
-    assert!(files >= 3, "expected the moved files plus the live one, got {files}");
+    assert!(
+        files >= 3,
+        "expected the moved files plus the live one, got {files}"
+    );
     let want = flows(&replay_text(&pcap));
     let got = flows(&all);
-    assert_eq!(got, want, "events lost or duplicated across SIGHUP/rotation");
+    assert_eq!(
+        got, want,
+        "events lost or duplicated across SIGHUP/rotation"
+    );
 }

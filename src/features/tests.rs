@@ -43,6 +43,7 @@ pub(crate) fn rec(protocol: u8, orig: (Addr, u16), resp: (Addr, u16)) -> FlowRec
         conn_state: ConnState::OTH,
         history: History::default(),
         reason: EndReason::IdleTimeout,
+        emit_ts: Timestamp(0),
         slice: 0,
         app: Default::default(),
         fragments: 0,
