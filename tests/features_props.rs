@@ -150,6 +150,7 @@ fn record() -> impl Strategy<Value = FlowRecord> {
                     conn_state: STATES[st],
                     history: History::default(),
                     reason: EndReason::IdleTimeout,
+                    emit_ts: Timestamp(0),
                     slice: 0,
                     app: flowsentry::flow::AppSummary {
                         dns_queries: q,
