@@ -28,6 +28,7 @@ pub mod flow;
 pub mod forest;
 pub mod fragment;
 pub mod order;
+pub mod output;
 pub mod packet;
 pub mod pipeline;
 pub mod privilege;

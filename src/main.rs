@@ -11,6 +11,7 @@ use clap::Parser;
 use cli::{Cli, Command, ConfigCommand};
 use flowsentry::error::OutputError;
 use flowsentry::event::EventWriter;
+use flowsentry::output::Output;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
@@ -55,7 +56,7 @@ fn replay(a: &cli::ReplayArgs) -> ExitCode {
         }
     };
     let mut writer = match EventWriter::open(&out) {
-        Ok(w) => w,
+        Ok(w) => Output::flows_only(w),
         Err(e) => {
             eprintln!("flowsentry replay: {e}");
             return ExitCode::FAILURE;
@@ -113,7 +114,7 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
         EventWriter::open_rotating(std::path::Path::new(&s.out), s.rotation)
     };
     let mut writer = match writer {
-        Ok(w) => w,
+        Ok(w) => Output::flows_only(w),
         Err(e) => {
             eprintln!("flowsentry live: {e}");
             return ExitCode::FAILURE;

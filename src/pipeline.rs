@@ -16,7 +16,7 @@
 
 use crate::capture::{Backend, Input, LiveOptions, LiveSource, Source};
 use crate::error::OutputError;
-use crate::event::EventWriter;
+use crate::output::Output;
 use crate::flow::{EndReason, FlowConfig, FlowCounters, FlowKey, FlowRecord, FlowTable};
 use crate::fragment::{FragOutcome, FragmentTable};
 use crate::order::Reorder;
@@ -236,9 +236,9 @@ fn read_inputs<D: Downstream>(
     errors
 }
 
-fn write_ready(ord: &mut Reorder, w: &mut EventWriter, n: &mut u64) -> Result<(), OutputError> {
+fn write_ready(ord: &mut Reorder, w: &mut Output, n: &mut u64) -> Result<(), OutputError> {
     while let Some(rec) = ord.pop_ready() {
-        w.write_flow(&rec)?;
+        w.on_record(rec)?;
         *n += 1;
     }
     Ok(())
@@ -249,20 +249,21 @@ fn finish(
     counters: &FlowCounters,
     active: u64,
     wall: Instant,
-    writer: &mut EventWriter,
+    writer: &mut Output,
     mut outcome: ReplayOutcome,
 ) -> Result<ReplayOutcome, OutputError> {
     front.sync_counters();
-    front.stats.events = writer.written();
-    outcome.frames = front.stats.frames;
-    let json = front
-        .stats
-        .to_json(counters, active, wall.elapsed().as_secs_f64());
     let ts = if front.clock_set {
         front.clock
     } else {
         Timestamp(0)
     };
+    writer.finish(ts)?;
+    front.stats.events = writer.written();
+    outcome.frames = front.stats.frames;
+    let json = front
+        .stats
+        .to_json(counters, active, wall.elapsed().as_secs_f64());
     writer.write_stats(ts, &json)?;
     writer.flush()?;
     Ok(outcome)
@@ -273,7 +274,7 @@ fn finish(
 /// the damage are kept. Only output failures are returned as errors.
 pub fn replay(
     opts: &ReplayOptions,
-    writer: &mut EventWriter,
+    writer: &mut Output,
 ) -> Result<ReplayOutcome, OutputError> {
     if opts.workers == 0 {
         replay_inline(opts, writer)
@@ -287,7 +288,7 @@ struct Inline<'w> {
     table: FlowTable,
     recs: Vec<FlowRecord>,
     ord: Reorder,
-    writer: &'w mut EventWriter,
+    writer: &'w mut Output,
     written: u64,
     failure: Option<OutputError>,
 }
@@ -315,7 +316,7 @@ impl Downstream for Inline<'_> {
 
 fn replay_inline(
     opts: &ReplayOptions,
-    writer: &mut EventWriter,
+    writer: &mut Output,
 ) -> Result<ReplayOutcome, OutputError> {
     let wall = Instant::now();
     let mut front = Front::new(opts.frag_capacity, opts.frag_timeout);
@@ -616,7 +617,7 @@ impl Merger {
         }
     }
 
-    fn on_message(&mut self, msg: FromWorker, writer: &mut EventWriter) -> Result<(), OutputError> {
+    fn on_message(&mut self, msg: FromWorker, writer: &mut Output) -> Result<(), OutputError> {
         match msg {
             FromWorker::Records {
                 id,
@@ -647,7 +648,7 @@ impl Merger {
         }
     }
 
-    fn write_ready(&mut self, writer: &mut EventWriter) -> Result<(), OutputError> {
+    fn write_ready(&mut self, writer: &mut Output) -> Result<(), OutputError> {
         while let Some(rec) = self.ord.pop_ready() {
             if let Some((lat, _)) = self.latency.as_mut() {
                 if rec.emit_ts.0 != i64::MAX {
@@ -656,7 +657,7 @@ impl Merger {
                     let _ = lat.record((now_us - due_us).max(1) as u64);
                 }
             }
-            writer.write_flow(&rec)?;
+            writer.on_record(rec)?;
             self.flow_events += 1;
         }
         Ok(())
@@ -698,7 +699,7 @@ fn wall_now() -> Timestamp {
 fn write_stats_event(
     stats: &Stats,
     merger: &Merger,
-    writer: &mut EventWriter,
+    writer: &mut Output,
     wall: Instant,
     ts: Timestamp,
 ) -> Result<(), OutputError> {
@@ -712,7 +713,7 @@ fn write_stats_event(
 
 fn replay_threaded(
     opts: &ReplayOptions,
-    writer: &mut EventWriter,
+    writer: &mut Output,
 ) -> Result<ReplayOutcome, OutputError> {
     let wall = Instant::now();
     let n = opts.workers.max(1);
@@ -853,7 +854,7 @@ fn live_capture(
 pub fn live(
     opts: &LiveRunOptions,
     sources: Vec<LiveSource>,
-    writer: &mut EventWriter,
+    writer: &mut Output,
     control: &Control,
 ) -> Result<LiveOutcome, OutputError> {
     let wall = Instant::now();
@@ -960,6 +961,7 @@ pub fn live(
     outcome.frames = stats.frames;
     outcome.queue_full = stats.queue_full.iter().sum();
     outcome.pcap_dropped = stats.pcap.map(|p| p.dropped + p.if_dropped).unwrap_or(0);
+    writer.finish(wall_now())?;
     write_stats_event(&stats, &merger, writer, wall, wall_now())?;
     writer.close()?;
     Ok(outcome)

@@ -1,0 +1,121 @@
+//! The events stage: receives flow records in their final order, hands them to the
+//! detector (when a model is loaded), and writes `flow`, `anomaly`, `incident` and `stats`
+//! events through the [`EventWriter`]. Owns the choice of what is written (`--alerts-only`),
+//! not how it is serialised (that is `event`) nor what is anomalous (that is `detect`).
+
+use crate::error::OutputError;
+use crate::event::EventWriter;
+use crate::flow::FlowRecord;
+use crate::packet::ArpPacket;
+use crate::time::Timestamp;
+use serde::Serialize;
+
+/// A stage that looks at every ordered flow record (and ARP packet) and may write events
+/// of its own: the detector.
+pub trait FlowObserver: Send {
+    /// One flow record, in output order. Alerts it raises are written to `w`.
+    fn on_flow(&mut self, rec: &FlowRecord, w: &mut EventWriter) -> Result<(), OutputError>;
+    /// One ARP packet, in capture order relative to flows ending at the same time.
+    fn on_arp(&mut self, arp: &ArpPacket, w: &mut EventWriter) -> Result<(), OutputError>;
+    /// The input ended or the sensor stops at packet time `ts`: close what is open.
+    fn finish(&mut self, ts: Timestamp, w: &mut EventWriter) -> Result<(), OutputError>;
+    /// Counters for the `stats` event.
+    fn stats(&self) -> serde_json::Value;
+}
+
+/// The output stage of a run.
+pub struct Output {
+    /// The event writer.
+    pub writer: EventWriter,
+    /// Write a `flow` event for every record (off with `--alerts-only`).
+    pub emit_flows: bool,
+    /// The detector, if a model is loaded.
+    pub observer: Option<Box<dyn FlowObserver>>,
+    /// Collect records in memory instead of (or as well as) writing them (training).
+    pub collected: Option<Vec<FlowRecord>>,
+}
+
+/// The `stats` event body with the detector's counters added.
+#[derive(Serialize)]
+struct WithDetection<'a, T: Serialize> {
+    #[serde(flatten)]
+    base: &'a T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detection: Option<serde_json::Value>,
+}
+
+impl Output {
+    /// Flow events only, no detector.
+    pub fn flows_only(writer: EventWriter) -> Output {
+        Output {
+            writer,
+            emit_flows: true,
+            observer: None,
+            collected: None,
+        }
+    }
+
+    /// Handles one ordered flow record.
+    pub fn on_record(&mut self, rec: FlowRecord) -> Result<(), OutputError> {
+        if let Some(obs) = self.observer.as_mut() {
+            obs.on_flow(&rec, &mut self.writer)?;
+        }
+        if self.emit_flows {
+            self.writer.write_flow(&rec)?;
+        }
+        if let Some(c) = self.collected.as_mut() {
+            c.push(rec);
+        }
+        Ok(())
+    }
+
+    /// Handles one ARP packet.
+    pub fn on_arp(&mut self, arp: &ArpPacket) -> Result<(), OutputError> {
+        match self.observer.as_mut() {
+            Some(obs) => obs.on_arp(arp, &mut self.writer),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes the detector's open state (incidents) at packet time `ts`.
+    pub fn finish(&mut self, ts: Timestamp) -> Result<(), OutputError> {
+        match self.observer.as_mut() {
+            Some(obs) => obs.finish(ts, &mut self.writer),
+            None => Ok(()),
+        }
+    }
+
+    /// Events written so far.
+    pub fn written(&self) -> u64 {
+        self.writer.written()
+    }
+
+    /// Writes a `stats` event (the detector's counters included under `detection`).
+    pub fn write_stats<T: Serialize>(&mut self, ts: Timestamp, stats: &T) -> Result<(), OutputError> {
+        let body = WithDetection {
+            base: stats,
+            detection: self.observer.as_ref().map(|o| o.stats()),
+        };
+        self.writer.write_stats(ts, &body)
+    }
+
+    /// Flushes buffered events.
+    pub fn flush(&mut self) -> Result<(), OutputError> {
+        self.writer.flush()
+    }
+
+    /// Flushes and fsyncs.
+    pub fn close(&mut self) -> Result<(), OutputError> {
+        self.writer.close()
+    }
+
+    /// Reopens a file output (SIGHUP).
+    pub fn reopen(&mut self) -> Result<(), OutputError> {
+        self.writer.reopen()
+    }
+
+    /// Rotates a time-rotated file when due.
+    pub fn rotate_if_due(&mut self) -> Result<(), OutputError> {
+        self.writer.rotate_if_due()
+    }
+}
