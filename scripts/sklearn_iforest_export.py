@@ -82,6 +82,8 @@ def export_trees(m):
             "right": t.children_right.tolist(),
             "feature": [int(f_idx[f]) if f >= 0 else -1 for f in t.feature],
             "threshold": [float(v) for v in t.threshold],
+            # exact float64 bit patterns (JSON float parsing may be off by an ulp)
+            "threshold_bits": t.threshold.astype(np.float64).view(np.uint64).tolist(),
             "n": t.n_node_samples.tolist(),
         })
     return trees
