@@ -83,6 +83,15 @@ pub const NONE: u32 = u32::MAX;
 /// chains for the CPU).
 const LANES: usize = 8;
 
+/// Trees evaluated side by side in the complete-tree layout.
+const PERFECT_LANES: usize = 8;
+
+/// Rows per block in the tree-major batch kernel of the complete-tree layout.
+const BLOCK_ROWS: usize = 64;
+/// Feature count (power of two) up to which the batch kernel is used (row keys padded to
+/// this width).
+const NARROW: usize = 64;
+
 /// Rows evaluated side by side per tree by [`IsolationForest::score_batch`].
 const BATCH_ROWS: usize = 32;
 
@@ -266,6 +275,158 @@ struct Compiled {
     chunk_depths: Vec<u32>,
     /// `n_trees * c(psi)`.
     denominator: f64,
+    /// Fast layout, used when every tree has depth <= `PERFECT_DEPTH` and there are at
+    /// most 256 features (always the case with the default `max_samples = 256`); the
+    /// flat arrays above are then left empty.
+    perfect: Option<Perfect>,
+}
+
+/// Depth of the complete-tree layout (`ceil(log2 256)`).
+const PERFECT_DEPTH: usize = 8;
+/// Slots of one complete tree: internal slots 1..=255 (heap order, root 1, children
+/// `2i` and `2i + 1`), leaves 256..=511 (stored at `slot - 256`).
+const PERFECT_SLOTS: usize = 1 << PERFECT_DEPTH;
+
+/// Every tree as a complete binary tree of depth 8 in heap order, so a walk is exactly
+/// 8 steps of `i = 2i + (x[f] > thr)` with no child pointers and no bounds checks (all
+/// indices are masked to 0..=255). A leaf above depth 8 is padded with `thr = +inf`
+/// nodes (always left) down to the bottom slot that stores its value.
+#[derive(Clone, Debug, PartialEq)]
+struct Perfect {
+    /// Thresholds as [`sort_key`]s of `floor_f32(threshold)` (integer compares are
+    /// cheaper than float compares on the critical path).
+    thr: Vec<[u32; PERFECT_SLOTS]>,
+    feat: Vec<[u8; PERFECT_SLOTS]>,
+    /// Path-length contribution of each bottom slot (see `Compiled::leaf_value`).
+    leaf: Vec<[f64; PERFECT_SLOTS]>,
+}
+
+impl Perfect {
+    fn build(trees: &[Tree]) -> Perfect {
+        let mut p = Perfect {
+            thr: vec![[sort_key(f32::INFINITY); PERFECT_SLOTS]; trees.len()],
+            feat: vec![[0u8; PERFECT_SLOTS]; trees.len()],
+            leaf: vec![[0.0f64; PERFECT_SLOTS]; trees.len()],
+        };
+        // (original node, heap slot, depth)
+        let mut stack: Vec<(usize, usize, usize)> = Vec::new();
+        for (t, tree) in trees.iter().enumerate() {
+            stack.clear();
+            stack.push((0, 1, 0));
+            while let Some((i, slot, d)) = stack.pop() {
+                if tree.feature[i] == NONE {
+                    // Padding: thr stays +inf (always left) down to the bottom.
+                    let bottom = slot << (PERFECT_DEPTH - d);
+                    p.leaf[t][bottom - PERFECT_SLOTS] = leaf_value(d, tree.n_samples[i]);
+                } else {
+                    p.thr[t][slot] = sort_key(floor_f32(tree.threshold[i]));
+                    p.feat[t][slot] = tree.feature[i] as u8;
+                    stack.push((tree.left[i] as usize, 2 * slot, d + 1));
+                    stack.push((tree.right[i] as usize, 2 * slot + 1, d + 1));
+                }
+            }
+        }
+        p
+    }
+
+    /// Sum over trees (in order) of the path-length contributions for `xs` (the row,
+    /// zero-padded to 256 features).
+    #[inline]
+    fn path_sum(&self, xs: &[u32; 256]) -> f64 {
+        const W: usize = PERFECT_LANES;
+        let mut sum = 0.0f64;
+        let chunks = self
+            .thr
+            .chunks(W)
+            .zip(self.feat.chunks(W))
+            .zip(self.leaf.chunks(W));
+        for ((thr, feat), leaf) in chunks {
+            if let (Ok(thr), Ok(feat), Ok(leaf)) = (
+                <&[[u32; PERFECT_SLOTS]; W]>::try_from(thr),
+                <&[[u8; PERFECT_SLOTS]; W]>::try_from(feat),
+                <&[[f64; PERFECT_SLOTS]; W]>::try_from(leaf),
+            ) {
+                let mut idx = [1usize; W];
+                for _ in 0..PERFECT_DEPTH {
+                    for (k, slot) in idx.iter_mut().enumerate() {
+                        let i = *slot & (PERFECT_SLOTS - 1);
+                        let v = xs[usize::from(feat[k][i])];
+                        *slot = 2 * *slot + usize::from(v > thr[k][i]);
+                    }
+                }
+                for (k, &slot) in idx.iter().enumerate() {
+                    sum += leaf[k][slot & (PERFECT_SLOTS - 1)];
+                }
+            } else {
+                // The last, partial chunk.
+                for ((thr, feat), leaf) in thr.iter().zip(feat).zip(leaf) {
+                    let mut slot = 1usize;
+                    for _ in 0..PERFECT_DEPTH {
+                        let i = slot & (PERFECT_SLOTS - 1);
+                        slot = 2 * slot + usize::from(xs[usize::from(feat[i])] > thr[i]);
+                    }
+                    sum += leaf[slot & (PERFECT_SLOTS - 1)];
+                }
+            }
+        }
+        sum
+    }
+}
+
+impl Perfect {
+    /// Tree-major scoring of `BLOCK_ROWS` rows (keys padded to `NARROW` features): each
+    /// tree stays in L1 while every row of the block walks it, `PERFECT_LANES` rows side
+    /// by side. `acc[r]` gets row `r`'s sum over trees, added in tree order (so it is
+    /// bitwise equal to `path_sum`).
+    fn path_sums_block(&self, keys: &[[u32; NARROW]; BLOCK_ROWS], acc: &mut [f64; BLOCK_ROWS]) {
+        const W: usize = PERFECT_LANES;
+        acc.fill(0.0);
+        for ((thr, feat), leaf) in self.thr.iter().zip(&self.feat).zip(&self.leaf) {
+            for (keys, acc) in keys.chunks_exact(W).zip(acc.chunks_exact_mut(W)) {
+                let (Ok(keys), Ok(acc)) = (
+                    <&[[u32; NARROW]; W]>::try_from(keys),
+                    <&mut [f64; W]>::try_from(acc),
+                ) else {
+                    continue; // unreachable: BLOCK_ROWS is a multiple of W
+                };
+                let mut idx = [1usize; W];
+                for _ in 0..PERFECT_DEPTH {
+                    for (slot, keys) in idx.iter_mut().zip(keys) {
+                        let i = *slot & (PERFECT_SLOTS - 1);
+                        let v = keys[usize::from(feat[i]) & (NARROW - 1)];
+                        *slot = 2 * *slot + usize::from(v > thr[i]);
+                    }
+                }
+                for (a, &slot) in acc.iter_mut().zip(&idx) {
+                    *a += leaf[slot & (PERFECT_SLOTS - 1)];
+                }
+            }
+        }
+    }
+}
+
+/// Order-preserving map of an `f32` to a `u32` key: for non-NaN `a`, `b` (with `-0.0`
+/// taken as `+0.0`), `a > b` ⇔ `key(a) > key(b)`. NaN maps to 0, below every other key,
+/// so a NaN input goes left like in the float comparison `NaN > thr` (false).
+#[inline]
+fn sort_key(v: f32) -> u32 {
+    if v.is_nan() {
+        return 0;
+    }
+    let b = (v + 0.0).to_bits(); // -0.0 + 0.0 == +0.0
+    if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
+    }
+}
+
+/// Row `x` as sort keys, zero-padded to 256 features.
+#[inline]
+fn row_keys(x: &[f32], xs: &mut [u32; 256]) {
+    for (k, &v) in xs.iter_mut().zip(x) {
+        *k = sort_key(v);
+    }
 }
 
 /// A trained (or imported) isolation forest. See the module docs for the algorithm,
@@ -665,6 +826,14 @@ impl IsolationForest {
             }
             depths.push(max_depth);
         }
+        let perfect = (self.n_features <= 256
+            && depths.iter().all(|&d| d as usize <= PERFECT_DEPTH))
+        .then(|| Perfect::build(&self.trees));
+        if perfect.is_some() {
+            // The flat layout is not used then; do not keep it in memory.
+            nodes = Vec::new();
+            leaf_values = Vec::new();
+        }
         let chunk_depths = depths
             .chunks(LANES)
             .map(|c| c.iter().copied().max().unwrap_or(0))
@@ -676,6 +845,7 @@ impl IsolationForest {
             depths,
             chunk_depths,
             denominator: self.trees.len() as f64 * average_path_length(self.psi),
+            perfect,
         })
     }
 
@@ -726,6 +896,11 @@ impl IsolationForest {
             "IsolationForest::score: row length"
         );
         let c = &self.compiled;
+        if let Some(p) = &c.perfect {
+            let mut xs = [0u32; 256];
+            row_keys(x, &mut xs);
+            return self.finish(p.path_sum(&xs));
+        }
         let nodes = &c.nodes[..];
         let mut sum = 0.0f64;
         for (roots, &depth) in c.roots.chunks(LANES).zip(&c.chunk_depths) {
@@ -767,6 +942,39 @@ impl IsolationForest {
             });
         }
         let c = &self.compiled;
+        if let Some(p) = &c.perfect {
+            let mut xs = [0u32; 256];
+            let mut block_keys = [[0u32; NARROW]; BLOCK_ROWS];
+            let mut acc = [0.0f64; BLOCK_ROWS];
+            let full = if d <= NARROW {
+                out.len() / BLOCK_ROWS
+            } else {
+                0
+            };
+            let (head, tail) = out.split_at_mut(full * BLOCK_ROWS);
+            for (block, out) in rows
+                .chunks_exact(BLOCK_ROWS * d)
+                .zip(head.chunks_exact_mut(BLOCK_ROWS))
+            {
+                for (keys, x) in block_keys.iter_mut().zip(block.chunks_exact(d)) {
+                    for (k, &v) in keys.iter_mut().zip(x) {
+                        *k = sort_key(v);
+                    }
+                }
+                p.path_sums_block(&block_keys, &mut acc);
+                for (o, &a) in out.iter_mut().zip(&acc) {
+                    *o = self.finish(a);
+                }
+            }
+            for (x, o) in rows[full * BLOCK_ROWS * d..]
+                .chunks_exact(d)
+                .zip(tail.iter_mut())
+            {
+                row_keys(x, &mut xs);
+                *o = self.finish(p.path_sum(&xs));
+            }
+            return Ok(());
+        }
         let nodes = &c.nodes[..];
         for (block, out) in rows.chunks(BATCH_ROWS * d).zip(out.chunks_mut(BATCH_ROWS)) {
             let m = out.len();
