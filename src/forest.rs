@@ -59,10 +59,21 @@
 //!
 //! Each tree is a set of flat arrays ([`Tree`]) in scikit-learn's layout. The forest
 //! (de)serialises through serde; deserialisation runs [`IsolationForest::validate`], so a
-//! corrupt model file is an error, never a panic or an endless loop in `score`. A compact,
-//! derived layout used by the scorer (12-byte nodes, children adjacent, leaves as
-//! self-loops so the walk is branch-free) is rebuilt on construction and never
-//! serialised.
+//! corrupt model file is an error, never a panic or an endless loop in `score`.
+//!
+//! # Scoring layout (derived, never serialised)
+//!
+//! When every tree has depth <= 8 (always with `psi <= 256`) and there are at most 256
+//! features, each tree is re-laid out as a complete binary tree of depth 8 in heap order
+//! (one `u64` per internal slot: threshold key and feature; one `f64` path-length value
+//! per bottom slot; shallower leaves padded with always-left nodes), so a walk is exactly
+//! 8 branch-free steps `i = 2i + (key(x[f]) > key(thr))` without child pointers or bounds
+//! checks. Keys are an order-preserving `f32 -> u32` map and the `f64` threshold is first
+//! rounded down to the largest `f32` not above it, so the comparison is exactly
+//! scikit-learn's `(x as f32) as f64 <= thr`. `score` walks 8 trees side by side for one
+//! row; `score_batch` walks each tree for blocks of 64 rows, 8 at a time (tree in L1).
+//! Other forests use a flat node array with the same semantics. Every path adds the trees
+//! in order, so all entry points give bitwise-identical scores.
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -88,6 +99,8 @@ const PERFECT_LANES: usize = 8;
 
 /// Rows per block in the tree-major batch kernel of the complete-tree layout.
 const BLOCK_ROWS: usize = 64;
+/// Rows walked side by side per tree in the batch kernel.
+const BLOCK_LANES: usize = 8;
 /// Feature count (power of two) up to which the batch kernel is used (row keys padded to
 /// this width).
 const NARROW: usize = 64;
@@ -275,9 +288,9 @@ struct Compiled {
     chunk_depths: Vec<u32>,
     /// `n_trees * c(psi)`.
     denominator: f64,
-    /// Fast layout, used when every tree has depth <= `PERFECT_DEPTH` and there are at
-    /// most 256 features (always the case with the default `max_samples = 256`); the
-    /// flat arrays above are then left empty.
+    /// Fast layout, used when every tree has depth <= `PERFECT_DEPTH` (always the case
+    /// with `max_samples <= 256`) and there are at most 256 features; the flat arrays
+    /// above are then left empty.
     perfect: Option<Perfect>,
 }
 
@@ -293,19 +306,31 @@ const PERFECT_SLOTS: usize = 1 << PERFECT_DEPTH;
 /// nodes (always left) down to the bottom slot that stores its value.
 #[derive(Clone, Debug, PartialEq)]
 struct Perfect {
-    /// Thresholds as [`sort_key`]s of `floor_f32(threshold)` (integer compares are
-    /// cheaper than float compares on the critical path).
-    thr: Vec<[u32; PERFECT_SLOTS]>,
-    feat: Vec<[u8; PERFECT_SLOTS]>,
+    /// Per tree and internal slot: `sort_key(floor_f32(threshold)) << 8 | feature`, one
+    /// load per step (padding slots: key of `+inf`, feature 0).
+    node: Vec<[u64; PERFECT_SLOTS]>,
     /// Path-length contribution of each bottom slot (see `Compiled::leaf_value`).
     leaf: Vec<[f64; PERFECT_SLOTS]>,
+}
+
+/// Packs a threshold key and a feature index into a [`Perfect`] node word.
+fn pack(key: u32, feature: u8) -> u64 {
+    (u64::from(key) << 8) | u64::from(feature)
+}
+
+/// One step of a walk in the complete-tree layout: from heap slot `slot` (1..=255) to
+/// its child, comparing the row's key of the node's feature with the node's key.
+#[inline(always)]
+fn step<const N: usize>(node: &[u64; PERFECT_SLOTS], keys: &[u32; N], slot: usize) -> usize {
+    let w = node[slot & (PERFECT_SLOTS - 1)];
+    let v = keys[(w as usize & 0xff) & (N - 1)];
+    2 * slot + usize::from(u64::from(v) > (w >> 8))
 }
 
 impl Perfect {
     fn build(trees: &[Tree]) -> Perfect {
         let mut p = Perfect {
-            thr: vec![[sort_key(f32::INFINITY); PERFECT_SLOTS]; trees.len()],
-            feat: vec![[0u8; PERFECT_SLOTS]; trees.len()],
+            node: vec![[pack(sort_key(f32::INFINITY), 0); PERFECT_SLOTS]; trees.len()],
             leaf: vec![[0.0f64; PERFECT_SLOTS]; trees.len()],
         };
         // (original node, heap slot, depth)
@@ -315,12 +340,14 @@ impl Perfect {
             stack.push((0, 1, 0));
             while let Some((i, slot, d)) = stack.pop() {
                 if tree.feature[i] == NONE {
-                    // Padding: thr stays +inf (always left) down to the bottom.
+                    // Padding: the slots below stay "+inf" (always left) to the bottom.
                     let bottom = slot << (PERFECT_DEPTH - d);
                     p.leaf[t][bottom - PERFECT_SLOTS] = leaf_value(d, tree.n_samples[i]);
                 } else {
-                    p.thr[t][slot] = sort_key(floor_f32(tree.threshold[i]));
-                    p.feat[t][slot] = tree.feature[i] as u8;
+                    p.node[t][slot] = pack(
+                        sort_key(floor_f32(tree.threshold[i])),
+                        tree.feature[i] as u8,
+                    );
                     stack.push((tree.left[i] as usize, 2 * slot, d + 1));
                     stack.push((tree.right[i] as usize, 2 * slot + 1, d + 1));
                 }
@@ -329,41 +356,32 @@ impl Perfect {
         p
     }
 
-    /// Sum over trees (in order) of the path-length contributions for `xs` (the row,
-    /// zero-padded to 256 features).
+    /// Sum over trees (in order) of the path-length contributions for the row keys `xs`
+    /// (zero-padded to 256 features), `PERFECT_LANES` trees side by side.
     #[inline]
     fn path_sum(&self, xs: &[u32; 256]) -> f64 {
         const W: usize = PERFECT_LANES;
         let mut sum = 0.0f64;
-        let chunks = self
-            .thr
-            .chunks(W)
-            .zip(self.feat.chunks(W))
-            .zip(self.leaf.chunks(W));
-        for ((thr, feat), leaf) in chunks {
-            if let (Ok(thr), Ok(feat), Ok(leaf)) = (
-                <&[[u32; PERFECT_SLOTS]; W]>::try_from(thr),
-                <&[[u8; PERFECT_SLOTS]; W]>::try_from(feat),
+        for (node, leaf) in self.node.chunks(W).zip(self.leaf.chunks(W)) {
+            if let (Ok(node), Ok(leaf)) = (
+                <&[[u64; PERFECT_SLOTS]; W]>::try_from(node),
                 <&[[f64; PERFECT_SLOTS]; W]>::try_from(leaf),
             ) {
                 let mut idx = [1usize; W];
                 for _ in 0..PERFECT_DEPTH {
-                    for (k, slot) in idx.iter_mut().enumerate() {
-                        let i = *slot & (PERFECT_SLOTS - 1);
-                        let v = xs[usize::from(feat[k][i])];
-                        *slot = 2 * *slot + usize::from(v > thr[k][i]);
+                    for (slot, node) in idx.iter_mut().zip(node) {
+                        *slot = step(node, xs, *slot);
                     }
                 }
-                for (k, &slot) in idx.iter().enumerate() {
-                    sum += leaf[k][slot & (PERFECT_SLOTS - 1)];
+                for (&slot, leaf) in idx.iter().zip(leaf) {
+                    sum += leaf[slot & (PERFECT_SLOTS - 1)];
                 }
             } else {
                 // The last, partial chunk.
-                for ((thr, feat), leaf) in thr.iter().zip(feat).zip(leaf) {
+                for (node, leaf) in node.iter().zip(leaf) {
                     let mut slot = 1usize;
                     for _ in 0..PERFECT_DEPTH {
-                        let i = slot & (PERFECT_SLOTS - 1);
-                        slot = 2 * slot + usize::from(xs[usize::from(feat[i])] > thr[i]);
+                        slot = step(node, xs, slot);
                     }
                     sum += leaf[slot & (PERFECT_SLOTS - 1)];
                 }
@@ -371,17 +389,15 @@ impl Perfect {
         }
         sum
     }
-}
 
-impl Perfect {
     /// Tree-major scoring of `BLOCK_ROWS` rows (keys padded to `NARROW` features): each
     /// tree stays in L1 while every row of the block walks it, `PERFECT_LANES` rows side
     /// by side. `acc[r]` gets row `r`'s sum over trees, added in tree order (so it is
     /// bitwise equal to `path_sum`).
     fn path_sums_block(&self, keys: &[[u32; NARROW]; BLOCK_ROWS], acc: &mut [f64; BLOCK_ROWS]) {
-        const W: usize = PERFECT_LANES;
+        const W: usize = BLOCK_LANES;
         acc.fill(0.0);
-        for ((thr, feat), leaf) in self.thr.iter().zip(&self.feat).zip(&self.leaf) {
+        for (node, leaf) in self.node.iter().zip(&self.leaf) {
             for (keys, acc) in keys.chunks_exact(W).zip(acc.chunks_exact_mut(W)) {
                 let (Ok(keys), Ok(acc)) = (
                     <&[[u32; NARROW]; W]>::try_from(keys),
@@ -392,9 +408,7 @@ impl Perfect {
                 let mut idx = [1usize; W];
                 for _ in 0..PERFECT_DEPTH {
                     for (slot, keys) in idx.iter_mut().zip(keys) {
-                        let i = *slot & (PERFECT_SLOTS - 1);
-                        let v = keys[usize::from(feat[i]) & (NARROW - 1)];
-                        *slot = 2 * *slot + usize::from(v > thr[i]);
+                        *slot = step(node, keys, *slot);
                     }
                 }
                 for (a, &slot) in acc.iter_mut().zip(&idx) {
