@@ -273,7 +273,7 @@ struct FlatNode {
 }
 
 /// Derived scoring layout of the whole forest (rebuilt from the trees, not serialised).
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, PartialEq, Default)]
 struct Compiled {
     nodes: Vec<FlatNode>,
     /// Per node: the tree's path-length contribution if the walk ends there
@@ -294,6 +294,17 @@ struct Compiled {
     perfect: Option<Perfect>,
 }
 
+impl std::fmt::Debug for Compiled {
+    /// A summary only: the layout is derived from the trees, which `Debug` shows in full.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("complete_tree_layout", &self.perfect.is_some())
+            .field("flat_nodes", &self.nodes.len())
+            .field("denominator", &self.denominator)
+            .finish()
+    }
+}
+
 /// Depth of the complete-tree layout (`ceil(log2 256)`).
 const PERFECT_DEPTH: usize = 8;
 /// Slots of one complete tree: internal slots 1..=255 (heap order, root 1, children
@@ -304,7 +315,7 @@ const PERFECT_SLOTS: usize = 1 << PERFECT_DEPTH;
 /// 8 steps of `i = 2i + (x[f] > thr)` with no child pointers and no bounds checks (all
 /// indices are masked to 0..=255). A leaf above depth 8 is padded with `thr = +inf`
 /// nodes (always left) down to the bottom slot that stores its value.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 struct Perfect {
     /// Per tree and internal slot: `sort_key(floor_f32(threshold)) << 8 | feature`, one
     /// load per step (padding slots: key of `+inf`, feature 0).
