@@ -1,2 +1,1227 @@
 //! Isolation forest (Liu, Ting & Zhou 2008) with scikit-learn's conventions: seeded,
 //! flat node arrays, no I/O.
+//!
+//! # Algorithm (what [`IsolationForest::fit`] does)
+//!
+//! For each of `n_trees` trees, `psi = min(max_samples, n)` training rows are drawn
+//! **without replacement**, and an isolation tree is grown on them with height limit
+//! `ceil(log2(max(psi, 2)))` (scikit-learn's `max_depth`). At a node, a feature is drawn
+//! uniformly among the features that are *not constant* in that node (scikit-learn's
+//! `ExtraTreeRegressor(max_features=1, splitter="random")` keeps redrawing until it finds
+//! a non-constant one; a feature counts as constant when `max <= min + 1e-7` in `f32`, as
+//! in scikit-learn), and the threshold is drawn uniformly in `[min, max)` of that feature
+//! in the node. A row goes **left when `x[f] <= threshold`**. A node becomes a leaf at the
+//! height limit, when it holds one row, or when every feature is constant in it.
+//!
+//! # Scoring (what [`IsolationForest::score`] returns)
+//!
+//! For one tree, the path length of `x` is `h = depth + c(n_leaf)` where `depth` counts
+//! the edges from the root to the leaf `x` reaches and `n_leaf` the training rows of that
+//! leaf; `c` is [`average_path_length`] (scikit-learn's `_average_path_length`). The
+//! score is the paper's `s = 2^(-E[h] / c(psi))` in `(0, 1]`; **higher means more
+//! anomalous**, about 0.5 means "no distinct anomaly". It equals scikit-learn's
+//! `-score_samples(x)` (checked to 1e-9 in `tests/forest_sklearn.rs`; the summation order
+//! and the float32 cast of the inputs are those of scikit-learn). With `psi == 1`,
+//! `c(psi) == 0` and the score is 0.5, as in scikit-learn.
+//!
+//! Inputs are compared as `f32`; thresholds are `f64` so that a forest exported from
+//! scikit-learn ([`IsolationForest::from_sklearn_json`]) scores identically. NaN is
+//! rejected at training; a NaN feature at scoring time is routed *left* (never a panic,
+//! and the score stays in `(0, 1]`).
+//!
+//! # Attribution (what [`IsolationForest::score_explained`] adds)
+//!
+//! A depth-weighted isolation gain over the paths of `x`, in the spirit of DIFFI (design
+//! §1.5): in tree `t`, `x` reaches a leaf with path length `h_t = depth_t + c(n_leaf)`. A
+//! split at depth `d` (root = 0) on feature `f` along that path, from a node holding `n`
+//! training rows to the child of `x` holding `n'`, adds
+//!
+//! ```text
+//! w = ln(n / n') / ((d + 1) * h_t)
+//! ```
+//!
+//! to feature `f`: `ln(n / n')` is how much of the node's training sample the split cut
+//! away from `x` (a split through the bulk gains about ln 2, the split that isolates an
+//! outlier gains much more), `1 / (d + 1)` favours shallow splits, and `1 / h_t` favours
+//! trees that isolate `x` quickly. The per-feature sums over all trees are normalised to
+//! sum to 1 (all zero if no tree split at all, e.g. constant training data). On a 5-feature
+//! Gaussian with one coordinate at 8 sigma, that coordinate gets ~0.77 of the mass (a plain
+//! `1 / (d + 1)` split count gave it only ~0.29).
+//!
+//! # Determinism
+//!
+//! Tree `t` draws from `ChaCha8Rng::seed_from_u64(seed)` on stream `t`, with integers and
+//! floats derived from raw `next_u64` outputs by code in this file (not `rand`'s
+//! distributions, which may change between releases), so the same rows, parameters and
+//! seed give a bitwise-identical forest, whatever the order trees are built in.
+//!
+//! # Storage and integrity
+//!
+//! Each tree is a set of flat arrays ([`Tree`]) in scikit-learn's layout. The forest
+//! (de)serialises through serde; deserialisation runs [`IsolationForest::validate`], so a
+//! corrupt model file is an error, never a panic or an endless loop in `score`.
+//!
+//! # Scoring layout (derived, never serialised)
+//!
+//! When every tree has depth <= 8 (always with `psi <= 256`) and there are at most 256
+//! features, each tree is re-laid out as a complete binary tree of depth 8 in heap order
+//! (one `u64` per internal slot: threshold key and feature; one `f64` path-length value
+//! per bottom slot; shallower leaves padded with always-left nodes), so a walk is exactly
+//! 8 branch-free steps `i = 2i + (key(x[f]) > key(thr))` without child pointers or bounds
+//! checks. Keys are an order-preserving `f32 -> u32` map and the `f64` threshold is first
+//! rounded down to the largest `f32` not above it, so the comparison is exactly
+//! scikit-learn's `(x as f32) as f64 <= thr`. `score` walks 8 trees side by side for one
+//! row; `score_batch` walks each tree for blocks of 64 rows, 8 at a time (tree in L1).
+//! Other forests use a flat node array with the same semantics. Every path adds the trees
+//! in order, so all entry points give bitwise-identical scores.
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Euler–Mascheroni constant, the value of `numpy.euler_gamma`.
+const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
+
+/// scikit-learn's `FEATURE_THRESHOLD`: a feature with `max <= min + 1e-7` (in `f32`) in a
+/// node is treated as constant there.
+const FEATURE_THRESHOLD: f32 = 1e-7;
+
+/// Marker for "no feature" / "no child" in [`Tree`] arrays (scikit-learn uses negative
+/// numbers).
+pub const NONE: u32 = u32::MAX;
+
+/// Trees evaluated side by side by [`IsolationForest::score`] (independent dependency
+/// chains for the CPU).
+const LANES: usize = 8;
+
+/// Trees evaluated side by side in the complete-tree layout.
+const PERFECT_LANES: usize = 8;
+
+/// Rows per block in the tree-major batch kernel of the complete-tree layout.
+const BLOCK_ROWS: usize = 64;
+/// Rows walked side by side per tree in the batch kernel.
+const BLOCK_LANES: usize = 8;
+/// Feature count (power of two) up to which the batch kernel is used (row keys padded to
+/// this width).
+const NARROW: usize = 64;
+
+/// Rows evaluated side by side per tree by [`IsolationForest::score_batch`].
+const BATCH_ROWS: usize = 32;
+
+/// Errors from training, validating or importing an isolation forest.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForestError {
+    /// `n_trees` was 0.
+    #[error("n_trees must be at least 1")]
+    ZeroTrees,
+    /// `max_samples` was 0.
+    #[error("max_samples must be at least 1")]
+    ZeroMaxSamples,
+    /// `n_features` was 0.
+    #[error("n_features must be at least 1")]
+    NoFeatures,
+    /// More features than a node can index.
+    #[error("too many features: {0} (at most {max})", max = u32::MAX - 1)]
+    TooManyFeatures(usize),
+    /// More training rows than a node can count.
+    #[error("too many training rows: {0} (at most {max})", max = u32::MAX - 1)]
+    TooManyRows(usize),
+    /// No training rows.
+    #[error("training data is empty")]
+    EmptyInput,
+    /// The row-major data length is not a multiple of the feature count.
+    #[error("row-major data of length {len} is not a multiple of n_features = {n_features}")]
+    RaggedInput {
+        /// Length of the data slice.
+        len: usize,
+        /// Declared feature count.
+        n_features: usize,
+    },
+    /// A training value is NaN or infinite.
+    #[error("training value at row {row}, feature {feature} is not finite")]
+    NonFinite {
+        /// Row index (0-based).
+        row: usize,
+        /// Feature index (0-based).
+        feature: usize,
+    },
+    /// A row to score, or an output buffer, has the wrong length.
+    #[error("expected {expected} values, got {got}")]
+    DimensionMismatch {
+        /// Expected length.
+        expected: usize,
+        /// Actual length.
+        got: usize,
+    },
+    /// The forest structure is inconsistent (corrupt or hand-made model).
+    #[error("invalid isolation forest: {0}")]
+    InvalidModel(String),
+    /// The scikit-learn export is not valid JSON of the expected shape.
+    #[error("cannot parse scikit-learn export: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Training parameters of an [`IsolationForest`].
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForestParams {
+    /// Number of trees (default 200; the design recommends 200-300, §1).
+    pub n_trees: usize,
+    /// Sub-sample size per tree; `psi = min(max_samples, n_rows)` (default 256).
+    pub max_samples: usize,
+    /// RNG seed; same data, parameters and seed give an identical forest.
+    pub seed: u64,
+}
+
+impl Default for ForestParams {
+    fn default() -> Self {
+        Self {
+            n_trees: 200,
+            max_samples: 256,
+            seed: 0,
+        }
+    }
+}
+
+impl ForestParams {
+    /// Checks the parameters: `n_trees >= 1`, `max_samples >= 1`.
+    pub fn validate(&self) -> Result<(), ForestError> {
+        if self.n_trees == 0 {
+            return Err(ForestError::ZeroTrees);
+        }
+        if self.max_samples == 0 {
+            return Err(ForestError::ZeroMaxSamples);
+        }
+        Ok(())
+    }
+}
+
+/// One isolation tree as flat node arrays (scikit-learn's `tree_` layout). Node 0 is the
+/// root. All arrays have one entry per node.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Tree {
+    /// Split feature of each internal node; [`NONE`] for leaves.
+    pub feature: Vec<u32>,
+    /// Split threshold of each internal node (`x[f] <= threshold` goes left); any finite
+    /// value for leaves. Serialised as the `u64` bit patterns, so that every serde format
+    /// round-trips it exactly (serde_json's default float parsing can be off by an ulp).
+    #[serde(with = "f64_bits")]
+    pub threshold: Vec<f64>,
+    /// Left child of each internal node (index > the node's own); [`NONE`] for leaves.
+    pub left: Vec<u32>,
+    /// Right child of each internal node (index > the node's own); [`NONE`] for leaves.
+    pub right: Vec<u32>,
+    /// Training rows that reached each node (scikit-learn's `n_node_samples`).
+    pub n_samples: Vec<u32>,
+}
+
+impl Tree {
+    /// Number of nodes.
+    pub fn n_nodes(&self) -> usize {
+        self.feature.len()
+    }
+
+    /// Walks `x` to its leaf; returns `(leaf index, depth in edges)`. Assumes a validated
+    /// tree.
+    fn leaf_of(&self, x: &[f32]) -> (usize, usize) {
+        let mut node = 0usize;
+        let mut depth = 0usize;
+        while self.feature[node] != NONE {
+            let v = f64::from(x[self.feature[node] as usize]);
+            // `v > thr` goes right, so NaN goes left (documented in the module docs).
+            node = if v > self.threshold[node] {
+                self.right[node] as usize
+            } else {
+                self.left[node] as usize
+            };
+            depth += 1;
+        }
+        (node, depth)
+    }
+}
+
+/// Serde helpers storing `f64`s as their IEEE-754 bit patterns (exact in every format).
+mod f64_bits {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|x| x.to_bits()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        let bits = Vec::<u64>::deserialize(d)?;
+        Ok(bits.into_iter().map(f64::from_bits).collect())
+    }
+}
+
+/// Serialised form of [`IsolationForest`] (its serde representation).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct ForestRepr {
+    n_features: usize,
+    psi: usize,
+    feature_ranges: Vec<(f32, f32)>,
+    trees: Vec<Tree>,
+}
+
+/// A node of the scorer's derived layout: right child is `left + 1`; a leaf has
+/// `thr = +inf` and `left` = itself, so walking a fixed number of steps is branch-free.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct FlatNode {
+    thr: f32,
+    feature: u32,
+    left: u32,
+}
+
+/// Derived scoring layout of the whole forest (rebuilt from the trees, not serialised).
+#[derive(Clone, PartialEq, Default)]
+struct Compiled {
+    nodes: Vec<FlatNode>,
+    /// Per node: the tree's path-length contribution if the walk ends there
+    /// (`(depth + 1 + c(n)) - 1`, scikit-learn's order of operations); 0 for internal
+    /// nodes.
+    leaf_value: Vec<f64>,
+    /// Global index of each tree's root.
+    roots: Vec<u32>,
+    /// Depth (edges) of each tree.
+    depths: Vec<u32>,
+    /// Max depth over each chunk of `LANES` trees.
+    chunk_depths: Vec<u32>,
+    /// `n_trees * c(psi)`.
+    denominator: f64,
+    /// Fast layout, used when every tree has depth <= `PERFECT_DEPTH` (always the case
+    /// with `max_samples <= 256`) and there are at most 256 features; the flat arrays
+    /// above are then left empty.
+    perfect: Option<Perfect>,
+}
+
+impl std::fmt::Debug for Compiled {
+    /// A summary only: the layout is derived from the trees, which `Debug` shows in full.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("complete_tree_layout", &self.perfect.is_some())
+            .field("flat_nodes", &self.nodes.len())
+            .field("denominator", &self.denominator)
+            .finish()
+    }
+}
+
+/// Depth of the complete-tree layout (`ceil(log2 256)`).
+const PERFECT_DEPTH: usize = 8;
+/// Slots of one complete tree: internal slots 1..=255 (heap order, root 1, children
+/// `2i` and `2i + 1`), leaves 256..=511 (stored at `slot - 256`).
+const PERFECT_SLOTS: usize = 1 << PERFECT_DEPTH;
+
+/// Every tree as a complete binary tree of depth 8 in heap order, so a walk is exactly
+/// 8 steps of `i = 2i + (x[f] > thr)` with no child pointers and no bounds checks (all
+/// indices are masked to 0..=255). A leaf above depth 8 is padded with `thr = +inf`
+/// nodes (always left) down to the bottom slot that stores its value.
+#[derive(Clone, PartialEq)]
+struct Perfect {
+    /// Per tree and internal slot: `sort_key(floor_f32(threshold)) << 8 | feature`, one
+    /// load per step (padding slots: key of `+inf`, feature 0).
+    node: Vec<[u64; PERFECT_SLOTS]>,
+    /// Path-length contribution of each bottom slot (see `Compiled::leaf_value`).
+    leaf: Vec<[f64; PERFECT_SLOTS]>,
+}
+
+/// Packs a threshold key and a feature index into a [`Perfect`] node word.
+fn pack(key: u32, feature: u8) -> u64 {
+    (u64::from(key) << 8) | u64::from(feature)
+}
+
+/// One step of a walk in the complete-tree layout: from heap slot `slot` (1..=255) to
+/// its child, comparing the row's key of the node's feature with the node's key.
+#[inline(always)]
+fn step<const N: usize>(node: &[u64; PERFECT_SLOTS], keys: &[u32; N], slot: usize) -> usize {
+    let w = node[slot & (PERFECT_SLOTS - 1)];
+    let v = keys[(w as usize & 0xff) & (N - 1)];
+    2 * slot + usize::from(u64::from(v) > (w >> 8))
+}
+
+impl Perfect {
+    fn build(trees: &[Tree]) -> Perfect {
+        let mut p = Perfect {
+            node: vec![[pack(sort_key(f32::INFINITY), 0); PERFECT_SLOTS]; trees.len()],
+            leaf: vec![[0.0f64; PERFECT_SLOTS]; trees.len()],
+        };
+        // (original node, heap slot, depth)
+        let mut stack: Vec<(usize, usize, usize)> = Vec::new();
+        for (t, tree) in trees.iter().enumerate() {
+            stack.clear();
+            stack.push((0, 1, 0));
+            while let Some((i, slot, d)) = stack.pop() {
+                if tree.feature[i] == NONE {
+                    // Padding: the slots below stay "+inf" (always left) to the bottom.
+                    let bottom = slot << (PERFECT_DEPTH - d);
+                    p.leaf[t][bottom - PERFECT_SLOTS] = leaf_value(d, tree.n_samples[i]);
+                } else {
+                    p.node[t][slot] = pack(
+                        sort_key(floor_f32(tree.threshold[i])),
+                        tree.feature[i] as u8,
+                    );
+                    stack.push((tree.left[i] as usize, 2 * slot, d + 1));
+                    stack.push((tree.right[i] as usize, 2 * slot + 1, d + 1));
+                }
+            }
+        }
+        p
+    }
+
+    /// Sum over trees (in order) of the path-length contributions for the row keys `xs`
+    /// (zero-padded to 256 features), `PERFECT_LANES` trees side by side.
+    #[inline]
+    fn path_sum(&self, xs: &[u32; 256]) -> f64 {
+        const W: usize = PERFECT_LANES;
+        let mut sum = 0.0f64;
+        for (node, leaf) in self.node.chunks(W).zip(self.leaf.chunks(W)) {
+            if let (Ok(node), Ok(leaf)) = (
+                <&[[u64; PERFECT_SLOTS]; W]>::try_from(node),
+                <&[[f64; PERFECT_SLOTS]; W]>::try_from(leaf),
+            ) {
+                let mut idx = [1usize; W];
+                for _ in 0..PERFECT_DEPTH {
+                    for (slot, node) in idx.iter_mut().zip(node) {
+                        *slot = step(node, xs, *slot);
+                    }
+                }
+                for (&slot, leaf) in idx.iter().zip(leaf) {
+                    sum += leaf[slot & (PERFECT_SLOTS - 1)];
+                }
+            } else {
+                // The last, partial chunk.
+                for (node, leaf) in node.iter().zip(leaf) {
+                    let mut slot = 1usize;
+                    for _ in 0..PERFECT_DEPTH {
+                        slot = step(node, xs, slot);
+                    }
+                    sum += leaf[slot & (PERFECT_SLOTS - 1)];
+                }
+            }
+        }
+        sum
+    }
+
+    /// Tree-major scoring of `BLOCK_ROWS` rows (keys padded to `NARROW` features): each
+    /// tree stays in L1 while every row of the block walks it, `PERFECT_LANES` rows side
+    /// by side. `acc[r]` gets row `r`'s sum over trees, added in tree order (so it is
+    /// bitwise equal to `path_sum`).
+    fn path_sums_block(&self, keys: &[[u32; NARROW]; BLOCK_ROWS], acc: &mut [f64; BLOCK_ROWS]) {
+        const W: usize = BLOCK_LANES;
+        acc.fill(0.0);
+        for (node, leaf) in self.node.iter().zip(&self.leaf) {
+            for (keys, acc) in keys.chunks_exact(W).zip(acc.chunks_exact_mut(W)) {
+                let (Ok(keys), Ok(acc)) = (
+                    <&[[u32; NARROW]; W]>::try_from(keys),
+                    <&mut [f64; W]>::try_from(acc),
+                ) else {
+                    continue; // unreachable: BLOCK_ROWS is a multiple of W
+                };
+                let mut idx = [1usize; W];
+                for _ in 0..PERFECT_DEPTH {
+                    for (slot, keys) in idx.iter_mut().zip(keys) {
+                        *slot = step(node, keys, *slot);
+                    }
+                }
+                for (a, &slot) in acc.iter_mut().zip(&idx) {
+                    *a += leaf[slot & (PERFECT_SLOTS - 1)];
+                }
+            }
+        }
+    }
+}
+
+/// Order-preserving map of an `f32` to a `u32` key: for non-NaN `a`, `b` (with `-0.0`
+/// taken as `+0.0`), `a > b` ⇔ `key(a) > key(b)`. NaN maps to 0, below every other key,
+/// so a NaN input goes left like in the float comparison `NaN > thr` (false).
+#[inline]
+fn sort_key(v: f32) -> u32 {
+    if v.is_nan() {
+        return 0;
+    }
+    let b = (v + 0.0).to_bits(); // -0.0 + 0.0 == +0.0
+    if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
+    }
+}
+
+/// Row `x` as sort keys, zero-padded to 256 features.
+#[inline]
+fn row_keys(x: &[f32], xs: &mut [u32; 256]) {
+    for (k, &v) in xs.iter_mut().zip(x) {
+        *k = sort_key(v);
+    }
+}
+
+/// A trained (or imported) isolation forest. See the module docs for the algorithm,
+/// score and attribution definitions.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(try_from = "ForestRepr", into = "ForestRepr")]
+pub struct IsolationForest {
+    n_features: usize,
+    psi: usize,
+    feature_ranges: Vec<(f32, f32)>,
+    trees: Vec<Tree>,
+    compiled: Compiled,
+}
+
+impl TryFrom<ForestRepr> for IsolationForest {
+    type Error = ForestError;
+    fn try_from(r: ForestRepr) -> Result<Self, ForestError> {
+        Self::from_parts(r.n_features, r.psi, r.trees, r.feature_ranges)
+    }
+}
+
+impl From<IsolationForest> for ForestRepr {
+    fn from(f: IsolationForest) -> Self {
+        ForestRepr {
+            n_features: f.n_features,
+            psi: f.psi,
+            feature_ranges: f.feature_ranges,
+            trees: f.trees,
+        }
+    }
+}
+
+/// `c(n)`: average path length of an unsuccessful search in a binary search tree of `n`
+/// keys, exactly as scikit-learn's `_average_path_length`: 0 for `n <= 1`, 1 for
+/// `n == 2`, else `2 (ln(n - 1) + γ) - 2 (n - 1) / n`.
+pub fn average_path_length(n: usize) -> f64 {
+    if n <= 1 {
+        0.0
+    } else if n == 2 {
+        1.0
+    } else {
+        let n = n as f64;
+        2.0 * ((n - 1.0).ln() + EULER_GAMMA) - 2.0 * (n - 1.0) / n
+    }
+}
+
+/// A tree's path-length contribution for a leaf at `depth` edges holding `n` rows, in
+/// scikit-learn's order of operations (`decision_path_length + c(n) - 1`).
+fn leaf_value(depth: usize, n: u32) -> f64 {
+    ((depth + 1) as f64 + average_path_length(n as usize)) - 1.0
+}
+
+/// Largest `f32` that is `<= t`, so that for every `f32` x: `x <= t` ⇔ `x <= floor32(t)`.
+fn floor_f32(t: f64) -> f32 {
+    let r = t as f32;
+    if f64::from(r) <= t {
+        return r;
+    }
+    // r > t: step one ulp towards -inf (r is finite or +inf here, never NaN).
+    if r == f32::INFINITY {
+        f32::MAX
+    } else if r > 0.0 {
+        f32::from_bits(r.to_bits() - 1)
+    } else if r == 0.0 {
+        -f32::from_bits(1)
+    } else {
+        f32::from_bits(r.to_bits() + 1)
+    }
+}
+
+/// Uniform integer in `0..n` (`n >= 1`) from raw RNG output (Lemire's method with
+/// rejection; independent of `rand`'s distribution code).
+fn uniform_below(rng: &mut ChaCha8Rng, n: usize) -> usize {
+    let n = n as u64;
+    let threshold = n.wrapping_neg() % n;
+    loop {
+        let m = u128::from(rng.next_u64()) * u128::from(n);
+        if (m as u64) >= threshold {
+            return (m >> 64) as usize;
+        }
+    }
+}
+
+/// Uniform `f64` in `[0, 1)` with 53 random bits.
+fn uniform01(rng: &mut ChaCha8Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// Height limit for a sub-sample of `psi` rows: `ceil(log2(max(psi, 2)))`.
+fn height_limit(psi: usize) -> usize {
+    let p = psi.max(2);
+    (usize::BITS - (p - 1).leading_zeros()) as usize
+}
+
+impl IsolationForest {
+    /// Trains a forest on `rows`, row-major with `n_features` values per row.
+    ///
+    /// Errors on invalid parameters, empty or ragged data, or a non-finite value.
+    pub fn fit(
+        rows: &[f32],
+        n_features: usize,
+        params: &ForestParams,
+    ) -> Result<IsolationForest, ForestError> {
+        params.validate()?;
+        if n_features == 0 {
+            return Err(ForestError::NoFeatures);
+        }
+        if n_features >= NONE as usize {
+            return Err(ForestError::TooManyFeatures(n_features));
+        }
+        if rows.is_empty() {
+            return Err(ForestError::EmptyInput);
+        }
+        if rows.len() % n_features != 0 {
+            return Err(ForestError::RaggedInput {
+                len: rows.len(),
+                n_features,
+            });
+        }
+        let n = rows.len() / n_features;
+        if n >= NONE as usize {
+            return Err(ForestError::TooManyRows(n));
+        }
+        if let Some(i) = rows.iter().position(|v| !v.is_finite()) {
+            return Err(ForestError::NonFinite {
+                row: i / n_features,
+                feature: i % n_features,
+            });
+        }
+        let mut feature_ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); n_features];
+        for row in rows.chunks_exact(n_features) {
+            for (r, &v) in feature_ranges.iter_mut().zip(row) {
+                r.0 = r.0.min(v);
+                r.1 = r.1.max(v);
+            }
+        }
+        let psi = params.max_samples.min(n);
+        let max_depth = height_limit(psi);
+
+        let mut builder = TreeBuilder {
+            rows,
+            n_features,
+            max_depth,
+            perm: (0..n as u32).collect(),
+            swaps: Vec::with_capacity(psi),
+            sample: Vec::with_capacity(psi),
+            feats: Vec::with_capacity(n_features),
+            stack: Vec::new(),
+        };
+        let trees = (0..params.n_trees)
+            .map(|t| {
+                let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+                rng.set_stream(t as u64);
+                builder.build(&mut rng, psi)
+            })
+            .collect();
+        Self::from_parts(n_features, psi, trees, feature_ranges)
+    }
+
+    /// Builds a forest from its parts (e.g. a deserialised or imported model) after
+    /// checking them with the same rules as [`IsolationForest::validate`].
+    pub fn from_parts(
+        n_features: usize,
+        psi: usize,
+        trees: Vec<Tree>,
+        feature_ranges: Vec<(f32, f32)>,
+    ) -> Result<IsolationForest, ForestError> {
+        let mut f = IsolationForest {
+            n_features,
+            psi,
+            feature_ranges,
+            trees,
+            compiled: Compiled::default(),
+        };
+        f.validate()?;
+        f.compiled = f.compile()?;
+        Ok(f)
+    }
+
+    /// Imports a forest exported from scikit-learn by `scripts/sklearn_iforest_export.py`.
+    ///
+    /// Expected JSON object (other keys are ignored): `n_features` (int), `max_samples`
+    /// (int, `max_samples_`), `feature_ranges` (`[[min, max], ...]`, one per feature) and
+    /// `trees`: a list of `{"left", "right", "feature", "threshold", "n"}` arrays, i.e.
+    /// `tree_.children_left`, `children_right`, `feature` (mapped through
+    /// `estimators_features_`; negative for leaves), `threshold` and `n_node_samples`;
+    /// an optional `threshold_bits` array (the float64 bit patterns, `u64`) takes
+    /// precedence over `threshold` so the import is exact whatever the JSON float parser.
+    pub fn from_sklearn_json(json: &str) -> Result<IsolationForest, ForestError> {
+        #[derive(Deserialize)]
+        struct SkTree {
+            left: Vec<i64>,
+            right: Vec<i64>,
+            feature: Vec<i64>,
+            threshold: Vec<f64>,
+            /// Exact bit patterns of `threshold` (preferred when present: JSON float
+            /// parsing is not guaranteed to round-trip).
+            #[serde(default)]
+            threshold_bits: Option<Vec<u64>>,
+            n: Vec<i64>,
+        }
+        #[derive(Deserialize)]
+        struct SkForest {
+            n_features: usize,
+            max_samples: usize,
+            feature_ranges: Vec<(f32, f32)>,
+            trees: Vec<SkTree>,
+        }
+        fn index(v: i64, what: &str, tree: usize) -> Result<u32, ForestError> {
+            if v < 0 {
+                Ok(NONE)
+            } else {
+                u32::try_from(v).ok().filter(|&i| i != NONE).ok_or_else(|| {
+                    ForestError::InvalidModel(format!("tree {tree}: {what} {v} out of range"))
+                })
+            }
+        }
+        let sk: SkForest = serde_json::from_str(json)?;
+        let mut trees = Vec::with_capacity(sk.trees.len());
+        for (t, st) in sk.trees.into_iter().enumerate() {
+            let conv = |v: &[i64], what: &str| -> Result<Vec<u32>, ForestError> {
+                v.iter().map(|&x| index(x, what, t)).collect()
+            };
+            let n_samples = st
+                .n
+                .iter()
+                .map(|&x| {
+                    u32::try_from(x).map_err(|_| {
+                        ForestError::InvalidModel(format!("tree {t}: n_node_samples {x} invalid"))
+                    })
+                })
+                .collect::<Result<Vec<u32>, _>>()?;
+            let threshold = match st.threshold_bits {
+                Some(bits) => {
+                    if bits.len() != st.threshold.len() {
+                        return Err(ForestError::InvalidModel(format!(
+                            "tree {t}: threshold_bits and threshold differ in length"
+                        )));
+                    }
+                    bits.into_iter().map(f64::from_bits).collect()
+                }
+                None => st.threshold,
+            };
+            trees.push(Tree {
+                feature: conv(&st.feature, "feature")?,
+                threshold,
+                left: conv(&st.left, "child")?,
+                right: conv(&st.right, "child")?,
+                n_samples,
+            });
+        }
+        Self::from_parts(sk.n_features, sk.max_samples, trees, sk.feature_ranges)
+    }
+
+    /// Checks structural integrity: at least one tree and feature, `psi >= 1`, one finite
+    /// `(min <= max)` range per feature, per tree equal array lengths, a leaf has no
+    /// feature and no children, an internal node has a feature `< n_features`, a finite
+    /// threshold and two children with indices in range and greater than its own (so no
+    /// cycles), every non-root node has exactly one parent, `n_samples >= 1` and an
+    /// internal node's count is the sum of its children's.
+    pub fn validate(&self) -> Result<(), ForestError> {
+        let bad = |msg: String| Err(ForestError::InvalidModel(msg));
+        if self.n_features == 0 || self.n_features >= NONE as usize {
+            return bad(format!("n_features = {} out of range", self.n_features));
+        }
+        if self.psi == 0 || self.psi >= NONE as usize {
+            return bad(format!("psi = {} out of range", self.psi));
+        }
+        if self.trees.is_empty() {
+            return bad("no trees".into());
+        }
+        if self.feature_ranges.len() != self.n_features {
+            return bad(format!(
+                "{} feature ranges for {} features",
+                self.feature_ranges.len(),
+                self.n_features
+            ));
+        }
+        for (f, &(lo, hi)) in self.feature_ranges.iter().enumerate() {
+            if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+                return bad(format!("feature {f}: invalid training range ({lo}, {hi})"));
+            }
+        }
+        let mut parents: Vec<u8> = Vec::new();
+        for (t, tree) in self.trees.iter().enumerate() {
+            let n = tree.feature.len();
+            if n == 0 {
+                return bad(format!("tree {t}: no nodes"));
+            }
+            if n >= NONE as usize {
+                return bad(format!("tree {t}: too many nodes ({n})"));
+            }
+            if tree.threshold.len() != n
+                || tree.left.len() != n
+                || tree.right.len() != n
+                || tree.n_samples.len() != n
+            {
+                return bad(format!("tree {t}: node arrays of different lengths"));
+            }
+            parents.clear();
+            parents.resize(n, 0);
+            for i in 0..n {
+                let (f, l, r) = (tree.feature[i], tree.left[i], tree.right[i]);
+                if tree.n_samples[i] == 0 {
+                    return bad(format!("tree {t}, node {i}: zero n_samples"));
+                }
+                if !tree.threshold[i].is_finite() {
+                    return bad(format!("tree {t}, node {i}: non-finite threshold"));
+                }
+                if f == NONE {
+                    if l != NONE || r != NONE {
+                        return bad(format!("tree {t}, node {i}: leaf with children"));
+                    }
+                    continue;
+                }
+                if f as usize >= self.n_features {
+                    return bad(format!(
+                        "tree {t}, node {i}: feature {f} >= n_features {}",
+                        self.n_features
+                    ));
+                }
+                for c in [l, r] {
+                    if c == NONE || c as usize >= n {
+                        return bad(format!("tree {t}, node {i}: child {c} out of range"));
+                    }
+                    if c as usize <= i {
+                        return bad(format!(
+                            "tree {t}, node {i}: child {c} does not point forward (cycle)"
+                        ));
+                    }
+                    if parents[c as usize] != 0 {
+                        return bad(format!("tree {t}, node {c}: more than one parent"));
+                    }
+                    parents[c as usize] = 1;
+                }
+                let sum =
+                    u64::from(tree.n_samples[l as usize]) + u64::from(tree.n_samples[r as usize]);
+                if sum != u64::from(tree.n_samples[i]) {
+                    return bad(format!(
+                        "tree {t}, node {i}: n_samples {} != children's sum {sum}",
+                        tree.n_samples[i]
+                    ));
+                }
+            }
+            if let Some(i) = parents.iter().skip(1).position(|&p| p == 0) {
+                return bad(format!("tree {t}, node {}: unreachable", i + 1));
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the scorer's layout. Assumes `validate()` passed.
+    fn compile(&self) -> Result<Compiled, ForestError> {
+        let total: usize = self.trees.iter().map(Tree::n_nodes).sum();
+        if total >= NONE as usize {
+            return Err(ForestError::InvalidModel(format!(
+                "too many nodes in total ({total})"
+            )));
+        }
+        let mut nodes = Vec::with_capacity(total);
+        let mut leaf_values = Vec::with_capacity(total);
+        let mut roots = Vec::with_capacity(self.trees.len());
+        let mut depths = Vec::with_capacity(self.trees.len());
+        // (original node, depth), in breadth-first order; children get adjacent slots.
+        let mut queue: Vec<(u32, u32)> = Vec::new();
+        for tree in &self.trees {
+            let base = nodes.len() as u32;
+            roots.push(base);
+            queue.clear();
+            queue.push((0, 0));
+            let mut head = 0;
+            let mut max_depth = 0u32;
+            while head < queue.len() {
+                let (i, d) = queue[head];
+                let here = base + head as u32;
+                head += 1;
+                let i = i as usize;
+                max_depth = max_depth.max(d);
+                if tree.feature[i] == NONE {
+                    nodes.push(FlatNode {
+                        thr: f32::INFINITY,
+                        feature: 0,
+                        left: here,
+                    });
+                    leaf_values.push(leaf_value(d as usize, tree.n_samples[i]));
+                } else {
+                    let left = base + queue.len() as u32;
+                    queue.push((tree.left[i], d + 1));
+                    queue.push((tree.right[i], d + 1));
+                    nodes.push(FlatNode {
+                        thr: floor_f32(tree.threshold[i]),
+                        feature: tree.feature[i],
+                        left,
+                    });
+                    leaf_values.push(0.0);
+                }
+            }
+            depths.push(max_depth);
+        }
+        let perfect = (self.n_features <= 256
+            && depths.iter().all(|&d| d as usize <= PERFECT_DEPTH))
+        .then(|| Perfect::build(&self.trees));
+        if perfect.is_some() {
+            // The flat layout is not used then; do not keep it in memory.
+            nodes = Vec::new();
+            leaf_values = Vec::new();
+        }
+        let chunk_depths = depths
+            .chunks(LANES)
+            .map(|c| c.iter().copied().max().unwrap_or(0))
+            .collect();
+        Ok(Compiled {
+            nodes,
+            leaf_value: leaf_values,
+            roots,
+            depths,
+            chunk_depths,
+            denominator: self.trees.len() as f64 * average_path_length(self.psi),
+            perfect,
+        })
+    }
+
+    /// Number of features per row.
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    /// Number of trees.
+    pub fn n_trees(&self) -> usize {
+        self.trees.len()
+    }
+
+    /// Sub-sample size per tree (scikit-learn's `max_samples_`); `c(psi)` normalises
+    /// scores.
+    pub fn psi(&self) -> usize {
+        self.psi
+    }
+
+    /// Per-feature `(min, max)` over the training rows (for anomaly events).
+    pub fn feature_ranges(&self) -> &[(f32, f32)] {
+        &self.feature_ranges
+    }
+
+    /// The trees, in scoring order.
+    pub fn trees(&self) -> &[Tree] {
+        &self.trees
+    }
+
+    /// Turns the summed path length into the score `2^(-sum / (n_trees c(psi)))`.
+    fn finish(&self, sum: f64) -> f64 {
+        let d = self.compiled.denominator;
+        let ratio = if d != 0.0 { sum / d } else { 1.0 };
+        2f64.powf(-ratio)
+    }
+
+    /// Anomaly score `s = 2^(-E[h(x)] / c(psi))` in `(0, 1]` (higher = more anomalous;
+    /// equals scikit-learn's `-score_samples`). No allocation.
+    ///
+    /// # Panics
+    ///
+    /// If `x.len() != self.n_features()` (use [`IsolationForest::try_score`] to get an
+    /// error instead).
+    pub fn score(&self, x: &[f32]) -> f64 {
+        assert_eq!(
+            x.len(),
+            self.n_features,
+            "IsolationForest::score: row length"
+        );
+        let c = &self.compiled;
+        if let Some(p) = &c.perfect {
+            let mut xs = [0u32; 256];
+            row_keys(x, &mut xs);
+            return self.finish(p.path_sum(&xs));
+        }
+        let nodes = &c.nodes[..];
+        let mut sum = 0.0f64;
+        for (roots, &depth) in c.roots.chunks(LANES).zip(&c.chunk_depths) {
+            let mut idx = [roots[0]; LANES];
+            idx[..roots.len()].copy_from_slice(roots);
+            for _ in 0..depth {
+                for slot in idx.iter_mut() {
+                    let n = nodes[*slot as usize];
+                    *slot = n.left + u32::from(x[n.feature as usize] > n.thr);
+                }
+            }
+            for &i in &idx[..roots.len()] {
+                sum += c.leaf_value[i as usize];
+            }
+        }
+        self.finish(sum)
+    }
+
+    /// [`IsolationForest::score`] with a length check instead of a panic.
+    pub fn try_score(&self, x: &[f32]) -> Result<f64, ForestError> {
+        if x.len() != self.n_features {
+            return Err(ForestError::DimensionMismatch {
+                expected: self.n_features,
+                got: x.len(),
+            });
+        }
+        Ok(self.score(x))
+    }
+
+    /// Scores many rows (row-major, `n_features` per row) into `out` (one score per row),
+    /// tree by tree over blocks of rows; same values as [`IsolationForest::score`]. No
+    /// allocation.
+    pub fn score_batch(&self, rows: &[f32], out: &mut [f64]) -> Result<(), ForestError> {
+        let d = self.n_features;
+        if rows.len() != out.len() * d {
+            return Err(ForestError::DimensionMismatch {
+                expected: out.len() * d,
+                got: rows.len(),
+            });
+        }
+        let c = &self.compiled;
+        if let Some(p) = &c.perfect {
+            let mut xs = [0u32; 256];
+            let mut block_keys = [[0u32; NARROW]; BLOCK_ROWS];
+            let mut acc = [0.0f64; BLOCK_ROWS];
+            let full = if d <= NARROW {
+                out.len() / BLOCK_ROWS
+            } else {
+                0
+            };
+            let (head, tail) = out.split_at_mut(full * BLOCK_ROWS);
+            for (block, out) in rows
+                .chunks_exact(BLOCK_ROWS * d)
+                .zip(head.chunks_exact_mut(BLOCK_ROWS))
+            {
+                for (keys, x) in block_keys.iter_mut().zip(block.chunks_exact(d)) {
+                    for (k, &v) in keys.iter_mut().zip(x) {
+                        *k = sort_key(v);
+                    }
+                }
+                p.path_sums_block(&block_keys, &mut acc);
+                for (o, &a) in out.iter_mut().zip(&acc) {
+                    *o = self.finish(a);
+                }
+            }
+            for (x, o) in rows[full * BLOCK_ROWS * d..]
+                .chunks_exact(d)
+                .zip(tail.iter_mut())
+            {
+                row_keys(x, &mut xs);
+                *o = self.finish(p.path_sum(&xs));
+            }
+            return Ok(());
+        }
+        let nodes = &c.nodes[..];
+        for (block, out) in rows.chunks(BATCH_ROWS * d).zip(out.chunks_mut(BATCH_ROWS)) {
+            let m = out.len();
+            let mut acc = [0.0f64; BATCH_ROWS];
+            let mut idx = [0u32; BATCH_ROWS];
+            for (&root, &depth) in c.roots.iter().zip(&c.depths) {
+                idx[..m].fill(root);
+                for _ in 0..depth {
+                    for (r, slot) in idx[..m].iter_mut().enumerate() {
+                        let n = nodes[*slot as usize];
+                        *slot = n.left + u32::from(block[r * d + n.feature as usize] > n.thr);
+                    }
+                }
+                for (a, &i) in acc[..m].iter_mut().zip(&idx[..m]) {
+                    *a += c.leaf_value[i as usize];
+                }
+            }
+            for (o, &a) in out.iter_mut().zip(&acc[..m]) {
+                *o = self.finish(a);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`IsolationForest::score`] plus a per-feature attribution written to `contrib`
+    /// (length `n_features`, overwritten, sums to 1 unless no tree has a split): the
+    /// depth-weighted isolation gain of the module docs, `w = ln(n / n') / ((d + 1) h_t)`
+    /// per split at depth `d` on `x`'s path in tree `t` (from `n` to `n'` training rows). The returned score is bitwise equal to
+    /// `score(x)`. No allocation.
+    ///
+    /// # Panics
+    ///
+    /// If `x.len()` or `contrib.len()` differs from `self.n_features()`.
+    pub fn score_explained(&self, x: &[f32], contrib: &mut [f64]) -> f64 {
+        assert_eq!(x.len(), self.n_features, "score_explained: row length");
+        assert_eq!(
+            contrib.len(),
+            self.n_features,
+            "score_explained: contrib length"
+        );
+        contrib.fill(0.0);
+        let mut sum = 0.0f64;
+        for tree in &self.trees {
+            let (leaf, depth) = tree.leaf_of(x);
+            sum += leaf_value(depth, tree.n_samples[leaf]);
+            if depth == 0 {
+                continue;
+            }
+            let h = depth as f64 + average_path_length(tree.n_samples[leaf] as usize);
+            let mut node = 0usize;
+            let mut d = 0usize;
+            while tree.feature[node] != NONE {
+                let f = tree.feature[node] as usize;
+                let next = if f64::from(x[f]) > tree.threshold[node] {
+                    tree.right[node] as usize
+                } else {
+                    tree.left[node] as usize
+                };
+                let gain = (f64::from(tree.n_samples[node]) / f64::from(tree.n_samples[next])).ln();
+                contrib[f] += gain / ((d + 1) as f64 * h);
+                node = next;
+                d += 1;
+            }
+        }
+        let total: f64 = contrib.iter().sum();
+        if total > 0.0 {
+            contrib.iter_mut().for_each(|c| *c /= total);
+        }
+        self.finish(sum)
+    }
+}
+
+/// Scratch state for growing trees (reused across trees).
+struct TreeBuilder<'a> {
+    rows: &'a [f32],
+    n_features: usize,
+    max_depth: usize,
+    /// The identity permutation of the row indices (restored after each tree).
+    perm: Vec<u32>,
+    /// Swap targets of the partial Fisher–Yates shuffle (to undo it).
+    swaps: Vec<u32>,
+    /// The tree's sub-sample (row indices), partitioned in place while growing.
+    sample: Vec<u32>,
+    feats: Vec<u32>,
+    /// Pending nodes: (start, end, depth, node index).
+    stack: Vec<(usize, usize, usize, usize)>,
+}
+
+impl TreeBuilder<'_> {
+    fn value(&self, row: u32, f: u32) -> f32 {
+        self.rows[row as usize * self.n_features + f as usize]
+    }
+
+    fn build(&mut self, rng: &mut ChaCha8Rng, psi: usize) -> Tree {
+        // Sub-sample without replacement: partial Fisher–Yates on the identity
+        // permutation, copied out, then the swaps are undone (so `perm` is the identity
+        // again and each tree depends only on its own RNG stream).
+        let n = self.perm.len();
+        self.swaps.clear();
+        for i in 0..psi {
+            let j = i + uniform_below(rng, n - i);
+            self.perm.swap(i, j);
+            self.swaps.push(j as u32);
+        }
+        self.sample.clear();
+        self.sample.extend_from_slice(&self.perm[..psi]);
+        for (i, &j) in self.swaps.iter().enumerate().rev() {
+            self.perm.swap(i, j as usize);
+        }
+        let mut tree = Tree {
+            feature: vec![NONE],
+            threshold: vec![0.0],
+            left: vec![NONE],
+            right: vec![NONE],
+            n_samples: vec![psi as u32],
+        };
+        self.stack.clear();
+        self.stack.push((0, psi, 0, 0));
+        while let Some((start, end, depth, id)) = self.stack.pop() {
+            let count = end - start;
+            tree.n_samples[id] = count as u32;
+            if count <= 1 || depth >= self.max_depth {
+                continue;
+            }
+            // Draw features uniformly until a non-constant one is found.
+            self.feats.clear();
+            self.feats.extend(0..self.n_features as u32);
+            let mut remaining = self.n_features;
+            let split = loop {
+                if remaining == 0 {
+                    break None;
+                }
+                let j = uniform_below(rng, remaining);
+                let f = self.feats[j];
+                let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+                for &r in &self.sample[start..end] {
+                    let v = self.value(r, f);
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+                if hi <= lo + FEATURE_THRESHOLD {
+                    self.feats.swap(j, remaining - 1);
+                    remaining -= 1;
+                    continue;
+                }
+                let (lo, hi) = (f64::from(lo), f64::from(hi));
+                let mut thr = (hi - lo) * uniform01(rng) + lo;
+                if thr >= hi {
+                    thr = lo;
+                }
+                break Some((f, thr));
+            };
+            let Some((f, thr)) = split else {
+                continue;
+            };
+            // Partition [start, end): rows with x[f] <= thr first.
+            let mut mid = start;
+            for k in start..end {
+                let r = self.sample[k];
+                if f64::from(self.value(r, f)) <= thr {
+                    self.sample.swap(mid, k);
+                    mid += 1;
+                }
+            }
+            let l = tree.feature.len();
+            for _ in 0..2 {
+                tree.feature.push(NONE);
+                tree.threshold.push(0.0);
+                tree.left.push(NONE);
+                tree.right.push(NONE);
+                tree.n_samples.push(0);
+            }
+            tree.feature[id] = f;
+            tree.threshold[id] = thr;
+            tree.left[id] = l as u32;
+            tree.right[id] = l as u32 + 1;
+            self.stack.push((mid, end, depth + 1, l + 1));
+            self.stack.push((start, mid, depth + 1, l));
+        }
+        tree
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_f32_is_exact() {
+        let cases = [
+            0.1f64, -0.1, 1.0, 0.0, -0.0, 1e-45, -1e-45, 3.4e38, 3.5e38, -3.5e38, 123456.789,
+        ];
+        for &t in &cases {
+            let f = floor_f32(t);
+            assert!(f64::from(f) <= t, "{t}");
+            // The next f32 up is > t.
+            let up = if f == 0.0 {
+                f32::from_bits(1)
+            } else if f > 0.0 {
+                f32::from_bits(f.to_bits() + 1)
+            } else {
+                f32::from_bits(f.to_bits() - 1)
+            };
+            if f != f32::MAX {
+                assert!(f64::from(up) > t, "{t}: {f} {up}");
+            }
+        }
+    }
+
+    #[test]
+    fn height_limit_matches_sklearn() {
+        for (psi, want) in [
+            (1, 1),
+            (2, 1),
+            (3, 2),
+            (4, 2),
+            (5, 3),
+            (255, 8),
+            (256, 8),
+            (257, 9),
+        ] {
+            assert_eq!(height_limit(psi), want, "psi {psi}");
+        }
+    }
+}
