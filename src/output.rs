@@ -91,7 +91,11 @@ impl Output {
     }
 
     /// Writes a `stats` event (the detector's counters included under `detection`).
-    pub fn write_stats<T: Serialize>(&mut self, ts: Timestamp, stats: &T) -> Result<(), OutputError> {
+    pub fn write_stats<T: Serialize>(
+        &mut self,
+        ts: Timestamp,
+        stats: &T,
+    ) -> Result<(), OutputError> {
         let body = WithDetection {
             base: stats,
             detection: self.observer.as_ref().map(|o| o.stats()),

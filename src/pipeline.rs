@@ -16,10 +16,10 @@
 
 use crate::capture::{Backend, Input, LiveOptions, LiveSource, Source};
 use crate::error::OutputError;
-use crate::output::Output;
 use crate::flow::{EndReason, FlowConfig, FlowCounters, FlowKey, FlowRecord, FlowTable};
 use crate::fragment::{FragOutcome, FragmentTable};
 use crate::order::Reorder;
+use crate::output::Output;
 use crate::packet::{Frame, IpPacket, PacketSummary, Tunnel};
 use crate::progress::Progress;
 use crate::stats::{InputStats, Stats};
@@ -272,10 +272,7 @@ fn finish(
 /// Replays the inputs in order into `writer`. A damaged input is reported in the outcome
 /// (and in the `stats` event) and reading continues with the next one; flows seen before
 /// the damage are kept. Only output failures are returned as errors.
-pub fn replay(
-    opts: &ReplayOptions,
-    writer: &mut Output,
-) -> Result<ReplayOutcome, OutputError> {
+pub fn replay(opts: &ReplayOptions, writer: &mut Output) -> Result<ReplayOutcome, OutputError> {
     if opts.workers == 0 {
         replay_inline(opts, writer)
     } else {
@@ -314,10 +311,7 @@ impl Downstream for Inline<'_> {
     }
 }
 
-fn replay_inline(
-    opts: &ReplayOptions,
-    writer: &mut Output,
-) -> Result<ReplayOutcome, OutputError> {
+fn replay_inline(opts: &ReplayOptions, writer: &mut Output) -> Result<ReplayOutcome, OutputError> {
     let wall = Instant::now();
     let mut front = Front::new(opts.frag_capacity, opts.frag_timeout);
     let mut down = Inline {
