@@ -4,17 +4,44 @@
 //! that it will never produce an earlier one (its watermark). The result is the same byte
 //! stream for one table or any number of shards.
 
-use crate::flow::FlowRecord;
+use crate::flow::{FlowKey, FlowRecord};
+use crate::packet::ArpPacket;
 use crate::time::Timestamp;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
-/// A record with its sort key.
-struct Entry(FlowRecord);
+/// What the output stage receives, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// A finished (or interim) flow record.
+    Flow(FlowRecord),
+    /// An ARP packet (for the ARP binding rule), with the global clock when it was read
+    /// and its sequence number among ARP packets.
+    Arp(ArpPacket, Timestamp, u64),
+}
+
+impl Item {
+    /// The logical time the item is due.
+    pub fn emit_ts(&self) -> Timestamp {
+        match self {
+            Item::Flow(r) => r.emit_ts,
+            Item::Arp(_, c, _) => *c,
+        }
+    }
+}
+
+/// An item with its sort key: (due time, ARP before flows, then first packet time, key,
+/// slice for flows / sequence for ARP).
+struct Entry(Item);
+
+type SortKey = (Timestamp, u8, Timestamp, FlowKey, u64);
 
 impl Entry {
-    fn key(&self) -> (Timestamp, Timestamp, crate::flow::FlowKey, u32) {
-        (self.0.emit_ts, self.0.first_ts, self.0.key, self.0.slice)
+    fn key(&self) -> SortKey {
+        match &self.0 {
+            Item::Flow(r) => (r.emit_ts, 1, r.first_ts, r.key, u64::from(r.slice)),
+            Item::Arp(_, c, seq) => (*c, 0, *c, FlowKey::default(), *seq),
+        }
     }
 }
 
@@ -52,7 +79,12 @@ impl Reorder {
 
     /// Adds a record produced by any shard.
     pub fn push(&mut self, rec: FlowRecord) {
-        self.heap.push(Reverse(Entry(rec)));
+        self.heap.push(Reverse(Entry(Item::Flow(rec))));
+    }
+
+    /// Adds any item.
+    pub fn push_item(&mut self, item: Item) {
+        self.heap.push(Reverse(Entry(item)));
     }
 
     /// Source `src` will produce no record with `emit_ts` below `w` from now on.
@@ -74,8 +106,8 @@ impl Reorder {
         self.heap.is_empty()
     }
 
-    /// The next record whose position is final, if any.
-    pub fn pop_ready(&mut self) -> Option<FlowRecord> {
+    /// The next item whose position is final, if any.
+    pub fn pop_ready(&mut self) -> Option<Item> {
         let low = self
             .watermarks
             .iter()
@@ -83,7 +115,7 @@ impl Reorder {
             .min()
             .unwrap_or(Timestamp(i64::MIN));
         match self.heap.peek() {
-            Some(Reverse(e)) if e.0.emit_ts < low || low == Timestamp(i64::MAX) => {
+            Some(Reverse(e)) if e.0.emit_ts() < low || low == Timestamp(i64::MAX) => {
                 self.heap.pop().map(|Reverse(e)| e.0)
             }
             _ => None,
@@ -154,7 +186,7 @@ mod tests {
                         }
                         ord.set_watermark(i, clock);
                     }
-                    while let Some(r) = ord.pop_ready() {
+                    while let Some(Item::Flow(r)) = ord.pop_ready() {
                         result.push((r.emit_ts.0, r.orig.port, r.pkts()));
                     }
                 }
@@ -168,7 +200,7 @@ mod tests {
                 }
                 ord.set_watermark(i, Timestamp(i64::MAX));
             }
-            while let Some(r) = ord.pop_ready() {
+            while let Some(Item::Flow(r)) = ord.pop_ready() {
                 result.push((r.emit_ts.0, r.orig.port, r.pkts()));
             }
             result

@@ -18,9 +18,10 @@ use crate::capture::{Backend, Input, LiveOptions, LiveSource, Source};
 use crate::error::OutputError;
 use crate::flow::{EndReason, FlowConfig, FlowCounters, FlowKey, FlowRecord, FlowTable};
 use crate::fragment::{FragOutcome, FragmentTable};
+use crate::order::Item;
 use crate::order::Reorder;
 use crate::output::Output;
-use crate::packet::{Frame, IpPacket, PacketSummary, Tunnel};
+use crate::packet::{ArpPacket, Frame, IpPacket, PacketSummary, Tunnel};
 use crate::progress::Progress;
 use crate::stats::{InputStats, Stats};
 use crate::time::{Nanos, Timestamp};
@@ -90,6 +91,15 @@ pub struct Front {
     pub stats: Stats,
 }
 
+/// A decoded packet handed downstream from the front half.
+#[derive(Debug, Clone, Copy)]
+pub enum Pkt {
+    /// An IP packet for the flow table.
+    Ip(IpPacket),
+    /// An ARP packet for the ARP rule, with its sequence number.
+    Arp(ArpPacket, u64),
+}
+
 impl Front {
     /// A fresh front half.
     pub fn new(frag_capacity: usize, frag_timeout: Nanos) -> Front {
@@ -101,9 +111,9 @@ impl Front {
         }
     }
 
-    /// Decodes one frame; returns the IP packet to account and the global clock after it.
+    /// Decodes one frame; returns the packet to hand on and the global clock after it.
     #[inline]
-    pub fn on_frame(&mut self, frame: &Frame<'_>) -> Option<(IpPacket, Timestamp)> {
+    pub fn on_frame(&mut self, frame: &Frame<'_>) -> Option<(Pkt, Timestamp)> {
         self.stats.frames += 1;
         self.stats.bytes += u64::from(frame.orig_len);
         if !self.clock_set || frame.ts > self.clock {
@@ -115,9 +125,10 @@ impl Front {
                 self.stats.decode_error(e);
                 None
             }
-            Ok(PacketSummary::Arp(_)) => {
+            Ok(PacketSummary::Arp(a)) => {
+                let seq = self.stats.arp_packets;
                 self.stats.arp_packets += 1;
-                None
+                Some((Pkt::Arp(a, seq), self.clock))
             }
             Ok(PacketSummary::Ip(mut p)) => {
                 self.stats.ip_packets += 1;
@@ -134,7 +145,7 @@ impl Front {
                         FragOutcome::NotFragment => {}
                     }
                 }
-                Some((p, self.clock))
+                Some((Pkt::Ip(p), self.clock))
             }
         }
     }
@@ -174,8 +185,8 @@ pub struct ReplayOutcome {
 /// Where the front half hands decoded packets: the inline flow table, or the shard
 /// router of the threaded pipeline.
 trait Downstream {
-    /// One decoded IP packet with the global clock after it.
-    fn packet(&mut self, p: IpPacket, clock: Timestamp);
+    /// One decoded packet with the global clock after it.
+    fn packet(&mut self, p: Pkt, clock: Timestamp);
     /// Called after every dispatch round; returns false to stop reading.
     fn round_end(&mut self, front: &Front) -> bool;
 }
@@ -237,9 +248,14 @@ fn read_inputs<D: Downstream>(
 }
 
 fn write_ready(ord: &mut Reorder, w: &mut Output, n: &mut u64) -> Result<(), OutputError> {
-    while let Some(rec) = ord.pop_ready() {
-        w.on_record(rec)?;
-        *n += 1;
+    while let Some(item) = ord.pop_ready() {
+        match item {
+            Item::Flow(rec) => {
+                w.on_record(rec)?;
+                *n += 1;
+            }
+            Item::Arp(a, _, _) => w.on_arp(&a)?,
+        }
     }
     Ok(())
 }
@@ -292,8 +308,11 @@ struct Inline<'w> {
 
 impl Downstream for Inline<'_> {
     #[inline]
-    fn packet(&mut self, p: IpPacket, clock: Timestamp) {
-        self.table.observe_at(&p, clock, &mut self.recs);
+    fn packet(&mut self, p: Pkt, clock: Timestamp) {
+        match p {
+            Pkt::Ip(p) => self.table.observe_at(&p, clock, &mut self.recs),
+            Pkt::Arp(a, seq) => self.ord.push_item(Item::Arp(a, clock, seq)),
+        }
     }
 
     fn round_end(&mut self, front: &Front) -> bool {
@@ -395,7 +414,7 @@ enum FromWorker {
     /// Finished records, the worker's watermark, its batch time (ns) and counters.
     Records {
         id: usize,
-        recs: Vec<FlowRecord>,
+        recs: Vec<Item>,
         watermark: Timestamp,
         batch_ns: u64,
         counters: FlowCounters,
@@ -414,18 +433,24 @@ fn worker_loop(
 ) {
     let mut table = FlowTable::new(cfg);
     let mut out: Vec<FlowRecord> = Vec::new();
+    let mut arps: Vec<Item> = Vec::new();
     for msg in rx.iter() {
         match msg {
             ToWorker::Batch(mut pkts, clock) => {
                 let t0 = Instant::now();
                 for (p, c) in pkts.drain(..) {
-                    table.observe_at(&p, c, &mut out);
+                    match p {
+                        Pkt::Ip(p) => table.observe_at(&p, c, &mut out),
+                        Pkt::Arp(a, seq) => arps.push(Item::Arp(a, c, seq)),
+                    }
                 }
                 table.advance_clock(clock, &mut out);
                 let batch_ns = t0.elapsed().as_nanos() as u64;
+                let mut items: Vec<Item> = std::mem::take(&mut arps);
+                items.extend(out.drain(..).map(Item::Flow));
                 let msg = FromWorker::Records {
                     id,
-                    recs: std::mem::take(&mut out),
+                    recs: items,
                     watermark: table.clock(),
                     batch_ns,
                     counters: *table.counters(),
@@ -441,7 +466,7 @@ fn worker_loop(
                 table.flush(reason, &mut out);
                 let _ = tx.send(FromWorker::Records {
                     id,
-                    recs: std::mem::take(&mut out),
+                    recs: out.drain(..).map(Item::Flow).collect(),
                     watermark: Timestamp(i64::MAX),
                     batch_ns: 0,
                     counters: *table.counters(),
@@ -455,7 +480,7 @@ fn worker_loop(
 }
 
 /// Batches of one packet-and-clock pair per shard.
-type Batch = Vec<(IpPacket, Timestamp)>;
+type Batch = Vec<(Pkt, Timestamp)>;
 
 /// The threaded downstream: routes packets by the symmetric flow-key hash into per-worker
 /// batches and publishes the clock to every worker after each dispatch round. In replay
@@ -512,10 +537,13 @@ impl Router {
 
 impl Downstream for Router {
     #[inline]
-    fn packet(&mut self, p: IpPacket, clock: Timestamp) {
+    fn packet(&mut self, p: Pkt, clock: Timestamp) {
         let n = self.batches.len() as u64;
-        let (key, _) = FlowKey::of(&p);
-        let s = (key.hash_with(&self.hasher) % n) as usize;
+        // ARP packets all go to worker 0, which passes them through in order.
+        let s = match &p {
+            Pkt::Ip(ip) => (FlowKey::of(ip).0.hash_with(&self.hasher) % n) as usize,
+            Pkt::Arp(..) => 0,
+        };
         self.batches[s].push((p, clock));
         if self.batches[s].len() >= BATCH_PKTS {
             let fresh = self.fresh();
@@ -622,7 +650,7 @@ impl Merger {
                 active,
             } => {
                 for r in recs {
-                    self.ord.push(r);
+                    self.ord.push_item(r);
                 }
                 self.ord.set_watermark(id, watermark);
                 if let Some(c) = self.counters.get_mut(id) {
@@ -643,7 +671,14 @@ impl Merger {
     }
 
     fn write_ready(&mut self, writer: &mut Output) -> Result<(), OutputError> {
-        while let Some(rec) = self.ord.pop_ready() {
+        while let Some(item) = self.ord.pop_ready() {
+            let rec = match item {
+                Item::Flow(rec) => rec,
+                Item::Arp(a, _, _) => {
+                    writer.on_arp(&a)?;
+                    continue;
+                }
+            };
             if let Some((lat, _)) = self.latency.as_mut() {
                 if rec.emit_ts.0 != i64::MAX {
                     let due_us = rec.emit_ts.as_micros();

@@ -7,7 +7,7 @@ use std::hash::{BuildHasher, Hash};
 /// Canonical bidirectional key: VLAN ids, tunnel, protocol, and the address/port pair
 /// ordered so that (`addr_lo`, `port_lo`) <= (`addr_hi`, `port_hi`). ICMP flows are keyed
 /// by (request type, code or 0, echo id) so an echo request and its reply share a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct FlowKey {
     /// VLAN ids, outer first (0 = none).
     pub vlan: [u16; 2],
