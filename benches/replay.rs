@@ -335,14 +335,22 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// Child mode: run one mode once and print `frames secs rss_kib_before rss_kib_after`.
+/// Child mode: run one mode once and print `frames wall_secs rss_kib_before rss_kib_after
+/// cpu_secs`.
 fn child(mode: &str, path: &str) {
     let Some(m) = Mode::from_name(mode) else {
         die(format!("unknown mode {mode}"))
     };
     let before = max_rss_kib();
     let o = run_mode(m, Path::new(path));
-    println!("{} {} {} {}", o.frames, o.secs, before, max_rss_kib());
+    println!(
+        "{} {} {} {} {}",
+        o.frames,
+        o.secs,
+        before,
+        max_rss_kib(),
+        o.cpu
+    );
 }
 
 fn rss_of(mode: Mode, path: &Path) -> Option<(u64, u64)> {
