@@ -249,13 +249,12 @@ struct List {
 #[derive(Debug, Clone)]
 struct Slot {
     key: FlowKey,
-    hash: u64,
     /// True if the originator is the key's low endpoint.
     orig_is_lo: bool,
     flow_start: Timestamp,
-    first_ts: Timestamp,
-    last_ts: Timestamp,
+    /// First packet time of the current slice (the record's `first_ts`).
     slice_start: Timestamp,
+    last_ts: Timestamp,
     /// Table clock at the last packet (list order) or at close (closing list).
     touched: Timestamp,
     dir: [DirStats; 2],
@@ -266,7 +265,6 @@ struct Slot {
     app: AppSummary,
     macs: [Option<[u8; 6]>; 2],
     icmp: Option<(u8, u8)>,
-    tunnel: Tunnel,
     fragments: u32,
     slice: u32,
     prev: u32,
@@ -289,10 +287,8 @@ impl Slot {
                 tunnel_id: 0,
                 tunnel_kind: 0,
             },
-            hash: 0,
             orig_is_lo: true,
             flow_start: Timestamp(0),
-            first_ts: Timestamp(0),
             last_ts: Timestamp(0),
             slice_start: Timestamp(0),
             touched: Timestamp(0),
@@ -304,7 +300,6 @@ impl Slot {
             app: AppSummary::default(),
             macs: [None; 2],
             icmp: None,
-            tunnel: Tunnel::None,
             fragments: 0,
             slice: 0,
             prev: NIL,
@@ -352,9 +347,18 @@ impl Slot {
             },
             proto: self.key.proto,
             icmp: self.icmp,
-            tunnel: self.tunnel,
+            // The key holds the tunnel the flow's packets came in (see `FlowKey::of`).
+            tunnel: match self.key.tunnel_kind {
+                1 => Tunnel::Gre {
+                    key: self.key.tunnel_id,
+                },
+                2 => Tunnel::Vxlan {
+                    vni: self.key.tunnel_id,
+                },
+                _ => Tunnel::None,
+            },
             flow_start: self.flow_start,
-            first_ts: self.first_ts,
+            first_ts: self.slice_start,
             last_ts: self.last_ts,
             orig_stats: self.dir[0],
             resp_stats: self.dir[1],
@@ -377,7 +381,6 @@ impl Slot {
         self.history = History::default();
         self.app = AppSummary::default();
         self.fragments = 0;
-        self.first_ts = ts;
         self.last_ts = ts;
         self.slice_start = ts;
         self.slice += 1;
@@ -510,7 +513,7 @@ impl FlowTable {
             .collect();
         live.sort_by(|&a, &b| {
             let (sa, sb) = (&self.slots[a as usize], &self.slots[b as usize]);
-            (sa.first_ts, sa.key).cmp(&(sb.first_ts, sb.key))
+            (sa.slice_start, sa.key).cmp(&(sb.slice_start, sb.key))
         });
         for i in live {
             let r = if self.slots[i as usize].list == L_CLOSING {
@@ -593,13 +596,10 @@ impl FlowTable {
         let s = &mut self.slots[idx as usize];
         *s = Slot::vacant();
         s.key = key;
-        s.hash = hash;
         s.orig_is_lo = orig_is_lo;
         s.flow_start = pkt.ts;
-        s.first_ts = pkt.ts;
         s.last_ts = pkt.ts;
         s.slice_start = pkt.ts;
-        s.tunnel = pkt.tunnel;
         s.live = true;
         if synack {
             s.history.push(b'^', true);
@@ -607,9 +607,10 @@ impl FlowTable {
         if key::is_icmp(pkt.proto) {
             s.icmp = Some((pkt.src_port as u8, pkt.dst_port as u8));
         }
-        let slots = &self.slots;
+        // Slots keep no hash: the (rare) rehash on growth recomputes it from the key.
+        let (slots, hasher) = (&self.slots, &self.hasher);
         self.index
-            .insert_unique(hash, idx, |&i| slots[i as usize].hash);
+            .insert_unique(hash, idx, |&i| slots[i as usize].key.hash_with(hasher));
         self.live += 1;
         self.counters.created += 1;
         self.counters.peak_active = self.counters.peak_active.max(self.live as u64);
@@ -756,7 +757,7 @@ impl FlowTable {
         self.unlink(idx);
         let s = &self.slots[idx as usize];
         out.push(s.record(reason));
-        let hash = s.hash;
+        let hash = s.key.hash_with(&self.hasher);
         if let Ok(e) = self.index.find_entry(hash, |&i| i == idx) {
             e.remove();
         }
