@@ -397,6 +397,8 @@ pub struct FlowTable {
     lists: [List; N_LISTS],
     clock: Timestamp,
     clock_set: bool,
+    /// No list head's idle deadline is earlier than this (see `expire`).
+    next_deadline: Timestamp,
     live: usize,
     counters: FlowCounters,
 }
@@ -416,6 +418,7 @@ impl FlowTable {
             }; N_LISTS],
             clock: Timestamp(0),
             clock_set: false,
+            next_deadline: Timestamp(i64::MIN),
             live: 0,
             counters: FlowCounters::default(),
         }
@@ -545,20 +548,33 @@ impl FlowTable {
     }
 
     /// Ends expired flows at the list heads, earliest deadline first.
+    ///
+    /// `next_deadline` is a lower bound of every list head's deadline, so most packets
+    /// return at once without looking at the lists. It stays a lower bound because lists
+    /// are ordered by `touched` (a head leaving makes the next head's deadline no
+    /// earlier) and `relink` lowers it when a flow becomes the head of an empty list.
     fn expire(&mut self, out: &mut Vec<FlowRecord>) {
+        if self.clock <= self.next_deadline {
+            return;
+        }
         loop {
             let mut best: Option<(Timestamp, u8)> = None;
+            let mut earliest = Timestamp(i64::MAX);
             for l in 0..N_LISTS as u8 {
                 let h = self.lists[l as usize].head;
                 if h == NIL {
                     continue;
                 }
                 let deadline = self.slots[h as usize].touched.plus(self.timeout_of(l));
+                earliest = earliest.min(deadline);
                 if self.clock > deadline && best.is_none_or(|(d, _)| deadline < d) {
                     best = Some((deadline, l));
                 }
             }
-            let Some((_, l)) = best else { return };
+            let Some((_, l)) = best else {
+                self.next_deadline = earliest;
+                return;
+            };
             let i = self.lists[l as usize].head;
             let reason = if l == L_CLOSING {
                 self.close_reason(i)
@@ -754,6 +770,8 @@ impl FlowTable {
         }
         if tail == NIL {
             self.lists[l].head = idx;
+            let deadline = self.slots[idx as usize].touched.plus(self.timeout_of(list));
+            self.next_deadline = self.next_deadline.min(deadline);
         } else {
             self.slots[tail as usize].next = idx;
         }
