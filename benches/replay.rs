@@ -18,6 +18,9 @@
 //! reports heap allocations per frame in mode (d). `argus` and `softflowd` are timed on
 //! the same file when installed (skipped with a note otherwise).
 //!
+//! Without `--bench` (as `cargo test --all-targets` runs it) it only checks every mode on a
+//! small capture.
+//!
 //! Environment: `FLOWSENTRY_BENCH_REPS` (default 5), `FLOWSENTRY_BENCH_CPU` (core to pin
 //! to, default 1; `none` to not pin), `FLOWSENTRY_BENCH_EXTERNAL=0` to skip argus/softflowd.
 
@@ -409,6 +412,24 @@ fn time_external(tool: &str, args: &[&str], reps: usize) -> Result<(f64, f64), S
     Ok((median(&mut times), median(&mut cpu)))
 }
 
+/// `cargo test --all-targets` runs this binary without `--bench`: check every mode on a
+/// small capture instead of running the benchmark.
+fn smoke() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data/smoke-20k.pcap");
+    if let Err(e) = ensure_bench_pcap(&path, 20_000, 500, BENCH_SEED) {
+        die(format!("cannot write {}: {e}", path.display()));
+    }
+    for m in Mode::ALL {
+        let o = run_mode(m, &path);
+        if o.frames != 20_000 {
+            die(format!("smoke {}: read {} frames", m.name(), o.frames));
+        }
+    }
+    println!(
+        "replay bench smoke test: every mode read 20,000 frames (run `cargo bench` to measure)"
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--child") {
@@ -416,6 +437,10 @@ fn main() {
             die("--child MODE PATH".into())
         };
         child(m, p);
+        return;
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        smoke();
         return;
     }
     let reps: usize = std::env::var("FLOWSENTRY_BENCH_REPS")
@@ -585,7 +610,7 @@ fn main() {
         ok(per_flow < 200.0, per_flow < 200.0)
     );
     println!(
-        "  no per-packet heap allocation:       {} allocation calls in a whole (d) run ({} flows created); proof in tests/alloc_steady_state.rs",
+        "  no per-packet heap allocation:       {} allocation calls in a whole (d) run ({} flow records); proof in tests/alloc_steady_state.rs",
         d.allocs, d.records
     );
     println!("  load avg at end {}", loadavg());
