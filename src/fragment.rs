@@ -7,7 +7,8 @@
 //! first fragment was seen, then are dropped (counted by [`FragmentTable::expired`]); an
 //! entry is *not* removed when the last fragment arrives, because fragments may come out
 //! of order or duplicated. A repeated first fragment refreshes the remembered ports but
-//! keeps the entry's age. All memory is allocated in [`FragmentTable::new`].
+//! keeps the entry's age. All memory is allocated in [`FragmentTable::new`] (the map with room
+//! for twice `capacity`, so that churn at capacity never reallocates it).
 
 use crate::packet::{Addr, IpPacket};
 use crate::time::Timestamp;
@@ -79,8 +80,11 @@ impl FragmentTable {
     /// A capacity of 0 remembers nothing (every later fragment is [`FragOutcome::Unmatched`]).
     pub fn new(capacity: usize, timeout_ns: i64) -> Self {
         FragmentTable {
+            // Twice the entries: at capacity every insert follows a removal, and the
+            // tombstones removals leave eventually force a rehash, which hashbrown does in
+            // place (no allocation) only while the map is at most half full.
             map: HashMap::with_capacity_and_hasher(
-                capacity,
+                capacity.saturating_mul(2),
                 foldhash::fast::RandomState::default(),
             ),
             ages: VecDeque::with_capacity(capacity),
@@ -408,5 +412,25 @@ mod tests {
         assert_eq!(t.map.capacity(), cap_map, "map reallocated");
         assert_eq!(t.ages.capacity(), cap_ring, "ring reallocated");
         assert_eq!(t.evicted(), 10_000 - 64);
+    }
+
+    /// At capacity every insert follows a removal; the removals leave tombstones that use
+    /// up the map's spare slots, and then hashbrown rehashes. That must be in place (no
+    /// allocation), which it only is while the map is at most half full.
+    #[test]
+    fn churn_at_capacity_never_reallocates() {
+        let mut t = FragmentTable::new(1_024, 10 * SEC);
+        let bytes = t.map.allocation_size();
+        for id in 0..300_000u32 {
+            let mut f = frag(id / 2_048, 0, true, (1, 2));
+            f.src = Addr::v4((id % 2_048 + 0x0a00_0000).to_be_bytes());
+            t.attribute(&mut f, Timestamp(i64::from(id)));
+            assert_eq!(
+                t.map.allocation_size(),
+                bytes,
+                "map reallocated at insert {id}"
+            );
+        }
+        assert_eq!(t.len(), 1_024);
     }
 }

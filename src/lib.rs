@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod benchgen;
 pub mod capture;
 pub mod community_id;
 pub mod config;

@@ -171,6 +171,60 @@ impl Front {
     }
 }
 
+/// The whole single-threaded path as one value (decode, fragments, flow table) for
+/// embedding, benchmarks and tests: frames in, finished flow records out.
+pub struct Engine {
+    front: Front,
+    table: FlowTable,
+    finished: Vec<FlowRecord>,
+}
+
+impl Engine {
+    /// A fresh engine.
+    pub fn new(flow: FlowConfig, frag_capacity: usize, frag_timeout: Nanos) -> Engine {
+        Engine {
+            front: Front::new(frag_capacity, frag_timeout),
+            table: FlowTable::new(flow),
+            finished: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Accounts one frame; finished records accumulate until [`Engine::drain_finished`].
+    #[inline]
+    pub fn on_frame(&mut self, frame: &Frame<'_>) {
+        if let Some((Pkt::Ip(p), clock)) = self.front.on_frame(frame) {
+            self.table.observe_at(&p, clock, &mut self.finished);
+        }
+    }
+
+    /// Takes the finished records accumulated so far.
+    pub fn drain_finished(&mut self) -> std::vec::Drain<'_, FlowRecord> {
+        self.finished.drain(..)
+    }
+
+    /// Ends every open flow with `reason` (deterministic order).
+    pub fn flush(&mut self, reason: EndReason) {
+        self.table
+            .advance_clock(self.front.clock(), &mut self.finished);
+        self.table.flush(reason, &mut self.finished);
+    }
+
+    /// The flow table.
+    pub fn flows(&self) -> &FlowTable {
+        &self.table
+    }
+
+    /// Frame-level counters.
+    pub fn stats(&self) -> &Stats {
+        &self.front.stats
+    }
+
+    /// Copies fragment-table counters into the stats.
+    pub fn sync_counters(&mut self) {
+        self.front.sync_counters();
+    }
+}
+
 /// What a replay produced besides the events.
 #[derive(Debug, Default)]
 pub struct ReplayOutcome {

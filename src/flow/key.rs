@@ -2,7 +2,7 @@
 //! same key, so one table entry (and one worker shard) sees the whole flow.
 
 use crate::packet::{proto, Addr, IpPacket, Tunnel};
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher;
 
 /// Canonical bidirectional key: VLAN ids, tunnel, protocol, and the address/port pair
 /// ordered so that (`addr_lo`, `port_lo`) <= (`addr_hi`, `port_hi`). ICMP flows are keyed
@@ -114,10 +114,36 @@ impl FlowKey {
 
     /// A hash of the key that is the same for both directions (the key is canonical);
     /// used for the table and for sharding flows across workers.
+    ///
+    /// The key is fed as six 64-bit words (every field once, no length prefixes), which
+    /// is several times cheaper than the derived field-by-field `Hash`; the derived `Hash`
+    /// stays for other uses (the event flow id).
+    #[inline]
     pub fn hash_with(&self, state: &foldhash::fast::FixedState) -> u64 {
+        use std::hash::Hasher;
+        let word = |b: &[u8; 16], i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i..i + 8]);
+            u64::from_ne_bytes(w)
+        };
         let mut h = state.build_hasher();
-        self.hash(&mut h);
-        std::hash::Hasher::finish(&h)
+        h.write_u64(word(&self.addr_lo.0, 0));
+        h.write_u64(word(&self.addr_lo.0, 8));
+        h.write_u64(word(&self.addr_hi.0, 0));
+        h.write_u64(word(&self.addr_hi.0, 8));
+        h.write_u64(
+            u64::from(self.vlan[0])
+                | u64::from(self.vlan[1]) << 16
+                | u64::from(self.port_lo) << 32
+                | u64::from(self.port_hi) << 48,
+        );
+        h.write_u64(
+            u64::from(self.icmp_id)
+                | u64::from(self.proto) << 16
+                | u64::from(self.tunnel_kind) << 24
+                | u64::from(self.tunnel_id) << 32,
+        );
+        h.finish()
     }
 }
 

@@ -255,13 +255,12 @@ struct List {
 #[derive(Debug, Clone)]
 struct Slot {
     key: FlowKey,
-    hash: u64,
     /// True if the originator is the key's low endpoint.
     orig_is_lo: bool,
     flow_start: Timestamp,
-    first_ts: Timestamp,
-    last_ts: Timestamp,
+    /// First packet time of the current slice (the record's `first_ts`).
     slice_start: Timestamp,
+    last_ts: Timestamp,
     /// Table clock at the last packet (list order) or at close (closing list).
     touched: Timestamp,
     dir: [DirStats; 2],
@@ -272,7 +271,6 @@ struct Slot {
     app: AppSummary,
     macs: [Option<[u8; 6]>; 2],
     icmp: Option<(u8, u8)>,
-    tunnel: Tunnel,
     fragments: u32,
     slice: u32,
     prev: u32,
@@ -295,10 +293,8 @@ impl Slot {
                 tunnel_id: 0,
                 tunnel_kind: 0,
             },
-            hash: 0,
             orig_is_lo: true,
             flow_start: Timestamp(0),
-            first_ts: Timestamp(0),
             last_ts: Timestamp(0),
             slice_start: Timestamp(0),
             touched: Timestamp(0),
@@ -310,7 +306,6 @@ impl Slot {
             app: AppSummary::default(),
             macs: [None; 2],
             icmp: None,
-            tunnel: Tunnel::None,
             fragments: 0,
             slice: 0,
             prev: NIL,
@@ -358,9 +353,18 @@ impl Slot {
             },
             proto: self.key.proto,
             icmp: self.icmp,
-            tunnel: self.tunnel,
+            // The key holds the tunnel the flow's packets came in (see `FlowKey::of`).
+            tunnel: match self.key.tunnel_kind {
+                1 => Tunnel::Gre {
+                    key: self.key.tunnel_id,
+                },
+                2 => Tunnel::Vxlan {
+                    vni: self.key.tunnel_id,
+                },
+                _ => Tunnel::None,
+            },
             flow_start: self.flow_start,
-            first_ts: self.first_ts,
+            first_ts: self.slice_start,
             last_ts: self.last_ts,
             orig_stats: self.dir[0],
             resp_stats: self.dir[1],
@@ -384,7 +388,6 @@ impl Slot {
         self.history = History::default();
         self.app = AppSummary::default();
         self.fragments = 0;
-        self.first_ts = ts;
         self.last_ts = ts;
         self.slice_start = ts;
         self.slice += 1;
@@ -401,6 +404,8 @@ pub struct FlowTable {
     lists: [List; N_LISTS],
     clock: Timestamp,
     clock_set: bool,
+    /// No list head's idle deadline is earlier than this (see `expire`).
+    next_deadline: Timestamp,
     live: usize,
     counters: FlowCounters,
 }
@@ -420,6 +425,7 @@ impl FlowTable {
             }; N_LISTS],
             clock: Timestamp(0),
             clock_set: false,
+            next_deadline: Timestamp(i64::MIN),
             live: 0,
             counters: FlowCounters::default(),
         }
@@ -527,7 +533,7 @@ impl FlowTable {
             .collect();
         live.sort_by(|&a, &b| {
             let (sa, sb) = (&self.slots[a as usize], &self.slots[b as usize]);
-            (sa.first_ts, sa.key).cmp(&(sb.first_ts, sb.key))
+            (sa.slice_start, sa.key).cmp(&(sb.slice_start, sb.key))
         });
         for i in live {
             let r = if self.slots[i as usize].list == L_CLOSING {
@@ -559,20 +565,33 @@ impl FlowTable {
     }
 
     /// Ends expired flows at the list heads, earliest deadline first.
+    ///
+    /// `next_deadline` is a lower bound of every list head's deadline, so most packets
+    /// return at once without looking at the lists. It stays a lower bound because lists
+    /// are ordered by `touched` (a head leaving makes the next head's deadline no
+    /// earlier) and `relink` lowers it when a flow becomes the head of an empty list.
     fn expire(&mut self, out: &mut Vec<FlowRecord>) {
+        if self.clock <= self.next_deadline {
+            return;
+        }
         loop {
             let mut best: Option<(Timestamp, u8)> = None;
+            let mut earliest = Timestamp(i64::MAX);
             for l in 0..N_LISTS as u8 {
                 let h = self.lists[l as usize].head;
                 if h == NIL {
                     continue;
                 }
                 let deadline = self.slots[h as usize].touched.plus(self.timeout_of(l));
+                earliest = earliest.min(deadline);
                 if self.clock > deadline && best.is_none_or(|(d, _)| deadline < d) {
                     best = Some((deadline, l));
                 }
             }
-            let Some((deadline, l)) = best else { return };
+            let Some((deadline, l)) = best else {
+                self.next_deadline = earliest;
+                return;
+            };
             let i = self.lists[l as usize].head;
             let reason = if l == L_CLOSING {
                 self.close_reason(i)
@@ -597,6 +616,13 @@ impl FlowTable {
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
+                if self.slots.len() == self.slots.capacity() {
+                    // Grow the slab by a quarter (at least 256 slots) rather than doubling
+                    // it: slots are large, and doubling leaves up to half of the slab
+                    // unused at the peak. Still amortised O(1) per flow.
+                    let more = (self.slots.len() / 4).max(256);
+                    self.slots.reserve_exact(more);
+                }
                 self.slots.push(Slot::vacant());
                 (self.slots.len() - 1) as u32
             }
@@ -610,13 +636,10 @@ impl FlowTable {
         let s = &mut self.slots[idx as usize];
         *s = Slot::vacant();
         s.key = key;
-        s.hash = hash;
         s.orig_is_lo = orig_is_lo;
         s.flow_start = pkt.ts;
-        s.first_ts = pkt.ts;
         s.last_ts = pkt.ts;
         s.slice_start = pkt.ts;
-        s.tunnel = pkt.tunnel;
         s.live = true;
         if synack {
             s.history.push(b'^', true);
@@ -624,9 +647,10 @@ impl FlowTable {
         if key::is_icmp(pkt.proto) {
             s.icmp = Some((pkt.src_port as u8, pkt.dst_port as u8));
         }
-        let slots = &self.slots;
+        // Slots keep no hash: the (rare) rehash on growth recomputes it from the key.
+        let (slots, hasher) = (&self.slots, &self.hasher);
         self.index
-            .insert_unique(hash, idx, |&i| slots[i as usize].hash);
+            .insert_unique(hash, idx, |&i| slots[i as usize].key.hash_with(hasher));
         self.live += 1;
         self.counters.created += 1;
         self.counters.peak_active = self.counters.peak_active.max(self.live as u64);
@@ -764,6 +788,8 @@ impl FlowTable {
         }
         if tail == NIL {
             self.lists[l].head = idx;
+            let deadline = self.slots[idx as usize].touched.plus(self.timeout_of(list));
+            self.next_deadline = self.next_deadline.min(deadline);
         } else {
             self.slots[tail as usize].next = idx;
         }
@@ -774,7 +800,7 @@ impl FlowTable {
         self.unlink(idx);
         let s = &self.slots[idx as usize];
         out.push(s.record(reason, emit_ts));
-        let hash = s.hash;
+        let hash = s.key.hash_with(&self.hasher);
         if let Ok(e) = self.index.find_entry(hash, |&i| i == idx) {
             e.remove();
         }
