@@ -148,8 +148,9 @@ struct ModbusJson {
     writes: u32,
 }
 
+/// The EVE-style body shared by `flow` and `anomaly` events (see `docs/events.md`).
 #[derive(Serialize)]
-struct FlowEventJson {
+pub struct FlowEventJson {
     timestamp: String,
     event_type: &'static str,
     flow_id: u64,
@@ -178,7 +179,8 @@ struct FlowEventJson {
     app: Option<AppJson>,
 }
 
-fn flow_event(rec: &FlowRecord) -> FlowEventJson {
+/// Builds the EVE-style body of a flow record with the given `event_type`.
+pub fn flow_json(rec: &FlowRecord, event_type: &'static str) -> FlowEventJson {
     let icmp = is_icmp(rec.proto);
     let (sport, dport) = if icmp {
         let (t, c) = rec.icmp.unwrap_or((0, 0));
@@ -214,7 +216,7 @@ fn flow_event(rec: &FlowRecord) -> FlowEventJson {
     let dur = rec.duration();
     FlowEventJson {
         timestamp: rec.last_ts.to_eve_string(),
-        event_type: "flow",
+        event_type,
         flow_id: flow_id(rec),
         src_ip: rec.orig.addr.to_ip(),
         src_port: (!icmp).then_some(rec.orig.port),
@@ -527,7 +529,7 @@ impl EventWriter {
 
     /// Writes one `flow` event.
     pub fn write_flow(&mut self, rec: &FlowRecord) -> Result<(), OutputError> {
-        let ev = flow_event(rec);
+        let ev = flow_json(rec, "flow");
         self.emit(&ev)
     }
 

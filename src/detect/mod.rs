@@ -1,0 +1,575 @@
+//! Detection: for each ordered flow record, resolve its monitored devices (inventory,
+//! else inference, else `unknown`), compute each device's feature vector, score it with
+//! the isolation forest of the device's class, and raise an `anomaly` event with an
+//! explanation when the score passes the class's calibrated threshold; run the rule
+//! detectors beside it; group alerts into `incident` events.
+//!
+//! Everything here runs on packet time in record order, so the same input gives the same
+//! events whatever the worker count.
+
+pub mod incident;
+pub mod rules;
+
+use crate::device::{DeviceClass, DeviceInfo, DeviceResolver, Inventory, ResolverConfig};
+use crate::error::OutputError;
+use crate::event::{flow_id, flow_json, EventWriter, FlowEventJson};
+use crate::features::{FeatureExtractor, FeatureVector, Side, FEATURE_NAMES, N_FEATURES};
+use crate::flow::FlowRecord;
+use crate::model::ModelBundle;
+use crate::output::FlowObserver;
+use crate::packet::{Addr, ArpPacket};
+use crate::time::{Nanos, Timestamp};
+use incident::{AlertRef, Incident, IncidentTracker};
+use rules::{ArpWatcher, ModbusWriteRule};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Detector tag of the isolation-forest alerts.
+pub const DETECTOR_IFOREST: &str = "iforest";
+/// Detector tag of the Modbus write rule.
+pub const DETECTOR_MODBUS: &str = "modbus_write_unknown_master";
+/// Detector tag of the ARP rule.
+pub const DETECTOR_ARP: &str = "arp_binding_change";
+
+/// Detector settings.
+#[derive(Debug, Clone)]
+pub struct DetectorConfig {
+    /// Alerts of one device less than this apart form one incident. Default 300 s.
+    pub incident_window: Nanos,
+    /// Features listed in an explanation. Default 5.
+    pub top_features: usize,
+    /// Device resolution.
+    pub resolver: ResolverConfig,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            incident_window: Nanos::from_secs(300),
+            top_features: 5,
+            resolver: ResolverConfig::default(),
+        }
+    }
+}
+
+/// One scored (device side of a) flow.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// Which endpoint is the device.
+    pub side: Side,
+    /// The device.
+    pub device: DeviceInfo,
+    /// The class whose model scored it (the pooled model for `unknown`).
+    pub model_class: DeviceClass,
+    /// Isolation-forest score in (0, 1].
+    pub score: f64,
+    /// The class threshold.
+    pub threshold: f64,
+    /// The feature vector.
+    pub features: FeatureVector,
+    /// Per-feature attribution (sums to 1).
+    pub contributions: [f64; N_FEATURES],
+}
+
+impl Verdict {
+    /// Above the threshold.
+    pub fn anomalous(&self) -> bool {
+        self.score > self.threshold
+    }
+}
+
+/// Counters of the detector, in the `stats` event under `detection`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DetectCounters {
+    /// Flow sides scored.
+    pub scored: u64,
+    /// Scored per model class.
+    pub scored_by_class: BTreeMap<&'static str, u64>,
+    /// Alerts per detector.
+    pub alerts: BTreeMap<&'static str, u64>,
+    /// Incidents written.
+    pub incidents: u64,
+    /// Monitored devices by class source.
+    pub devices: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Serialize)]
+struct DeviceJson {
+    id: String,
+    class: &'static str,
+    class_source: &'static str,
+    confidence: f64,
+    role: &'static str,
+    ip: std::net::IpAddr,
+}
+
+#[derive(Serialize)]
+struct FeatureJson {
+    name: &'static str,
+    value: f64,
+    contribution: f64,
+    train_min: f64,
+    train_max: f64,
+    outside_training_range: bool,
+}
+
+#[derive(Serialize)]
+struct ModelJson<'a> {
+    id: &'a str,
+    class: &'static str,
+    calibration_fpr: f64,
+}
+
+#[derive(Serialize)]
+struct AnomalyEvent<'a> {
+    #[serde(flatten)]
+    flow: FlowEventJson,
+    detector: &'static str,
+    detected_at: String,
+    device: DeviceJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threshold: Option<f64>,
+    model: ModelJson<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    explanation: Vec<FeatureJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<RuleJson>,
+}
+
+#[derive(Serialize)]
+struct RuleJson {
+    name: &'static str,
+    detail: String,
+}
+
+#[derive(Serialize)]
+struct ArpEvent<'a> {
+    timestamp: String,
+    event_type: &'static str,
+    detector: &'static str,
+    src_ip: String,
+    src_mac: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    vlan: Vec<u16>,
+    arp: ArpJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<DeviceJson>,
+    model: ModelJson<'a>,
+    rule: RuleJson,
+}
+
+#[derive(Serialize)]
+struct ArpJson {
+    ip: String,
+    known_mac: String,
+    new_mac: String,
+    known_from: &'static str,
+    opcode: u16,
+}
+
+#[derive(Serialize)]
+struct IncidentEvent<'a> {
+    timestamp: String,
+    event_type: &'static str,
+    #[serde(flatten)]
+    incident: &'a Incident,
+    model_id: &'a str,
+}
+
+/// Per-device summary for the human report of `--fail-on`.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceSummary {
+    /// Device class.
+    pub class: &'static str,
+    /// Alerts.
+    pub alerts: u64,
+    /// Incidents.
+    pub incidents: u64,
+    /// Highest score.
+    pub max_score: f64,
+}
+
+fn mac_str(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+fn source_name(d: &DeviceInfo) -> &'static str {
+    d.assignment.source.as_str()
+}
+
+/// The detector stage.
+pub struct Detector {
+    bundle: Arc<ModelBundle>,
+    model_id: String,
+    resolver: DeviceResolver,
+    extractor: FeatureExtractor,
+    arp: ArpWatcher,
+    modbus: ModbusWriteRule,
+    incidents: IncidentTracker,
+    cfg: DetectorConfig,
+    /// Counters.
+    pub counters: DetectCounters,
+    /// Per-device summary (alerts, incidents, max score).
+    pub summary: BTreeMap<String, DeviceSummary>,
+    seen_devices: std::collections::BTreeSet<String>,
+    verdicts: Vec<Verdict>,
+    pending: Vec<Incident>,
+    clock: Timestamp,
+}
+
+impl Detector {
+    /// A detector over a loaded bundle (`model_id` = its short hash) and inventory.
+    pub fn new(bundle: Arc<ModelBundle>, model_id: String, inventory: Inventory, cfg: DetectorConfig) -> Detector {
+        let resolver = DeviceResolver::new(inventory, bundle.inference.clone(), cfg.resolver.clone());
+        let extractor = FeatureExtractor::new(bundle.familiarity.clone());
+        let modbus = ModbusWriteRule::new(&bundle.modbus_write_masters);
+        Detector {
+            bundle,
+            model_id,
+            resolver,
+            extractor,
+            arp: ArpWatcher::default(),
+            modbus,
+            incidents: IncidentTracker::new(cfg.incident_window),
+            cfg,
+            counters: DetectCounters::default(),
+            summary: BTreeMap::new(),
+            seen_devices: Default::default(),
+            verdicts: Vec::new(),
+            pending: Vec::new(),
+            clock: Timestamp(i64::MIN),
+        }
+    }
+
+    /// The model id.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    /// Scores every monitored side of `rec` (no events written). Used by evaluation.
+    pub fn score(&mut self, rec: &FlowRecord) -> &[Verdict] {
+        self.verdicts.clear();
+        let sides = self.resolver.monitored(rec);
+        for (side, dev) in sides.into_iter().flatten() {
+            let class = dev.assignment.class;
+            let m = self.bundle.model_for(class);
+            let fv = self.extractor.extract(
+                rec,
+                side,
+                &crate::features::DeviceRef {
+                    id: &dev.id,
+                    class,
+                },
+            );
+            let mut contrib = [0f64; N_FEATURES];
+            let score = m.forest.score_explained(&fv.0, &mut contrib);
+            self.counters.scored += 1;
+            *self.counters.scored_by_class.entry(m.class.as_str()).or_insert(0) += 1;
+            if self.seen_devices.insert(dev.id.to_string()) {
+                *self.counters.devices.entry(source_name(&dev)).or_insert(0) += 1;
+            }
+            self.verdicts.push(Verdict {
+                side,
+                model_class: m.class,
+                score,
+                threshold: m.threshold,
+                features: fv,
+                contributions: contrib,
+                device: dev,
+            });
+        }
+        &self.verdicts
+    }
+
+    fn device_json(dev: &DeviceInfo, side: Side, ip: Addr) -> DeviceJson {
+        DeviceJson {
+            id: dev.id.to_string(),
+            class: dev.assignment.class.as_str(),
+            class_source: source_name(dev),
+            confidence: (f64::from(dev.assignment.confidence) * 1000.0).round() / 1000.0,
+            role: match side {
+                Side::Orig => "src",
+                Side::Resp => "dest",
+            },
+            ip: ip.to_ip(),
+        }
+    }
+
+    fn explanation(&self, v: &Verdict) -> Vec<FeatureJson> {
+        let m = self.bundle.model_for(v.model_class);
+        let ranges = m.forest.feature_ranges();
+        let mut idx: Vec<usize> = (0..N_FEATURES).filter(|&i| v.contributions[i] > 0.0).collect();
+        idx.sort_by(|&a, &b| {
+            v.contributions[b]
+                .partial_cmp(&v.contributions[a])
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.cmp(&b))
+        });
+        idx.truncate(self.cfg.top_features);
+        let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+        idx.into_iter()
+            .map(|i| {
+                let (lo, hi) = ranges.get(i).copied().unwrap_or((0.0, 0.0));
+                let val = v.features.0[i];
+                FeatureJson {
+                    name: FEATURE_NAMES[i],
+                    value: r3(f64::from(val)),
+                    contribution: r3(v.contributions[i]),
+                    train_min: r3(f64::from(lo)),
+                    train_max: r3(f64::from(hi)),
+                    outside_training_range: val < lo || val > hi,
+                }
+            })
+            .collect()
+    }
+
+    fn top_feature(v: &Verdict) -> Option<&'static str> {
+        let mut best: Option<(usize, f64)> = None;
+        for (i, &c) in v.contributions.iter().enumerate() {
+            if c > 0.0 && best.is_none_or(|(_, b)| c > b) {
+                best = Some((i, c));
+            }
+        }
+        best.map(|(i, _)| FEATURE_NAMES[i])
+    }
+
+    fn note_alert(&mut self, alert: &AlertRef<'_>, w: &mut EventWriter) -> Result<(), OutputError> {
+        *self.counters.alerts.entry(alert.detector).or_insert(0) += 1;
+        let s = self.summary.entry(alert.device_id.to_string()).or_default();
+        s.class = alert.class;
+        s.alerts += 1;
+        if alert.score > s.max_score {
+            s.max_score = alert.score;
+        }
+        if let Some(inc) = self.incidents.add(alert) {
+            self.write_incident(&inc, w)?;
+        }
+        Ok(())
+    }
+
+    fn write_incident(&mut self, inc: &Incident, w: &mut EventWriter) -> Result<(), OutputError> {
+        self.counters.incidents += 1;
+        self.summary.entry(inc.device_id.clone()).or_default().incidents += 1;
+        w.write_value(&IncidentEvent {
+            timestamp: inc.closed_at.to_eve_string(),
+            event_type: "incident",
+            incident: inc,
+            model_id: &self.model_id,
+        })
+    }
+
+    fn advance(&mut self, now: Timestamp, w: &mut EventWriter) -> Result<(), OutputError> {
+        if now > self.clock {
+            self.clock = now;
+        }
+        self.incidents.expire(self.clock, &mut self.pending);
+        let pending = std::mem::take(&mut self.pending);
+        for inc in &pending {
+            self.write_incident(inc, w)?;
+        }
+        Ok(())
+    }
+
+    /// Human summary (devices with alerts, by class, top scores) for stderr.
+    pub fn human_summary(&self) -> String {
+        let mut s = String::new();
+        let alerts: u64 = self.counters.alerts.values().sum();
+        s.push_str(&format!(
+            "flowsentry: {} flow sides scored, {} alerts, {} incidents (model {})\n",
+            self.counters.scored, alerts, self.counters.incidents, self.model_id
+        ));
+        let mut devs: Vec<(&String, &DeviceSummary)> = self.summary.iter().collect();
+        devs.sort_by(|a, b| {
+            b.1.max_score
+                .partial_cmp(&a.1.max_score)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then_with(|| a.0.cmp(b.0))
+        });
+        for (id, d) in devs.iter().take(20) {
+            s.push_str(&format!(
+                "  {:<24} {:<10} alerts {:>6}  incidents {:>4}  max score {:.3}\n",
+                id, d.class, d.alerts, d.incidents, d.max_score
+            ));
+        }
+        s
+    }
+}
+
+impl FlowObserver for Detector {
+    fn on_flow(&mut self, rec: &FlowRecord, w: &mut EventWriter) -> Result<(), OutputError> {
+        let now = if rec.emit_ts.0 == i64::MAX {
+            rec.last_ts
+        } else {
+            rec.emit_ts
+        };
+        self.advance(now, w)?;
+        let detected_at = now.to_eve_string();
+        self.score(rec);
+        let verdicts = std::mem::take(&mut self.verdicts);
+        for v in verdicts.iter().filter(|v| v.anomalous()) {
+            let ip = match v.side {
+                Side::Orig => rec.orig.addr,
+                Side::Resp => rec.resp.addr,
+            };
+            let peer = match v.side {
+                Side::Orig => rec.resp.addr,
+                Side::Resp => rec.orig.addr,
+            };
+            let m = self.bundle.model_for(v.model_class);
+            let ev = AnomalyEvent {
+                flow: flow_json(rec, "anomaly"),
+                detector: DETECTOR_IFOREST,
+                detected_at: detected_at.clone(),
+                device: Self::device_json(&v.device, v.side, ip),
+                score: Some((v.score * 1e6).round() / 1e6),
+                threshold: Some((v.threshold * 1e6).round() / 1e6),
+                model: ModelJson {
+                    id: &self.model_id,
+                    class: m.class.as_str(),
+                    calibration_fpr: m.calibration_fpr,
+                },
+                explanation: self.explanation(v),
+                rule: None,
+            };
+            w.write_value(&ev)?;
+            let alert = AlertRef {
+                device_id: &v.device.id,
+                class: v.device.assignment.class.as_str(),
+                class_source: source_name(&v.device),
+                ts: rec.last_ts,
+                detector: DETECTOR_IFOREST,
+                score: v.score,
+                peer: peer.to_ip().to_string(),
+                flow_id: flow_id(rec),
+                top_feature: Self::top_feature(v),
+            };
+            self.note_alert(&alert, w)?;
+        }
+        if let Some((plc, master)) = self.modbus.check(rec) {
+            // The PLC is the device; resolve it (it may not be scored by the forest).
+            let plc_ep = if rec.resp.addr == plc { rec.resp } else { rec.orig };
+            let side = if rec.resp.addr == plc { Side::Resp } else { Side::Orig };
+            if let Some(dev) = self.resolver.resolve(&plc_ep) {
+                let ev = AnomalyEvent {
+                    flow: flow_json(rec, "anomaly"),
+                    detector: DETECTOR_MODBUS,
+                    detected_at: detected_at.clone(),
+                    device: Self::device_json(&dev, side, plc),
+                    score: None,
+                    threshold: None,
+                    model: ModelJson {
+                        id: &self.model_id,
+                        class: dev.assignment.class.as_str(),
+                        calibration_fpr: 0.0,
+                    },
+                    explanation: Vec::new(),
+                    rule: Some(RuleJson {
+                        name: DETECTOR_MODBUS,
+                        detail: format!(
+                            "{} Modbus write request(s) from {} to {}: this master never wrote to this PLC in the training window",
+                            rec.app.modbus_writes,
+                            master.to_ip(),
+                            plc.to_ip()
+                        ),
+                    }),
+                };
+                w.write_value(&ev)?;
+                let alert = AlertRef {
+                    device_id: &dev.id,
+                    class: dev.assignment.class.as_str(),
+                    class_source: source_name(&dev),
+                    ts: rec.last_ts,
+                    detector: DETECTOR_MODBUS,
+                    score: 1.0,
+                    peer: master.to_ip().to_string(),
+                    flow_id: flow_id(rec),
+                    top_feature: None,
+                };
+                self.note_alert(&alert, w)?;
+            }
+        }
+        self.verdicts = verdicts;
+        Ok(())
+    }
+
+    fn on_arp(&mut self, arp: &ArpPacket, w: &mut EventWriter) -> Result<(), OutputError> {
+        self.advance(arp.ts, w)?;
+        let Some(c) = self.arp.observe(arp, Some(self.resolver.inventory())) else {
+            return Ok(());
+        };
+        let ip = Addr::v4(c.ip);
+        let ep = crate::flow::Endpoint {
+            addr: ip,
+            port: 0,
+            mac: None,
+        };
+        let dev = self.resolver.resolve(&ep);
+        let ev = ArpEvent {
+            timestamp: arp.ts.to_eve_string(),
+            event_type: "anomaly",
+            detector: DETECTOR_ARP,
+            src_ip: ip.to_ip().to_string(),
+            src_mac: mac_str(c.new_mac),
+            vlan: arp.vlan.iter().copied().filter(|&v| v != 0).collect(),
+            arp: ArpJson {
+                ip: ip.to_ip().to_string(),
+                known_mac: mac_str(c.known_mac),
+                new_mac: mac_str(c.new_mac),
+                known_from: if c.from_inventory { "inventory" } else { "first_seen" },
+                opcode: c.opcode,
+            },
+            device: dev.as_ref().map(|d| Self::device_json(d, Side::Orig, ip)),
+            model: ModelJson {
+                id: &self.model_id,
+                class: dev.as_ref().map(|d| d.assignment.class.as_str()).unwrap_or("unknown"),
+                calibration_fpr: 0.0,
+            },
+            rule: RuleJson {
+                name: DETECTOR_ARP,
+                detail: format!(
+                    "{} is claimed by {} but was bound to {}",
+                    ip.to_ip(),
+                    mac_str(c.new_mac),
+                    mac_str(c.known_mac)
+                ),
+            },
+        };
+        w.write_value(&ev)?;
+        let id = dev
+            .as_ref()
+            .map(|d| d.id.to_string())
+            .unwrap_or_else(|| ip.to_ip().to_string());
+        let alert = AlertRef {
+            device_id: &id,
+            class: dev.as_ref().map(|d| d.assignment.class.as_str()).unwrap_or("unknown"),
+            class_source: dev.as_ref().map(source_name).unwrap_or("unknown"),
+            ts: arp.ts,
+            detector: DETECTOR_ARP,
+            score: 1.0,
+            peer: mac_str(c.new_mac),
+            flow_id: 0,
+            top_feature: None,
+        };
+        self.note_alert(&alert, w)
+    }
+
+    fn finish(&mut self, ts: Timestamp, w: &mut EventWriter) -> Result<(), OutputError> {
+        let now = if ts > self.clock { ts } else { self.clock };
+        let mut out = Vec::new();
+        self.incidents.finish(now, &mut out);
+        for inc in &out {
+            self.write_incident(inc, w)?;
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        serde_json::to_value(&self.counters).unwrap_or(serde_json::Value::Null)
+    }
+}

@@ -1,0 +1,313 @@
+//! The model bundle: one file holding, per device class, an isolation forest and its
+//! calibrated threshold, plus a pooled model for devices of unknown class, the
+//! familiarity tables (F26/F27), the device-class inference model, the Modbus write
+//! allow-list, the feature schema and the training metadata.
+//!
+//! File format (all integers little-endian):
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `FSMODEL\0` |
+//! | 8 | 2 | format major version (incompatible changes) |
+//! | 10 | 2 | format minor version (compatible additions) |
+//! | 12 | 4 | feature schema version ([`crate::features::FEATURE_SCHEMA_VERSION`]) |
+//! | 16 | 8 | body length in bytes |
+//! | 24 | 20 | SHA-1 of the body |
+//! | 44 | n | body: [`ModelBundle`] encoded with bincode 2 (serde, standard config) |
+//!
+//! Loading checks magic, version, schema, length and checksum, then decodes the body
+//! with a hard size limit (a corrupt length prefix inside the body can never make the
+//! decoder allocate more than [`MAX_BODY`]), then validates every forest and the
+//! inference trees structurally. Any failure is an error naming the file.
+
+use crate::device::{ClassInference, DeviceClass};
+use crate::features::{FamiliarityTables, FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES};
+use crate::forest::IsolationForest;
+use crate::packet::Addr;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// File magic.
+pub const MAGIC: &[u8; 8] = b"FSMODEL\0";
+/// Format major version.
+pub const FORMAT_MAJOR: u16 = 1;
+/// Format minor version.
+pub const FORMAT_MINOR: u16 = 0;
+/// Largest body accepted (bytes).
+pub const MAX_BODY: usize = 256 << 20;
+const HEADER: usize = 44;
+
+/// Errors loading or saving a model file.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// I/O.
+    #[error("{path}: cannot read model file: {source}")]
+    Read {
+        /// File.
+        path: String,
+        /// I/O error.
+        source: std::io::Error,
+    },
+    /// Writing failed.
+    #[error("{path}: cannot write model file: {source}")]
+    Write {
+        /// File.
+        path: String,
+        /// I/O error.
+        source: std::io::Error,
+    },
+    /// Not a flowsentry model.
+    #[error("{path}: not a flowsentry model file (bad magic); train one with `flowsentry train`")]
+    Magic {
+        /// File.
+        path: String,
+    },
+    /// Unsupported format version.
+    #[error("{path}: model format version {major}.{minor} is not supported by this build (expects {FORMAT_MAJOR}.x); retrain the model")]
+    Version {
+        /// File.
+        path: String,
+        /// Major found.
+        major: u16,
+        /// Minor found.
+        minor: u16,
+    },
+    /// Feature schema mismatch.
+    #[error("{path}: model was trained for feature schema {found}, this build computes schema {FEATURE_SCHEMA_VERSION}; retrain the model")]
+    Schema {
+        /// File.
+        path: String,
+        /// Schema found.
+        found: u32,
+    },
+    /// Truncated file.
+    #[error("{path}: model file is truncated ({have} bytes, header says {want})")]
+    Truncated {
+        /// File.
+        path: String,
+        /// Bytes present.
+        have: u64,
+        /// Bytes expected.
+        want: u64,
+    },
+    /// Checksum mismatch.
+    #[error("{path}: model file is corrupt (checksum mismatch)")]
+    Checksum {
+        /// File.
+        path: String,
+    },
+    /// The body did not decode or failed validation.
+    #[error("{path}: model file is corrupt: {detail}")]
+    Corrupt {
+        /// File.
+        path: String,
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// One class's detector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassModel {
+    /// The class (`Unknown` for the pooled model).
+    pub class: DeviceClass,
+    /// The forest.
+    pub forest: IsolationForest,
+    /// Score threshold: the (1 - target FPR) quantile of calibration scores.
+    pub threshold: f64,
+    /// False-positive rate achieved on the calibration data at that threshold.
+    pub calibration_fpr: f64,
+    /// Training rows.
+    pub n_train: u64,
+    /// Calibration rows.
+    pub n_calibration: u64,
+}
+
+/// Where and how the bundle was trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TrainingMeta {
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Trees per forest.
+    pub n_trees: u64,
+    /// Subsample size per tree.
+    pub max_samples: u64,
+    /// Target false-positive rate of the thresholds.
+    pub target_fpr: f64,
+    /// Training captures (file names only).
+    pub training_inputs: Vec<String>,
+    /// Calibration captures (file names only).
+    pub calibration_inputs: Vec<String>,
+    /// First and last packet time of the training window (µs since epoch).
+    pub training_window_us: (i64, i64),
+    /// First and last packet time of the calibration window (µs since epoch).
+    pub calibration_window_us: (i64, i64),
+    /// flowsentry version that trained it.
+    pub flowsentry_version: String,
+}
+
+/// The whole model file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelBundle {
+    /// Feature names, in vector order (must equal this build's).
+    pub feature_names: Vec<String>,
+    /// Per-class models, sorted by class.
+    pub classes: Vec<ClassModel>,
+    /// The pooled model for devices of unknown class (and the global baseline).
+    pub pooled: ClassModel,
+    /// Familiarity tables learned from the training window.
+    pub familiarity: FamiliarityTables,
+    /// Device-class inference for devices not in the inventory.
+    pub inference: Option<ClassInference>,
+    /// (PLC, master) pairs that wrote to a PLC in training: writes from anyone else alert.
+    pub modbus_write_masters: Vec<(Addr, Addr)>,
+    /// Training metadata.
+    pub meta: TrainingMeta,
+}
+
+impl ModelBundle {
+    /// The model scoring devices of `class` (the pooled one when the class has none).
+    pub fn model_for(&self, class: DeviceClass) -> &ClassModel {
+        self.classes
+            .iter()
+            .find(|m| m.class == class)
+            .unwrap_or(&self.pooled)
+    }
+
+    /// Serialises to the file format.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        let body = bincode::serde::encode_to_vec(self, bincode::config::standard())
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(HEADER + body.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_MAJOR.to_le_bytes());
+        out.extend_from_slice(&FORMAT_MINOR.to_le_bytes());
+        out.extend_from_slice(&FEATURE_SCHEMA_VERSION.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&sha1_smol::Sha1::from(&body).digest().bytes());
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Parses the file format; `path` names the file in errors.
+    pub fn from_bytes(bytes: &[u8], path: &str) -> Result<ModelBundle, ModelError> {
+        let p = || path.to_string();
+        if bytes.len() < 8 || &bytes[..8] != MAGIC {
+            return Err(ModelError::Magic { path: p() });
+        }
+        if bytes.len() < HEADER {
+            return Err(ModelError::Truncated {
+                path: p(),
+                have: bytes.len() as u64,
+                want: HEADER as u64,
+            });
+        }
+        let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
+        let (major, minor) = (u16_at(8), u16_at(10));
+        if major != FORMAT_MAJOR {
+            return Err(ModelError::Version {
+                path: p(),
+                major,
+                minor,
+            });
+        }
+        let schema = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
+        if schema != FEATURE_SCHEMA_VERSION {
+            return Err(ModelError::Schema {
+                path: p(),
+                found: schema,
+            });
+        }
+        let mut len8 = [0u8; 8];
+        len8.copy_from_slice(&bytes[16..24]);
+        let body_len = u64::from_le_bytes(len8);
+        let have = (bytes.len() - HEADER) as u64;
+        if body_len > MAX_BODY as u64 {
+            return Err(ModelError::Corrupt {
+                path: p(),
+                detail: format!("body length {body_len} exceeds the {MAX_BODY}-byte limit"),
+            });
+        }
+        if have < body_len {
+            return Err(ModelError::Truncated {
+                path: p(),
+                have: bytes.len() as u64,
+                want: HEADER as u64 + body_len,
+            });
+        }
+        let body = &bytes[HEADER..HEADER + body_len as usize];
+        if sha1_smol::Sha1::from(body).digest().bytes()[..] != bytes[24..44] {
+            return Err(ModelError::Checksum { path: p() });
+        }
+        let cfg = bincode::config::standard().with_limit::<MAX_BODY>();
+        let (bundle, used): (ModelBundle, usize) = bincode::serde::decode_from_slice(body, cfg)
+            .map_err(|e| ModelError::Corrupt {
+                path: p(),
+                detail: e.to_string(),
+            })?;
+        if used != body.len() {
+            return Err(ModelError::Corrupt {
+                path: p(),
+                detail: format!("{} trailing bytes after the model", body.len() - used),
+            });
+        }
+        bundle.validate().map_err(|detail| ModelError::Corrupt { path: p(), detail })?;
+        Ok(bundle)
+    }
+
+    /// Structural checks beyond decoding.
+    pub fn validate(&self) -> Result<(), String> {
+        let names: Vec<&str> = self.feature_names.iter().map(|s| s.as_str()).collect();
+        if names != FEATURE_NAMES {
+            return Err("feature names differ from this build's feature vector".into());
+        }
+        for m in self.classes.iter().chain(std::iter::once(&self.pooled)) {
+            m.forest.validate().map_err(|e| format!("{} forest: {e}", m.class))?;
+            if m.forest.n_features() != N_FEATURES {
+                return Err(format!(
+                    "{} forest has {} features, expected {N_FEATURES}",
+                    m.class,
+                    m.forest.n_features()
+                ));
+            }
+            if !(m.threshold.is_finite() && m.threshold > 0.0 && m.threshold <= 1.0) {
+                return Err(format!("{} threshold {} is not in (0, 1]", m.class, m.threshold));
+            }
+        }
+        if let Some(inf) = &self.inference {
+            inf.validate().map_err(|e| format!("inference model: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the file (atomically: temp file + rename).
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        let name = path.display().to_string();
+        let bytes = self.to_bytes().map_err(|detail| ModelError::Corrupt {
+            path: name.clone(),
+            detail,
+        })?;
+        let tmp = path.with_extension("fsm.tmp");
+        std::fs::write(&tmp, &bytes)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|source| ModelError::Write { path: name, source })
+    }
+
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<ModelBundle, ModelError> {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        Self::from_bytes(&bytes, &name)
+    }
+
+    /// Short id of a serialised model: the first 16 hex digits of its body's SHA-1.
+    pub fn id_of(bytes: &[u8]) -> String {
+        bytes
+            .get(24..32)
+            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())
+            .unwrap_or_default()
+    }
+}
