@@ -90,7 +90,9 @@ impl Addr {
     /// The standard library form.
     pub fn to_ip(&self) -> IpAddr {
         if self.is_v4() {
-            IpAddr::V4(Ipv4Addr::new(self.0[12], self.0[13], self.0[14], self.0[15]))
+            IpAddr::V4(Ipv4Addr::new(
+                self.0[12], self.0[13], self.0[14], self.0[15],
+            ))
         } else {
             IpAddr::V6(Ipv6Addr::from(self.0))
         }
@@ -345,10 +347,16 @@ mod tests {
 
     #[test]
     fn addr_roundtrip() {
-        let a: Addr = "192.168.10.5".parse::<IpAddr>().map(Addr::from).unwrap_or_default();
+        let a: Addr = "192.168.10.5"
+            .parse::<IpAddr>()
+            .map(Addr::from)
+            .unwrap_or_default();
         assert!(a.is_v4());
         assert_eq!(a.to_ip().to_string(), "192.168.10.5");
-        let b: Addr = "fe80::1".parse::<IpAddr>().map(Addr::from).unwrap_or_default();
+        let b: Addr = "fe80::1"
+            .parse::<IpAddr>()
+            .map(Addr::from)
+            .unwrap_or_default();
         assert!(!b.is_v4());
         assert_eq!(b.to_ip().to_string(), "fe80::1");
     }
@@ -356,6 +364,10 @@ mod tests {
     #[test]
     fn summary_is_small() {
         // The summary crosses thread boundaries in batches later; keep it compact.
-        assert!(std::mem::size_of::<PacketSummary>() <= 128, "{}", std::mem::size_of::<PacketSummary>());
+        assert!(
+            std::mem::size_of::<PacketSummary>() <= 128,
+            "{}",
+            std::mem::size_of::<PacketSummary>()
+        );
     }
 }
