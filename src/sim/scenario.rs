@@ -4,10 +4,10 @@
 //! | preset | devices per class | start | duration | episodes |
 //! | --- | --- | --- | --- | --- |
 //! | `fixture-benign-<class>` | 1 of that class | day 0 09:00 | 600 s | none |
-//! | `fixture-mirai` | camera | day 0 09:00 | 300 s | brute force → C2 → scan |
-//! | `fixture-floods` | camera | day 0 09:00 | 200 s | SYN, UDP, ACK (5 s, 300 pps), HTTP (10 s) |
+//! | `fixture-mirai` | camera | day 0 09:00 | 300 s | brute force → C2 → scan (30 s) |
+//! | `fixture-floods` | camera | day 0 09:00 | 200 s | SYN, UDP, ACK (5 s, 200 pps), HTTP (10 s) |
 //! | `fixture-portscan` | camera, thermostat, plug, hub | day 0 09:00 | 120 s | vertical + horizontal |
-//! | `fixture-exfil-beacon` | camera, thermostat | day 0 09:00 | 360 s | exfil (2 MB) + beacon |
+//! | `fixture-exfil-beacon` | camera, thermostat | day 0 09:00 | 360 s | exfil (1 MB) + beacon |
 //! | `fixture-dns-tunnel` | thermostat | day 0 09:00 | 300 s | tunnel |
 //! | `fixture-modbus-write` | PLC | day 0 09:00 | 120 s | writes from 10.20.0.66 |
 //! | `fixture-arp-spoof` | camera | day 0 09:00 | 180 s | camera ↔ NVR poisoning |
@@ -223,7 +223,7 @@ pub fn plan(name: &str, seed: u64, o: &Overrides) -> Result<Plan, SimError> {
                     3,
                     Label::MiraiScan,
                     s(120),
-                    90 * SEC,
+                    30 * SEC,
                     std::net::Ipv4Addr::new(192, 168, 10, 21),
                     &[cam],
                 ),
@@ -237,7 +237,7 @@ pub fn plan(name: &str, seed: u64, o: &Overrides) -> Result<Plan, SimError> {
                 ep(4, Label::HttpFlood, s(140), 10 * SEC, inet::BOT, &[cam]),
             ];
             for e in v.iter_mut().take(3) {
-                e.rate = 300.0;
+                e.rate = 200.0;
             }
             v[3].rate = 100.0;
             v
@@ -269,7 +269,7 @@ pub fn plan(name: &str, seed: u64, o: &Overrides) -> Result<Plan, SimError> {
                 inet::EXFIL,
                 &[cam],
             );
-            x.bytes = 2_000_000;
+            x.bytes = 1_000_000;
             vec![
                 x,
                 ep(

@@ -24,6 +24,7 @@ pub struct Exfil {
     next: u64,
     started: bool,
     done: bool,
+    server_until: u64,
 }
 
 impl Exfil {
@@ -45,6 +46,7 @@ impl Exfil {
             next: ep.start,
             started: false,
             done: false,
+            server_until: 0,
         }
     }
 }
@@ -81,7 +83,9 @@ impl Stream for Exfil {
             let t = self.conn.react(SERVER) + rng.range(MS, 5 * MS);
             let n = rng.range(30, 60) as usize;
             let ack = tls::app_data(rng, n);
-            self.conn.send(out, SERVER, t, &ack);
+            let ts = self.conn.send(out, SERVER, t, &ack);
+            // the client's next segments must not acknowledge this record early
+            self.server_until = ts;
         }
         if self.left == 0 {
             self.conn.settle(out);
@@ -89,7 +93,7 @@ impl Stream for Exfil {
             self.conn.close(out, CLIENT, t);
             self.done = true;
         } else {
-            self.next = now + TICK;
+            self.next = (now + TICK).max(self.server_until + 1);
         }
     }
 }

@@ -22,6 +22,32 @@ use crate::sim::tcp::{self, TcpConn, CLIENT, SERVER};
 use crate::sim::wire::{self, Tcp};
 
 const TICK: u64 = 10 * MS;
+
+/// Port ranges random-port floods draw from: the real bot uses 0..65535, but random
+/// payload on a port with a registered Wireshark dissector is reported as malformed, so
+/// the simulator only uses ranges without a default dissector (from `tshark -G decodes`,
+/// Wireshark 4.0) and outside the site's own ports.
+const FLOOD_RANGES: [(u16, u16); 5] = [
+    (32513, 34961),
+    (34981, 37007),
+    (37009, 41169),
+    (41171, 44320),
+    (50002, 54327),
+];
+
+/// A random port from [`FLOOD_RANGES`].
+fn flood_port(rng: &mut SimRng) -> u16 {
+    let total: u64 = FLOOD_RANGES.iter().map(|r| u64::from(r.1 - r.0) + 1).sum();
+    let mut x = rng.range(0, total);
+    for (lo, hi) in FLOOD_RANGES {
+        let n = u64::from(hi - lo) + 1;
+        if x < n {
+            return lo + x as u16;
+        }
+        x -= n;
+    }
+    FLOOD_RANGES[0].0
+}
 const PORT_REUSE: u64 = 15 * SEC;
 
 /// A packet flood (SYN, UDP or ACK) from the attacker (`link.b`) to the victim
@@ -128,9 +154,11 @@ impl Flood {
                 );
             }
             Label::UdpFlood => {
-                let sport = self.rng.range(1, 65536) as u16;
-                let dport = self.rng.range(1, 65536) as u16;
-                let payload = self.rng.bytes(512);
+                let sport = flood_port(&mut self.rng);
+                let dport = flood_port(&mut self.rng);
+                let mut payload = self.rng.bytes(512);
+                // version bits != 2 so RTP/RTCP heuristics do not claim the random data
+                payload[0] &= 0x3f;
                 let ip = link.v4(false, self.rng.u16(), false);
                 out.push(
                     t,
@@ -138,10 +166,11 @@ impl Flood {
                 );
             }
             _ => {
-                let sport = self.rng.range(1, 65536) as u16;
-                let dport = self.rng.range(1, 65536) as u16;
+                let sport = flood_port(&mut self.rng);
+                let dport = flood_port(&mut self.rng);
                 let ack = self.rng.u32();
-                let payload = self.rng.bytes(512);
+                let mut payload = self.rng.bytes(512);
+                payload[0] &= 0x3f;
                 let seg = Tcp {
                     sport,
                     dport,

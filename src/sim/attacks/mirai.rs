@@ -56,6 +56,7 @@ pub struct Scanner {
     next: u64,
     end: u64,
     count: u64,
+    responders: u64,
 }
 
 impl Scanner {
@@ -69,6 +70,7 @@ impl Scanner {
     ) -> Self {
         let sport = rng.range(1024, 65536) as u16;
         let per_second = if ep.rate > 0.0 { ep.rate as u32 } else { 160 };
+        let rng_start = rng.range(0, 150);
         Scanner {
             rng,
             dev,
@@ -80,6 +82,7 @@ impl Scanner {
             next: ep.start,
             end: ep.start + ep.duration,
             count: 0,
+            responders: rng_start,
         }
     }
 }
@@ -95,7 +98,9 @@ impl Stream for Scanner {
             self.count += 1;
             let responder = self.rng.chance(self.responder_share);
             let dst = if responder {
-                Ipv4Addr::new(203, 0, 113, self.rng.range(100, 250) as u8)
+                // honeypots cycle through 203.0.113.100-249 so a 5-tuple is not reused for ~45 s
+                self.responders += 1;
+                Ipv4Addr::new(203, 0, 113, 100 + (self.responders % 150) as u8)
             } else {
                 random_target(&mut self.rng)
             };

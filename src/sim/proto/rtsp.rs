@@ -44,7 +44,7 @@ a=recvonly\r\n\
 a=x-dimensions:1920,1080\r\n\
 a=control:{url}/trackID=1\r\n\
 a=rtpmap:96 H264/90000\r\n\
-a=fmtp:96 profile-level-id=420029; packetization-mode=1; sprop-parameter-sets=Z01AKI2NQDwBE/LCAAADAAIAAAMAZQgA,aO44gA==\r\n\
+a=fmtp:96 profile-level-id=420029; packetization-mode=1\r\n\
 a=Media_header:MEDIAINFO=494D4B48010300000400000100000000000000000000000000000000000000000000000000000000;\r\n\
 a=appversion:1.0\r\n"
     )
