@@ -5,7 +5,7 @@
 //! | --- | --- | --- | --- | --- |
 //! | `fixture-benign-<class>` | 1 of that class | day 0 09:00 | 600 s | none |
 //! | `fixture-mirai` | camera | day 0 09:00 | 300 s | brute force → C2 → scan (30 s) |
-//! | `fixture-floods` | camera | day 0 09:00 | 200 s | SYN, UDP, ACK (5 s, 200 pps), HTTP (10 s) |
+//! | `fixture-floods` | camera | day 0 09:00 | 200 s | SYN, UDP, ACK (5 s, 200 pps), HTTP (5 s, 100 req/s) |
 //! | `fixture-portscan` | camera, thermostat, plug, hub | day 0 09:00 | 120 s | vertical + horizontal |
 //! | `fixture-exfil-beacon` | camera, thermostat | day 0 09:00 | 360 s | exfil (1 MB) + beacon |
 //! | `fixture-dns-tunnel` | thermostat | day 0 09:00 | 300 s | tunnel |
@@ -234,7 +234,7 @@ pub fn plan(name: &str, seed: u64, o: &Overrides) -> Result<Plan, SimError> {
                 ep(1, Label::SynFlood, s(20), 5 * SEC, inet::BOT, &[cam]),
                 ep(2, Label::UdpFlood, s(60), 5 * SEC, inet::BOT, &[cam]),
                 ep(3, Label::AckFlood, s(100), 5 * SEC, inet::BOT, &[cam]),
-                ep(4, Label::HttpFlood, s(140), 10 * SEC, inet::BOT, &[cam]),
+                ep(4, Label::HttpFlood, s(140), 5 * SEC, inet::BOT, &[cam]),
             ];
             for e in v.iter_mut().take(3) {
                 e.rate = 200.0;

@@ -133,6 +133,7 @@ impl CamVideo {
         k
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn rtsp_exchange(
         &mut self,
         out: &mut Out,
@@ -532,7 +533,7 @@ pub fn add(
     let mut rng = ctx.rng(&nname);
     let ntp_s = NtpStream {
         link: h.link(site.inet(h, inet::NTP_POOL, 64, 9)),
-        next: boot + rng.range(1 * SEC, 3 * SEC),
+        next: boot + rng.range(SEC, 3 * SEC),
         period: p.ntp.0,
         jitter: p.ntp.1,
         rtt: rng.range(15 * MS, 40 * MS),

@@ -51,6 +51,7 @@ impl Ports {
 
 /// A DNS A lookup from `link.a` to the resolver `link.b` (UDP 53) at `t`; returns the
 /// time of the answer.
+#[allow(clippy::too_many_arguments)]
 pub fn dns_lookup(
     out: &mut Out,
     rng: &mut SimRng,

@@ -108,7 +108,7 @@ impl Stream for LocalPoll {
         let rng = &mut self.rng;
         let cport = self.ports.take(rng);
         let mut c = {
-            let lat = [rng.range(100, 300), rng.range(1 * MS, 4 * MS)];
+            let lat = [rng.range(100, 300), rng.range(MS, 4 * MS)];
             common::new_conn(rng, self.link, cport, 9999, lat)
         };
         let t = c.connect(out, out.now);

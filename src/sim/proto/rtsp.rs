@@ -41,6 +41,8 @@ m=video 0 RTP/AVP 96\r\n\
 c=IN IP4 0.0.0.0\r\n\
 b=AS:5000\r\n\
 a=recvonly\r\n\
+a=framerate:25.000000\r\n\
+a=range:npt=now-\r\n\
 a=x-dimensions:1920,1080\r\n\
 a=control:{url}/trackID=1\r\n\
 a=rtpmap:96 H264/90000\r\n\
@@ -80,6 +82,6 @@ mod tests {
         .unwrap_or_default();
         assert!(r.contains(&format!("Content-Length: {}\r\n", body.len())));
         assert!(r.ends_with(&body));
-        assert!((500..800).contains(&body.len()));
+        assert!((450..800).contains(&body.len()), "{}", body.len());
     }
 }

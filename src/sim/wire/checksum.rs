@@ -86,10 +86,10 @@ mod tests {
     #[test]
     fn udp_v4_known_vector() {
         // UDP 10.0.0.1:1234 -> 10.0.0.2:80, payload "hi"; checksum computed by hand:
-        // pseudo 0a00+0001+0a00+0002+0011+000a = 0x1e1e; header 04d2+0050+000a = 0x052c;
-        // data 6869 -> total 0x1e1e+0x052c+0x6869 = 0x8bb3 -> !0x8bb3 = 0x744c.
+        // pseudo 0a00+0001+0a00+0002+0011+000a = 0x141e; header 04d2+0050+000a = 0x052c;
+        // data 6869 -> total 0x141e+0x052c+0x6869 = 0x81b3 -> !0x81b3 = 0x7e4c.
         let seg = [0x04, 0xd2, 0x00, 0x50, 0x00, 0x0a, 0x00, 0x00, b'h', b'i'];
         let c = udp_v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), &seg);
-        assert_eq!(c, 0x744c);
+        assert_eq!(c, 0x7e4c);
     }
 }

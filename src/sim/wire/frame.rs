@@ -288,7 +288,7 @@ mod tests {
         assert_eq!(&f[12..14], &[0x08, 0x00]);
         assert_eq!(&f[16..18], &[0, 30]); // IP total length
         assert_eq!(checksum::internet_checksum(&f[14..34]), 0);
-        assert_eq!(&f[40..42], &[0x74, 0x4c]); // hand-computed in checksum tests
+        assert_eq!(&f[40..42], &[0x7e, 0x4c]); // hand-computed in checksum tests
     }
 
     #[test]
