@@ -67,7 +67,7 @@ pub fn render(
     // Flows by service per class.
     let _ = writeln!(
         s,
-        "\nbenign flows per device per day by service (proto/responder port):"
+        "\nbenign flows per device per day by service (proto/lower port of the flow):"
     );
     let mut svc: BTreeMap<(&str, String), u64> = BTreeMap::new();
     for f in flows.iter().filter(|f| f.tag.label == Label::Benign) {
@@ -79,7 +79,7 @@ pub fn render(
             17 => "udp",
             _ => "other",
         };
-        *svc.entry((d.class.as_str(), format!("{p}/{}", f.dport)))
+        *svc.entry((d.class.as_str(), format!("{p}/{}", f.sport.min(f.dport))))
             .or_default() += 1;
     }
     for ((c, k), v) in &svc {
