@@ -159,6 +159,7 @@ impl Flood {
                 let mut payload = self.rng.bytes(512);
                 // version bits != 2 so RTP/RTCP heuristics do not claim the random data
                 payload[0] &= 0x3f;
+                payload[1] &= 0xbf; // never a COTP UD TPDU code (0x4_) for the COTP-over-UDP heuristic
                 let ip = link.v4(false, self.rng.u16(), false);
                 out.push(
                     t,
@@ -171,6 +172,7 @@ impl Flood {
                 let ack = self.rng.u32();
                 let mut payload = self.rng.bytes(512);
                 payload[0] &= 0x3f;
+                payload[1] &= 0xbf; // never a COTP UD TPDU code (0x4_) for the COTP-over-UDP heuristic
                 let seg = Tcp {
                     sport,
                     dport,
