@@ -251,7 +251,9 @@ impl ModelBundle {
                 detail: format!("{} trailing bytes after the model", body.len() - used),
             });
         }
-        bundle.validate().map_err(|detail| ModelError::Corrupt { path: p(), detail })?;
+        bundle
+            .validate()
+            .map_err(|detail| ModelError::Corrupt { path: p(), detail })?;
         Ok(bundle)
     }
 
@@ -262,7 +264,9 @@ impl ModelBundle {
             return Err("feature names differ from this build's feature vector".into());
         }
         for m in self.classes.iter().chain(std::iter::once(&self.pooled)) {
-            m.forest.validate().map_err(|e| format!("{} forest: {e}", m.class))?;
+            m.forest
+                .validate()
+                .map_err(|e| format!("{} forest: {e}", m.class))?;
             if m.forest.n_features() != N_FEATURES {
                 return Err(format!(
                     "{} forest has {} features, expected {N_FEATURES}",
@@ -271,11 +275,15 @@ impl ModelBundle {
                 ));
             }
             if !(m.threshold.is_finite() && m.threshold > 0.0 && m.threshold <= 1.0) {
-                return Err(format!("{} threshold {} is not in (0, 1]", m.class, m.threshold));
+                return Err(format!(
+                    "{} threshold {} is not in (0, 1]",
+                    m.class, m.threshold
+                ));
             }
         }
         if let Some(inf) = &self.inference {
-            inf.validate().map_err(|e| format!("inference model: {e}"))?;
+            inf.validate()
+                .map_err(|e| format!("inference model: {e}"))?;
         }
         Ok(())
     }

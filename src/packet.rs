@@ -68,7 +68,17 @@ pub struct Frame<'a> {
 /// An IPv4 or IPv6 address stored in 16 bytes (IPv4 as an IPv4-mapped IPv6 address), so
 /// flow keys have one fixed size and compare as plain bytes.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 pub struct Addr(pub [u8; 16]);
 

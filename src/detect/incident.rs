@@ -136,18 +136,21 @@ impl IncidentTracker {
                 }
             }
         }
-        let o = self.open.entry(a.device_id.to_string()).or_insert_with(|| Open {
-            class: a.class,
-            class_source: a.class_source,
-            start: a.ts,
-            end: a.ts,
-            alerts: 0,
-            max_score: 0.0,
-            first_flow_id: a.flow_id,
-            detectors: BTreeMap::new(),
-            peers: BTreeMap::new(),
-            features: BTreeMap::new(),
-        });
+        let o = self
+            .open
+            .entry(a.device_id.to_string())
+            .or_insert_with(|| Open {
+                class: a.class,
+                class_source: a.class_source,
+                start: a.ts,
+                end: a.ts,
+                alerts: 0,
+                max_score: 0.0,
+                first_flow_id: a.flow_id,
+                detectors: BTreeMap::new(),
+                peers: BTreeMap::new(),
+                features: BTreeMap::new(),
+            });
         if a.ts > o.end {
             o.end = a.ts;
         }

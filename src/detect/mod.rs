@@ -225,8 +225,13 @@ pub struct Detector {
 
 impl Detector {
     /// A detector over a loaded bundle (`model_id` = its short hash) and inventory.
-    pub fn new(bundle: Arc<ModelBundle>, model_id: String, inventory: Inventory, cfg: DetectorConfig) -> Detector {
-        let resolver = DeviceResolver::new(inventory, bundle.inference.clone(), cfg.resolver.clone());
+    pub fn new(
+        bundle: Arc<ModelBundle>,
+        model_id: String,
+        inventory: Inventory,
+        cfg: DetectorConfig,
+    ) -> Detector {
+        let resolver = DeviceResolver::new(inventory, bundle.inference.clone(), cfg.resolver);
         let extractor = FeatureExtractor::new(bundle.familiarity.clone());
         let modbus = ModbusWriteRule::new(&bundle.modbus_write_masters);
         Detector {
@@ -262,15 +267,16 @@ impl Detector {
             let fv = self.extractor.extract(
                 rec,
                 side,
-                &crate::features::DeviceRef {
-                    id: &dev.id,
-                    class,
-                },
+                &crate::features::DeviceRef { id: &dev.id, class },
             );
             let mut contrib = [0f64; N_FEATURES];
             let score = m.forest.score_explained(&fv.0, &mut contrib);
             self.counters.scored += 1;
-            *self.counters.scored_by_class.entry(m.class.as_str()).or_insert(0) += 1;
+            *self
+                .counters
+                .scored_by_class
+                .entry(m.class.as_str())
+                .or_insert(0) += 1;
             if self.seen_devices.insert(dev.id.to_string()) {
                 *self.counters.devices.entry(source_name(&dev)).or_insert(0) += 1;
             }
@@ -304,7 +310,9 @@ impl Detector {
     fn explanation(&self, v: &Verdict) -> Vec<FeatureJson> {
         let m = self.bundle.model_for(v.model_class);
         let ranges = m.forest.feature_ranges();
-        let mut idx: Vec<usize> = (0..N_FEATURES).filter(|&i| v.contributions[i] > 0.0).collect();
+        let mut idx: Vec<usize> = (0..N_FEATURES)
+            .filter(|&i| v.contributions[i] > 0.0)
+            .collect();
         idx.sort_by(|&a, &b| {
             v.contributions[b]
                 .partial_cmp(&v.contributions[a])
@@ -355,7 +363,10 @@ impl Detector {
 
     fn write_incident(&mut self, inc: &Incident, w: &mut EventWriter) -> Result<(), OutputError> {
         self.counters.incidents += 1;
-        self.summary.entry(inc.device_id.clone()).or_default().incidents += 1;
+        self.summary
+            .entry(inc.device_id.clone())
+            .or_default()
+            .incidents += 1;
         w.write_value(&IncidentEvent {
             timestamp: inc.closed_at.to_eve_string(),
             event_type: "incident",
@@ -453,8 +464,16 @@ impl FlowObserver for Detector {
         }
         if let Some((plc, master)) = self.modbus.check(rec) {
             // The PLC is the device; resolve it (it may not be scored by the forest).
-            let plc_ep = if rec.resp.addr == plc { rec.resp } else { rec.orig };
-            let side = if rec.resp.addr == plc { Side::Resp } else { Side::Orig };
+            let plc_ep = if rec.resp.addr == plc {
+                rec.resp
+            } else {
+                rec.orig
+            };
+            let side = if rec.resp.addr == plc {
+                Side::Resp
+            } else {
+                Side::Orig
+            };
             if let Some(dev) = self.resolver.resolve(&plc_ep) {
                 let ev = AnomalyEvent {
                     flow: flow_json(rec, "anomaly"),
@@ -521,13 +540,20 @@ impl FlowObserver for Detector {
                 ip: ip.to_ip().to_string(),
                 known_mac: mac_str(c.known_mac),
                 new_mac: mac_str(c.new_mac),
-                known_from: if c.from_inventory { "inventory" } else { "first_seen" },
+                known_from: if c.from_inventory {
+                    "inventory"
+                } else {
+                    "first_seen"
+                },
                 opcode: c.opcode,
             },
             device: dev.as_ref().map(|d| Self::device_json(d, Side::Orig, ip)),
             model: ModelJson {
                 id: &self.model_id,
-                class: dev.as_ref().map(|d| d.assignment.class.as_str()).unwrap_or("unknown"),
+                class: dev
+                    .as_ref()
+                    .map(|d| d.assignment.class.as_str())
+                    .unwrap_or("unknown"),
                 calibration_fpr: 0.0,
             },
             rule: RuleJson {
@@ -547,7 +573,10 @@ impl FlowObserver for Detector {
             .unwrap_or_else(|| ip.to_ip().to_string());
         let alert = AlertRef {
             device_id: &id,
-            class: dev.as_ref().map(|d| d.assignment.class.as_str()).unwrap_or("unknown"),
+            class: dev
+                .as_ref()
+                .map(|d| d.assignment.class.as_str())
+                .unwrap_or("unknown"),
             class_source: dev.as_ref().map(source_name).unwrap_or("unknown"),
             ts: arp.ts,
             detector: DETECTOR_ARP,

@@ -41,7 +41,11 @@ pub struct ArpWatcher {
 
 impl ArpWatcher {
     /// Checks one ARP packet; returns a conflict the first time a new MAC claims a bound IP.
-    pub fn observe(&mut self, arp: &ArpPacket, inventory: Option<&Inventory>) -> Option<ArpConflict> {
+    pub fn observe(
+        &mut self,
+        arp: &ArpPacket,
+        inventory: Option<&Inventory>,
+    ) -> Option<ArpConflict> {
         let ip = arp.sender_ip;
         let mac = arp.sender_mac;
         if ip == [0, 0, 0, 0] || mac == [0; 6] {
