@@ -89,7 +89,12 @@ impl Engine {
                 if p.frag.is_fragment {
                     let fc = &mut self.stats.fragments;
                     fc.fragments += 1;
-                    match self.frags.attribute(&mut p, self.flows.clock()) {
+                    // The flow clock only moves in `observe` below: include this packet's
+                    // time, or a first fragment that follows a quiet spell longer than the
+                    // fragment timeout (or starts the input) would be remembered as already
+                    // expired and its later fragments left unattributed.
+                    let now = self.flows.clock().max(p.ts);
+                    match self.frags.attribute(&mut p, now) {
                         FragOutcome::First => fc.first += 1,
                         FragOutcome::Attributed => fc.attributed += 1,
                         FragOutcome::Unmatched => fc.unmatched += 1,
@@ -206,4 +211,62 @@ pub fn replay(
     writer.write_stats(flows.clock(), &json)?;
     writer.flush()?;
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::LinkType;
+    use crate::time::Timestamp;
+
+    /// Ethernet + IPv4 10.0.0.1 -> 10.0.0.2 UDP fragment of datagram `id`.
+    fn v4_frag(id: u16, offset_units: u16, more: bool, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![
+            0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb,
+        ];
+        f.extend_from_slice(&[0x08, 0x00]);
+        let total = (20 + payload.len()) as u16;
+        let flags_off = offset_units | if more { 0x2000 } else { 0 };
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(&flags_off.to_be_bytes());
+        f.extend_from_slice(&[64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn on(engine: &mut Engine, secs: i64, data: &[u8]) {
+        engine.on_frame(&Frame {
+            ts: Timestamp(secs * 1_000_000_000),
+            link: LinkType::Ethernet,
+            orig_len: data.len() as u32,
+            data,
+        });
+    }
+
+    /// Regression: the fragment table was given the flow clock *before* the packet, so a
+    /// first fragment at the start of the input, or after more than the fragment timeout
+    /// of silence, was stored as already expired and its later fragments became
+    /// port-0 flows (seen on `robustness/ipv6-frag/ip6_fragments.pcap`).
+    #[test]
+    fn later_fragments_attributed_after_a_quiet_spell_and_at_input_start() {
+        let mut e = Engine::new(FlowConfig::default(), 64, Nanos::from_secs(30));
+        // UDP 5000 -> 53, length 24, then 8 payload bytes; the rest in the later fragment.
+        let first: [u8; 16] = [0x13, 0x88, 0, 53, 0, 24, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let later = [9u8; 8];
+        on(&mut e, 1_000, &v4_frag(7, 0, true, &first));
+        on(&mut e, 1_000, &v4_frag(7, 2, false, &later));
+        // One hour later (longer than every timeout), another datagram.
+        on(&mut e, 4_600, &v4_frag(8, 0, true, &first));
+        on(&mut e, 4_600, &v4_frag(8, 2, false, &later));
+        assert_eq!(e.stats.fragments.unmatched, 0, "{:?}", e.stats.fragments);
+        assert_eq!(e.stats.fragments.attributed, 2);
+        e.flush(EndReason::EndOfInput);
+        let recs: Vec<FlowRecord> = e.drain_finished().collect();
+        assert!(recs
+            .iter()
+            .all(|r| r.orig.port == 5000 && r.resp.port == 53));
+        assert_eq!(recs.iter().map(|r| r.pkts()).sum::<u64>(), 4);
+    }
 }
