@@ -307,6 +307,14 @@ impl NativeReader {
                     let mut frame: Option<Frame<'_>> = None;
                     match block {
                         PcapBlockOwned::LegacyHeader(h) => {
+                            // libpcap reads versions 2.0-2.4 only (and 543.0 of DG/UX);
+                            // reject the others the same way so both readers agree.
+                            let (major, minor) = (h.version_major, h.version_minor);
+                            if !((major == 2 && minor <= 4) || (major == 543 && minor == 0)) {
+                                failure = Some(corrupt_at(&self.name, &self.counters, format!(
+                                    "unsupported pcap version {major}.{minor} (readable: 2.0 to 2.4)"
+                                )));
+                            }
                             // The upper bits of the link-type field carry FCS information
                             // (LT_FCS_*); libpcap masks them off the same way.
                             self.legacy_link = LinkType::from_number(h.network.0 as u32 & 0xffff);
@@ -322,7 +330,16 @@ impl NativeReader {
                                 data: b.data,
                             });
                         }
-                        PcapBlockOwned::NG(Block::SectionHeader(_)) => self.ng.clear(),
+                        PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
+                            self.ng.clear();
+                            // As libpcap: pcapng 1.0 and 1.2 only.
+                            let (major, minor) = (shb.major_version, shb.minor_version);
+                            if !(major == 1 && (minor == 0 || minor == 2)) {
+                                failure = Some(corrupt_at(&self.name, &self.counters, format!(
+                                    "unsupported pcapng version {major}.{minor} (readable: 1.0, 1.2)"
+                                )));
+                            }
+                        }
                         PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
                             match idb.ts_resolution() {
                                 Some(res) if res > 0 => self.ng.push(NgInterface {
@@ -726,6 +743,43 @@ mod tests {
         assert!(msg.contains("gzip"), "{msg}");
         let (_, r) = collect(Vec::new());
         assert!(r.err().unwrap_or_default().contains("empty"));
+    }
+
+    #[test]
+    fn unsupported_pcap_and_pcapng_versions_are_rejected_like_libpcap() {
+        let d: &[u8] = &[1, 2, 3];
+        for (major, minor, ok) in [
+            (2u16, 4u16, true),
+            (2, 5, false),
+            (1, 4, false),
+            (3, 0, false),
+        ] {
+            let mut b = pcap_bytes(1, false, &[(10, 5, d)]);
+            b[4..6].copy_from_slice(&major.to_le_bytes());
+            b[6..8].copy_from_slice(&minor.to_le_bytes());
+            let (v, r) = collect(b);
+            assert_eq!(r.is_ok(), ok, "pcap {major}.{minor}: {r:?}");
+            if !ok {
+                assert!(v.is_empty());
+                let msg = r.err().unwrap_or_default();
+                assert!(
+                    msg.contains(&format!("unsupported pcap version {major}.{minor}")),
+                    "{msg}"
+                );
+            }
+        }
+        // pcapng section header block, little-endian, version 0.1, no options.
+        let mut shb = Vec::new();
+        shb.extend_from_slice(&0x0a0d_0d0au32.to_le_bytes());
+        shb.extend_from_slice(&28u32.to_le_bytes());
+        shb.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+        shb.extend_from_slice(&0u16.to_le_bytes());
+        shb.extend_from_slice(&1u16.to_le_bytes());
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        shb.extend_from_slice(&28u32.to_le_bytes());
+        let (_, r) = collect(shb);
+        let msg = r.err().unwrap_or_default();
+        assert!(msg.contains("unsupported pcapng version 0.1"), "{msg}");
     }
 
     #[test]
