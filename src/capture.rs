@@ -604,6 +604,22 @@ impl LibpcapReader {
     }
 }
 
+/// True for a classic pcap header of version 2.0-2.3: those versions may store the
+/// captured and original lengths in the opposite order (libpcap swaps them, always before
+/// 2.3 and when caplen > len in 2.3). pcap-parser does not, so such files go to libpcap.
+fn swapped_length_fields(head: &[u8]) -> bool {
+    let version = match head.get(..8) {
+        Some([0xd4, 0xc3, 0xb2, 0xa1, a, b, c, d]) | Some([0x4d, 0x3c, 0xb2, 0xa1, a, b, c, d]) => {
+            (u16::from_le_bytes([*a, *b]), u16::from_le_bytes([*c, *d]))
+        }
+        Some([0xa1, 0xb2, 0xc3, 0xd4, a, b, c, d]) | Some([0xa1, 0xb2, 0x3c, 0x4d, a, b, c, d]) => {
+            (u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d]))
+        }
+        _ => return false,
+    };
+    version.0 == 2 && version.1 <= 3
+}
+
 fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut f = File::open(path)?;
     let mut head = vec![0u8; 64];
@@ -637,7 +653,11 @@ impl Source {
     ) -> Result<Source, CaptureError> {
         let use_libpcap = match input {
             Input::Stdin => false,
-            Input::File(_) => backend == Backend::Libpcap || bpf.is_some(),
+            Input::File(p) => {
+                backend == Backend::Libpcap
+                    || bpf.is_some()
+                    || read_head(p).is_ok_and(|h| swapped_length_fields(&h))
+            }
         };
         if use_libpcap {
             LibpcapReader::open(input, bpf).map(Source::Libpcap)
@@ -780,6 +800,19 @@ mod tests {
         let (_, r) = collect(shb);
         let msg = r.err().unwrap_or_default();
         assert!(msg.contains("unsupported pcapng version 0.1"), "{msg}");
+    }
+
+    #[test]
+    fn old_pcap_versions_with_swapped_lengths_go_to_libpcap() {
+        let mut b = pcap_bytes(1, true, &[]);
+        assert!(!swapped_length_fields(&b)); // 2.4
+        b[6..8].copy_from_slice(&3u16.to_le_bytes());
+        assert!(swapped_length_fields(&b)); // 2.3
+        b[6..8].copy_from_slice(&0u16.to_le_bytes());
+        assert!(swapped_length_fields(&b)); // 2.0
+        assert!(!swapped_length_fields(&[
+            0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0
+        ]));
     }
 
     #[test]
