@@ -321,7 +321,10 @@ impl NativeReader {
                             self.legacy_nanos = h.is_nanosecond_precision();
                         }
                         PcapBlockOwned::Legacy(b) => {
-                            let sub = i64::from(b.ts_usec);
+                            // libpcap reads the sub-second field as a signed 32-bit
+                            // value; do the same so an out-of-range field (>= 2^31) gives
+                            // the same timestamp with both readers.
+                            let sub = i64::from(b.ts_usec as i32);
                             let nanos = if self.legacy_nanos { sub } else { sub * 1_000 };
                             frame = Some(Frame {
                                 ts: Timestamp::from_secs_nanos(i64::from(b.ts_sec), nanos),
@@ -800,6 +803,16 @@ mod tests {
         let (_, r) = collect(shb);
         let msg = r.err().unwrap_or_default();
         assert!(msg.contains("unsupported pcapng version 0.1"), "{msg}");
+    }
+
+    #[test]
+    fn subsecond_field_is_signed_like_libpcap() {
+        let d: &[u8] = &[1, 2, 3];
+        // timestamp_invalid_nano.pcap: ts_nsec 0x80000000 on a nanosecond file.
+        let (v, _) = collect(pcap_bytes(1, true, &[(10, 0x8000_0000, d)]));
+        assert_eq!(v[0].0, Timestamp(10_000_000_000 - 2_147_483_648));
+        let (v, _) = collect(pcap_bytes(1, true, &[(10, 999_999_999, d)]));
+        assert_eq!(v[0].0, Timestamp(10_999_999_999));
     }
 
     #[test]
