@@ -654,6 +654,14 @@ impl Source {
         backend: Backend,
         bpf: Option<&str>,
     ) -> Result<Source, CaptureError> {
+        if let Input::File(p) = input {
+            if p.is_dir() {
+                return Err(CaptureError::Unsupported {
+                    path: input.display_name(),
+                    detail: "is a directory, not a pcap or pcapng file".into(),
+                });
+            }
+        }
         let use_libpcap = match input {
             Input::Stdin => false,
             Input::File(p) => {
