@@ -6,7 +6,7 @@ mod common;
 
 use common::{capture_files, exit_code, par_map, parse_lines, rel, stats_of};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// pcapng files libpcap refuses: interfaces with different link types or snapshot
 /// lengths. The native reader reads them; nothing to compare with.
@@ -50,7 +50,7 @@ fn normalised(stdout: &[u8], what: &str) -> (Vec<String>, Value) {
     (lines, stats)
 }
 
-fn compare_readers(path: &PathBuf) -> Result<Option<String>, String> {
+fn compare_readers(path: &Path) -> Result<Option<String>, String> {
     let file = rel(path);
     let native = common::replay(path, &["--reader", "native"]);
     let libpcap = common::replay(path, &["--reader", "libpcap"]);
@@ -95,7 +95,7 @@ fn native_and_libpcap_readers_give_identical_events() {
     };
     let t0 = std::time::Instant::now();
     let files = capture_files(&root);
-    let results = par_map(&files, common::threads(), compare_readers);
+    let results = par_map(&files, common::threads(), |p| compare_readers(p));
     let mut failures = Vec::new();
     let mut notes = Vec::new();
     for r in results {

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{capture_files, exit_code, par_map, parse_lines, rel, stats_of};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Files meant to be rejected or partly unreadable: (path, substrings the message must
 /// contain with the native reader, with the libpcap reader).
@@ -67,7 +67,7 @@ pub const LIBPCAP_MIXED_INTERFACES: [&str; 3] = [
     "robustness/malformed/ipv4-malformed.pcap",
 ];
 
-fn check(path: &PathBuf, reader: &str) -> Result<(), String> {
+fn check(path: &Path, reader: &str) -> Result<(), String> {
     let file = rel(path);
     let what = format!("{file} (--reader {reader})");
     let out = common::replay(path, &["--reader", reader]);

@@ -25,7 +25,7 @@ use common::{capture_files, par_map, rel, PCAPS};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Fields printed per frame, in this order.
@@ -139,7 +139,6 @@ struct TransportLayer {
 /// One frame as tshark dissected it.
 #[derive(Debug, Clone)]
 struct TsFrame {
-    number: u64,
     len: u64,
     rel: f64,
     /// Captured length below the wire length.
@@ -282,10 +281,9 @@ fn parse_frame(line: &str) -> Result<TsFrame, String> {
             _ => {}
         }
     }
+    f[0].parse::<u64>()
+        .map_err(|_| format!("bad frame number: {line:?}"))?;
     Ok(TsFrame {
-        number: f[0]
-            .parse()
-            .map_err(|_| format!("bad frame number: {line:?}"))?,
         len: f[1]
             .parse()
             .map_err(|_| format!("bad frame.len: {line:?}"))?,
@@ -973,7 +971,7 @@ struct FileReport {
     flows: usize,
 }
 
-fn check_file(path: &PathBuf) -> FileReport {
+fn check_file(path: &Path) -> FileReport {
     let file = rel(path);
     let mut flows = 0;
     let result = (|| {
@@ -1036,7 +1034,7 @@ fn flows_match_tshark_conversations() {
     }
     let t0 = std::time::Instant::now();
     let files = capture_files(&root);
-    let reports = par_map(&files, common::threads(), check_file);
+    let reports = par_map(&files, common::threads(), |p| check_file(p));
     let mut failures = Vec::new();
     let mut summary: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
     let mut compared_flows = 0;
