@@ -307,13 +307,24 @@ impl NativeReader {
                     let mut frame: Option<Frame<'_>> = None;
                     match block {
                         PcapBlockOwned::LegacyHeader(h) => {
+                            // libpcap reads versions 2.0-2.4 only (and 543.0 of DG/UX);
+                            // reject the others the same way so both readers agree.
+                            let (major, minor) = (h.version_major, h.version_minor);
+                            if !((major == 2 && minor <= 4) || (major == 543 && minor == 0)) {
+                                failure = Some(corrupt_at(&self.name, &self.counters, format!(
+                                    "unsupported pcap version {major}.{minor} (readable: 2.0 to 2.4)"
+                                )));
+                            }
                             // The upper bits of the link-type field carry FCS information
                             // (LT_FCS_*); libpcap masks them off the same way.
                             self.legacy_link = LinkType::from_number(h.network.0 as u32 & 0xffff);
                             self.legacy_nanos = h.is_nanosecond_precision();
                         }
                         PcapBlockOwned::Legacy(b) => {
-                            let sub = i64::from(b.ts_usec);
+                            // libpcap reads the sub-second field as a signed 32-bit
+                            // value; do the same so an out-of-range field (>= 2^31) gives
+                            // the same timestamp with both readers.
+                            let sub = i64::from(b.ts_usec as i32);
                             let nanos = if self.legacy_nanos { sub } else { sub * 1_000 };
                             frame = Some(Frame {
                                 ts: Timestamp::from_secs_nanos(i64::from(b.ts_sec), nanos),
@@ -322,7 +333,16 @@ impl NativeReader {
                                 data: b.data,
                             });
                         }
-                        PcapBlockOwned::NG(Block::SectionHeader(_)) => self.ng.clear(),
+                        PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
+                            self.ng.clear();
+                            // As libpcap: pcapng 1.0 and 1.2 only.
+                            let (major, minor) = (shb.major_version, shb.minor_version);
+                            if !(major == 1 && (minor == 0 || minor == 2)) {
+                                failure = Some(corrupt_at(&self.name, &self.counters, format!(
+                                    "unsupported pcapng version {major}.{minor} (readable: 1.0, 1.2)"
+                                )));
+                            }
+                        }
                         PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
                             match idb.ts_resolution() {
                                 Some(res) if res > 0 => self.ng.push(NgInterface {
@@ -587,6 +607,22 @@ impl LibpcapReader {
     }
 }
 
+/// True for a classic pcap header of version 2.0-2.3: those versions may store the
+/// captured and original lengths in the opposite order (libpcap swaps them, always before
+/// 2.3 and when caplen > len in 2.3). pcap-parser does not, so such files go to libpcap.
+fn swapped_length_fields(head: &[u8]) -> bool {
+    let version = match head.get(..8) {
+        Some([0xd4, 0xc3, 0xb2, 0xa1, a, b, c, d]) | Some([0x4d, 0x3c, 0xb2, 0xa1, a, b, c, d]) => {
+            (u16::from_le_bytes([*a, *b]), u16::from_le_bytes([*c, *d]))
+        }
+        Some([0xa1, 0xb2, 0xc3, 0xd4, a, b, c, d]) | Some([0xa1, 0xb2, 0x3c, 0x4d, a, b, c, d]) => {
+            (u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d]))
+        }
+        _ => return false,
+    };
+    version.0 == 2 && version.1 <= 3
+}
+
 fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut f = File::open(path)?;
     let mut head = vec![0u8; 64];
@@ -822,9 +858,21 @@ impl Source {
         backend: Backend,
         bpf: Option<&str>,
     ) -> Result<Source, CaptureError> {
+        if let Input::File(p) = input {
+            if p.is_dir() {
+                return Err(CaptureError::Unsupported {
+                    path: input.display_name(),
+                    detail: "is a directory, not a pcap or pcapng file".into(),
+                });
+            }
+        }
         let use_libpcap = match input {
             Input::Stdin => false,
-            Input::File(_) => backend == Backend::Libpcap || bpf.is_some(),
+            Input::File(p) => {
+                backend == Backend::Libpcap
+                    || bpf.is_some()
+                    || read_head(p).is_ok_and(|h| swapped_length_fields(&h))
+            }
         };
         if use_libpcap {
             LibpcapReader::open(input, bpf).map(Source::Libpcap)
@@ -932,6 +980,66 @@ mod tests {
         assert!(msg.contains("gzip"), "{msg}");
         let (_, r) = collect(Vec::new());
         assert!(r.err().unwrap_or_default().contains("empty"));
+    }
+
+    #[test]
+    fn unsupported_pcap_and_pcapng_versions_are_rejected_like_libpcap() {
+        let d: &[u8] = &[1, 2, 3];
+        for (major, minor, ok) in [
+            (2u16, 4u16, true),
+            (2, 5, false),
+            (1, 4, false),
+            (3, 0, false),
+        ] {
+            let mut b = pcap_bytes(1, false, &[(10, 5, d)]);
+            b[4..6].copy_from_slice(&major.to_le_bytes());
+            b[6..8].copy_from_slice(&minor.to_le_bytes());
+            let (v, r) = collect(b);
+            assert_eq!(r.is_ok(), ok, "pcap {major}.{minor}: {r:?}");
+            if !ok {
+                assert!(v.is_empty());
+                let msg = r.err().unwrap_or_default();
+                assert!(
+                    msg.contains(&format!("unsupported pcap version {major}.{minor}")),
+                    "{msg}"
+                );
+            }
+        }
+        // pcapng section header block, little-endian, version 0.1, no options.
+        let mut shb = Vec::new();
+        shb.extend_from_slice(&0x0a0d_0d0au32.to_le_bytes());
+        shb.extend_from_slice(&28u32.to_le_bytes());
+        shb.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+        shb.extend_from_slice(&0u16.to_le_bytes());
+        shb.extend_from_slice(&1u16.to_le_bytes());
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        shb.extend_from_slice(&28u32.to_le_bytes());
+        let (_, r) = collect(shb);
+        let msg = r.err().unwrap_or_default();
+        assert!(msg.contains("unsupported pcapng version 0.1"), "{msg}");
+    }
+
+    #[test]
+    fn subsecond_field_is_signed_like_libpcap() {
+        let d: &[u8] = &[1, 2, 3];
+        // timestamp_invalid_nano.pcap: ts_nsec 0x80000000 on a nanosecond file.
+        let (v, _) = collect(pcap_bytes(1, true, &[(10, 0x8000_0000, d)]));
+        assert_eq!(v[0].0, Timestamp(10_000_000_000 - 2_147_483_648));
+        let (v, _) = collect(pcap_bytes(1, true, &[(10, 999_999_999, d)]));
+        assert_eq!(v[0].0, Timestamp(10_999_999_999));
+    }
+
+    #[test]
+    fn old_pcap_versions_with_swapped_lengths_go_to_libpcap() {
+        let mut b = pcap_bytes(1, true, &[]);
+        assert!(!swapped_length_fields(&b)); // 2.4
+        b[6..8].copy_from_slice(&3u16.to_le_bytes());
+        assert!(swapped_length_fields(&b)); // 2.3
+        b[6..8].copy_from_slice(&0u16.to_le_bytes());
+        assert!(swapped_length_fields(&b)); // 2.0
+        assert!(!swapped_length_fields(&[
+            0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0
+        ]));
     }
 
     #[test]

@@ -1,0 +1,269 @@
+//! Command-line behaviour of `flowsentry replay`: help, exit codes and messages for bad
+//! inputs, config and filters, stdin, `--out`, a closed output pipe, and one flow table
+//! across several input files. Captures are written by the test itself.
+
+mod common;
+
+use common::{exit_code, parse_lines, run, stats_of, BIN};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Ethernet + IPv4 + UDP frame from 10.0.0.`a`:`sp` to 10.0.0.`b`:`dp` with `n` payload bytes.
+fn udp_frame(a: u8, sp: u16, b: u8, dp: u16, n: usize) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, b, 0x02, 0, 0, 0, 0, a, 0x08, 0x00];
+    let total = (20 + 8 + n) as u16;
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, a, 10, 0, 0, b]);
+    f.extend_from_slice(&sp.to_be_bytes());
+    f.extend_from_slice(&dp.to_be_bytes());
+    f.extend_from_slice(&((8 + n) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend(std::iter::repeat_n(0xab, n));
+    f
+}
+
+/// A little-endian microsecond pcap (Ethernet) of (seconds, frame).
+fn pcap(frames: &[(u32, Vec<u8>)]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&4u16.to_le_bytes());
+    v.extend_from_slice(&[0; 8]);
+    v.extend_from_slice(&65535u32.to_le_bytes());
+    v.extend_from_slice(&1u32.to_le_bytes());
+    for (s, d) in frames {
+        v.extend_from_slice(&s.to_le_bytes());
+        v.extend_from_slice(&0u32.to_le_bytes());
+        v.extend_from_slice(&(d.len() as u32).to_le_bytes());
+        v.extend_from_slice(&(d.len() as u32).to_le_bytes());
+        v.extend_from_slice(d);
+    }
+    v
+}
+
+/// A capture with two UDP flows (3 packets and 2 packets), one second apart.
+fn sample() -> Vec<u8> {
+    pcap(&[
+        (100, udp_frame(1, 5000, 2, 53, 10)),
+        (101, udp_frame(2, 53, 1, 5000, 30)),
+        (102, udp_frame(3, 6000, 4, 502, 12)),
+        (103, udp_frame(1, 5000, 2, 53, 10)),
+        (104, udp_frame(4, 502, 3, 6000, 12)),
+    ])
+}
+
+fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).expect("write temp file");
+    p
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("temp path is UTF-8")
+}
+
+/// Output lines without the wall-clock figures of the stats event.
+fn stable(stdout: &[u8]) -> Vec<serde_json::Value> {
+    let mut ev = parse_lines(stdout, "replay");
+    if let Some(o) = ev.last_mut().and_then(|e| e["stats"].as_object_mut()) {
+        o.remove("wall_time_s");
+        o.remove("packets_per_sec");
+        o.remove("inputs");
+    }
+    ev
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_string()
+}
+
+#[test]
+fn help_works() {
+    let o = run(&["--help"], None);
+    assert_eq!(exit_code(&o, "--help"), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("replay"));
+    let o = run(&["replay", "--help"], None);
+    assert_eq!(exit_code(&o, "replay --help"), 0);
+    let text = String::from_utf8_lossy(&o.stdout);
+    for flag in [
+        "--bpf",
+        "--out",
+        "--reader",
+        "--tcp-idle",
+        "--active-timeout",
+    ] {
+        assert!(text.contains(flag), "replay --help lacks {flag}:\n{text}");
+    }
+}
+
+#[test]
+fn missing_file_exits_3_naming_it() {
+    let o = run(&["replay", "--no-progress", "/nonexistent/cap.pcap"], None);
+    assert_eq!(exit_code(&o, "missing file"), 3);
+    let e = stderr(&o);
+    assert!(e.contains("/nonexistent/cap.pcap"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    // The stats event is still written.
+    let ev = parse_lines(&o.stdout, "missing file");
+    assert_eq!(stats_of(&ev, "missing file")["frames"], 0);
+}
+
+#[test]
+fn directory_and_text_file_are_not_a_pcap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let txt = write(dir.path(), "notes.txt", b"hello, this is not a capture\n");
+    for (p, what) in [(txt.as_path(), "text file"), (dir.path(), "directory")] {
+        for reader in ["native", "libpcap"] {
+            let o = run(&["replay", "--no-progress", "--reader", reader, s(p)], None);
+            assert_eq!(exit_code(&o, what), 3, "{what} ({reader}): {}", stderr(&o));
+            let e = stderr(&o);
+            assert!(e.contains(s(p)), "{what} ({reader}): {e}");
+            assert!(e.contains("not a pcap"), "{what} ({reader}): {e}");
+            assert!(!e.contains("panicked"), "{e}");
+        }
+    }
+}
+
+#[test]
+fn unknown_config_key_exits_2_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cap = write(dir.path(), "a.pcap", &sample());
+    let cfg = write(dir.path(), "c.toml", b"[flow]\ntcp_idle_secz = 5\n");
+    let o = run(
+        &["replay", "--no-progress", "--config", s(&cfg), s(&cap)],
+        None,
+    );
+    assert_eq!(exit_code(&o, "bad config"), 2);
+    let e = stderr(&o);
+    assert!(e.contains("tcp_idle_secz") && e.contains(s(&cfg)), "{e}");
+    // A bad value is named too.
+    let o = run(
+        &["replay", "--no-progress", "--udp-idle", "-1", s(&cap)],
+        None,
+    );
+    assert_eq!(exit_code(&o, "bad value"), 2, "{}", stderr(&o));
+}
+
+#[test]
+fn bad_bpf_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cap = write(dir.path(), "a.pcap", &sample());
+    let o = run(
+        &[
+            "replay",
+            "--no-progress",
+            "--bpf",
+            "tcp port nonsense((",
+            s(&cap),
+        ],
+        None,
+    );
+    let code = exit_code(&o, "bad bpf");
+    assert_ne!(code, 0);
+    let e = stderr(&o);
+    assert!(
+        e.contains("invalid BPF filter") && e.contains("nonsense(("),
+        "{e}"
+    );
+    assert!(!e.contains("panicked"), "{e}");
+    let o = run(
+        &[
+            "replay",
+            "--no-progress",
+            "--bpf",
+            "tcp port nonsense((",
+            "-",
+        ],
+        Some(&sample()),
+    );
+    let e = stderr(&o);
+    assert_ne!(exit_code(&o, "bad bpf stdin"), 0);
+    assert!(e.contains("invalid BPF filter"), "{e}");
+}
+
+#[test]
+fn stdin_equals_file_and_out_path_equals_stdout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cap = write(dir.path(), "a.pcap", &sample());
+    let file = run(&["replay", "--no-progress", s(&cap)], None);
+    assert_eq!(exit_code(&file, "file"), 0, "{}", stderr(&file));
+    let stdin = run(&["replay", "--no-progress", "-"], Some(&sample()));
+    assert_eq!(exit_code(&stdin, "stdin"), 0, "{}", stderr(&stdin));
+    let (a, b) = (stable(&file.stdout), stable(&stdin.stdout));
+    assert_eq!(a.len(), 3, "two flows and stats: {a:?}");
+    assert_eq!(a, b);
+    let out = dir.path().join("events.jsonl");
+    let o = run(
+        &["replay", "--no-progress", "--out", s(&out), s(&cap)],
+        None,
+    );
+    assert_eq!(exit_code(&o, "--out"), 0, "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "--out PATH writes nothing to stdout");
+    let written = std::fs::read(&out).expect("read --out file");
+    assert_eq!(stable(&written), a);
+}
+
+#[test]
+fn closed_output_pipe_exits_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Enough flows that the output does not fit in the pipe buffer.
+    let frames: Vec<(u32, Vec<u8>)> = (0..20_000u32)
+        .map(|i| (i / 100, udp_frame(1, 1024 + (i % 60_000) as u16, 2, 9, 4)))
+        .collect();
+    let cap = write(dir.path(), "many.pcap", &pcap(&frames));
+    let mut child = Command::new(BIN)
+        .args(["replay", "--no-progress", s(&cap)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start flowsentry");
+    {
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut r = BufReader::new(stdout);
+        let mut line = String::new();
+        r.read_line(&mut line).expect("read one line");
+        assert!(line.contains("\"event_type\":\"flow\""), "{line}");
+    } // reader dropped: the pipe is closed
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(exit_code(&out, "closed pipe"), 0, "{}", stderr(&out));
+    assert!(out.stderr.is_empty(), "stderr: {}", stderr(&out));
+}
+
+#[test]
+fn several_files_share_one_flow_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let all = [
+        (100, udp_frame(1, 5000, 2, 53, 10)),
+        (101, udp_frame(2, 53, 1, 5000, 30)),
+        (102, udp_frame(1, 5000, 2, 53, 10)),
+        (103, udp_frame(2, 53, 1, 5000, 30)),
+    ];
+    let one = write(dir.path(), "whole.pcap", &pcap(&all));
+    let a = write(dir.path(), "part1.pcap", &pcap(&all[..2]));
+    let b = write(dir.path(), "part2.pcap", &pcap(&all[2..]));
+    let whole = run(&["replay", "--no-progress", s(&one)], None);
+    let split = run(&["replay", "--no-progress", s(&a), s(&b)], None);
+    assert_eq!(exit_code(&split, "two files"), 0, "{}", stderr(&split));
+    let (w, p) = (stable(&whole.stdout), stable(&split.stdout));
+    assert_eq!(w.len(), 2, "one flow and stats: {w:?}");
+    assert_eq!(w, p, "a flow split over two files must be one flow");
+    assert_eq!(w[0]["flow"]["pkts_toserver"], 2);
+    assert_eq!(w[0]["flow"]["pkts_toclient"], 2);
+    // Both inputs are listed in order in the stats event.
+    let ev = parse_lines(&split.stdout, "two files");
+    let inputs = &stats_of(&ev, "two files")["inputs"];
+    assert_eq!(inputs[0]["path"], s(&a));
+    assert_eq!(inputs[1]["path"], s(&b));
+    // An unreadable file in the middle is reported, the others still read.
+    let bad = write(dir.path(), "bad.pcap", b"garbage garbage garbage");
+    let o = run(&["replay", "--no-progress", s(&a), s(&bad), s(&b)], None);
+    assert_eq!(exit_code(&o, "bad middle file"), 3);
+    assert!(stderr(&o).contains(s(&bad)), "{}", stderr(&o));
+    let mut got = stable(&o.stdout);
+    let mut want = w.clone();
+    got.pop();
+    want.pop();
+    assert_eq!(got, want, "flows across the good files are unchanged");
+}
