@@ -26,9 +26,40 @@ pub enum Command {
     Live(LiveArgs),
     /// Write a deterministic, labelled scenario capture.
     Simulate(flowsentry::sim::SimulateArgs),
+    /// Train a model bundle on benign captures and calibrate its thresholds.
+    Train(TrainArgs),
     /// Configuration file tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// `flowsentry train`.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Benign training captures, in time order.
+    #[arg(long = "pcap", required = true, num_args = 1.., value_name = "FILE")]
+    pub pcaps: Vec<PathBuf>,
+    /// Device inventory of the training site.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Later benign captures for threshold calibration.
+    #[arg(long = "calibrate", num_args = 1.., value_name = "FILE")]
+    pub calibrate: Vec<PathBuf>,
+    /// Target false-positive rate per class (threshold = (1 - F) quantile of calibration scores).
+    #[arg(long, default_value_t = 0.001, value_name = "F")]
+    pub target_fpr: f64,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Trees per forest.
+    #[arg(long, default_value_t = 200)]
+    pub trees: usize,
+    /// Subsample size per tree.
+    #[arg(long, default_value_t = 256)]
+    pub max_samples: usize,
+    /// Output model file.
+    #[arg(long, value_name = "MODEL")]
+    pub out: PathBuf,
 }
 
 /// `flowsentry config ...`.
@@ -86,6 +117,9 @@ pub struct LiveArgs {
     /// Flow-table overrides.
     #[command(flatten)]
     pub flow: FlowArgs,
+    /// Detection options.
+    #[command(flatten)]
+    pub detect: DetectArgs,
 }
 
 /// Applies flow-table flag overrides to the config.
@@ -273,6 +307,82 @@ pub struct ReplayArgs {
     /// Flow-table overrides.
     #[command(flatten)]
     pub flow: FlowArgs,
+    /// Detection options.
+    #[command(flatten)]
+    pub detect: DetectArgs,
+}
+
+/// Detection options shared by replay and live.
+#[derive(Debug, Clone, Args, Default)]
+pub struct DetectArgs {
+    /// Model file (default: the model built into the binary, trained by `make models`).
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Device inventory (TOML: MAC, IP or CIDR -> class and name).
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Flow events only: no scoring, no anomaly/incident events.
+    #[arg(long, conflicts_with_all = ["model", "alerts_only", "fail_on"])]
+    pub no_detect: bool,
+    /// Leave `flow` events out; write only anomaly, incident and stats events.
+    #[arg(long)]
+    pub alerts_only: bool,
+    /// Exit with code 4 (after writing every event and a summary on stderr) when any
+    /// event of this kind was produced: for CI pipelines replaying recorded fixtures.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub fail_on: Option<FailOn>,
+}
+
+/// What makes `--fail-on` fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// Any anomaly event (forest or rule).
+    Anomaly,
+    /// Any incident event.
+    Incident,
+}
+
+impl DetectArgs {
+    /// Builds the output stage: the detector (unless `--no-detect`) around `writer`.
+    pub fn output(
+        &self,
+        writer: flowsentry::event::EventWriter,
+    ) -> Result<flowsentry::output::Output, String> {
+        let mut out = flowsentry::output::Output::flows_only(writer);
+        out.emit_flows = !self.alerts_only;
+        if self.no_detect {
+            return Ok(out);
+        }
+        let (bytes, name) = match &self.model {
+            Some(p) => (
+                std::fs::read(p).map_err(|e| format!("{}: cannot read model file: {e}", p.display()))?,
+                p.display().to_string(),
+            ),
+            None => (
+                flowsentry::model::BUILTIN_MODEL.to_vec(),
+                "<built-in default model>".to_string(),
+            ),
+        };
+        if bytes.is_empty() {
+            // A build without models/default.fsm (e.g. before `make models`): flows only.
+            eprintln!("flowsentry: note: this build has no built-in model (models/default.fsm was absent when building); detection is off; pass --model FILE to enable it");
+            return Ok(out);
+        }
+        let bundle =
+            flowsentry::model::ModelBundle::from_bytes(&bytes, &name).map_err(|e| e.to_string())?;
+        let inventory = match &self.inventory {
+            Some(p) => flowsentry::device::Inventory::load(p).map_err(|e| e.to_string())?,
+            None => flowsentry::device::Inventory::default(),
+        };
+        let det = flowsentry::detect::Detector::new(
+            std::sync::Arc::new(bundle),
+            flowsentry::model::ModelBundle::id_of(&bytes),
+            inventory,
+            flowsentry::detect::DetectorConfig::default(),
+        );
+        out.observer = Some(Box::new(det));
+        Ok(out)
+    }
 }
 
 impl ReplayArgs {

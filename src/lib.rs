@@ -39,3 +39,4 @@ pub mod progress;
 pub mod sim;
 pub mod stats;
 pub mod time;
+pub mod train;

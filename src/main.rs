@@ -3,7 +3,8 @@
 //!
 //! Exit codes: 0 success (also when the reader of stdout went away); 1 runtime error
 //! (e.g. output unwritable); 2 invalid command line or config; 3 an input could not be read
-//! completely (every event for what was read is still written).
+//! completely (every event for what was read is still written); 4 `--fail-on` matched
+//! (anomaly or incident events were produced; all events were written).
 
 mod cli;
 
@@ -11,7 +12,6 @@ use clap::Parser;
 use cli::{Cli, Command, ConfigCommand};
 use flowsentry::error::OutputError;
 use flowsentry::event::EventWriter;
-use flowsentry::output::Output;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
@@ -19,6 +19,8 @@ use std::sync::atomic::Ordering;
 const EXIT_INPUT: u8 = 3;
 /// Exit code: bad command line or config.
 const EXIT_USAGE: u8 = 2;
+/// Exit code: `--fail-on` matched (anomaly or incident events were produced).
+const EXIT_ALERTS: u8 = 4;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Train(a) => train(&a),
         Command::Config(ConfigCommand::Check { file }) => {
             match flowsentry::config::ConfigFile::load(&file).and_then(|c| c.validate()) {
                 Ok(()) => {
@@ -55,11 +58,18 @@ fn replay(a: &cli::ReplayArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let mut writer = match EventWriter::open(&out) {
-        Ok(w) => Output::flows_only(w),
+    let writer = match EventWriter::open(&out) {
+        Ok(w) => w,
         Err(e) => {
             eprintln!("flowsentry replay: {e}");
             return ExitCode::FAILURE;
+        }
+    };
+    let mut writer = match a.detect.output(writer) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("flowsentry replay: {e}");
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     match flowsentry::pipeline::replay(&opts, &mut writer) {
@@ -67,11 +77,21 @@ fn replay(a: &cli::ReplayArgs) -> ExitCode {
             for e in &outcome.input_errors {
                 eprintln!("flowsentry replay: {e}");
             }
-            if outcome.input_errors.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_INPUT)
+            if !outcome.input_errors.is_empty() {
+                return ExitCode::from(EXIT_INPUT);
             }
+            if let (Some(kind), Some(obs)) = (a.detect.fail_on, writer.observer.as_ref()) {
+                let (anomalies, incidents) = obs.alert_counts();
+                let hit = match kind {
+                    cli::FailOn::Anomaly => anomalies > 0,
+                    cli::FailOn::Incident => incidents > 0,
+                };
+                eprint!("{}", obs.human_summary());
+                if hit {
+                    return ExitCode::from(EXIT_ALERTS);
+                }
+            }
+            ExitCode::SUCCESS
         }
         Err(OutputError::BrokenPipe) => ExitCode::SUCCESS,
         Err(e) => {
@@ -113,11 +133,18 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
     } else {
         EventWriter::open_rotating(std::path::Path::new(&s.out), s.rotation)
     };
-    let mut writer = match writer {
-        Ok(w) => Output::flows_only(w),
+    let writer = match writer {
+        Ok(w) => w,
         Err(e) => {
             eprintln!("flowsentry live: {e}");
             return ExitCode::FAILURE;
+        }
+    };
+    let mut writer = match a.detect.output(writer) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("flowsentry live: {e}");
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     if let Some(user) = &s.run.user {
@@ -147,4 +174,61 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn train(a: &cli::TrainArgs) -> ExitCode {
+    if !(a.target_fpr > 0.0 && a.target_fpr < 1.0) {
+        eprintln!("flowsentry train: --target-fpr must be in (0, 1), got {}", a.target_fpr);
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let opts = flowsentry::train::TrainOptions {
+        pcaps: a.pcaps.clone(),
+        calibrate: a.calibrate.clone(),
+        inventory: a.inventory.clone(),
+        target_fpr: a.target_fpr,
+        seed: a.seed,
+        n_trees: a.trees,
+        max_samples: a.max_samples,
+        flow: flowsentry::flow::FlowConfig::default(),
+    };
+    let (bundle, report) = match flowsentry::train::train(&opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("flowsentry train: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = bundle.save(&a.out) {
+        eprintln!("flowsentry train: {e}");
+        return ExitCode::FAILURE;
+    }
+    let id = std::fs::read(&a.out)
+        .map(|b| flowsentry::model::ModelBundle::id_of(&b))
+        .unwrap_or_default();
+    println!("model {} written to {}", id, a.out.display());
+    println!(
+        "{:<12} {:>10} {:>12} {:>10} {:>16}",
+        "class", "train rows", "calib rows", "threshold", "calibration FPR"
+    );
+    for r in &report {
+        let name = if r.class == flowsentry::device::DeviceClass::Unknown {
+            "pooled"
+        } else {
+            r.class.as_str()
+        };
+        println!(
+            "{:<12} {:>10} {:>12} {:>10.4} {:>15.3}%",
+            name,
+            r.n_train,
+            r.n_calibration,
+            r.threshold,
+            r.calibration_fpr * 100.0
+        );
+    }
+    println!(
+        "inference model: {}; modbus write masters: {}",
+        if bundle.inference.is_some() { "trained" } else { "none (fewer than two classes)" },
+        bundle.modbus_write_masters.len()
+    );
+    ExitCode::SUCCESS
 }

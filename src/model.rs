@@ -27,6 +27,10 @@ use crate::packet::Addr;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// The shipped default model, embedded at build time (empty if `models/default.fsm` was
+/// absent when building).
+pub static BUILTIN_MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/default.fsm"));
+
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"FSMODEL\0";
 /// Format major version.

@@ -21,6 +21,10 @@ pub trait FlowObserver: Send {
     fn finish(&mut self, ts: Timestamp, w: &mut EventWriter) -> Result<(), OutputError>;
     /// Counters for the `stats` event.
     fn stats(&self) -> serde_json::Value;
+    /// (anomaly events, incident events) written so far.
+    fn alert_counts(&self) -> (u64, u64);
+    /// A short human summary (devices with alerts, top scores) for stderr.
+    fn human_summary(&self) -> String;
 }
 
 /// The output stage of a run.

@@ -601,4 +601,12 @@ impl FlowObserver for Detector {
     fn stats(&self) -> serde_json::Value {
         serde_json::to_value(&self.counters).unwrap_or(serde_json::Value::Null)
     }
+
+    fn alert_counts(&self) -> (u64, u64) {
+        (self.counters.alerts.values().sum(), self.counters.incidents)
+    }
+
+    fn human_summary(&self) -> String {
+        Detector::human_summary(self)
+    }
 }

@@ -1,0 +1,342 @@
+//! Training: replays benign captures into flow records, learns the familiarity tables,
+//! builds each monitored device's feature vectors, fits one isolation forest per device
+//! class plus a pooled one, trains the device-class inference on the inventory devices'
+//! traffic, collects the Modbus write allow-list, and calibrates every threshold as the
+//! (1 − target FPR) quantile of scores on later benign captures. Deterministic: the same
+//! inputs, inventory and seed give a byte-identical model file.
+
+use crate::capture::{Backend, Input};
+use crate::detect::rules::ModbusWriteRule;
+use crate::device::{
+    ClassInference, DeviceClass, DeviceProfile, DeviceResolver, Inventory, ResolverConfig,
+};
+use crate::event::EventWriter;
+use crate::features::{DeviceRef, FamiliarityTables, FeatureExtractor, FEATURE_NAMES, N_FEATURES};
+use crate::flow::{FlowConfig, FlowRecord};
+use crate::forest::{ForestParams, IsolationForest};
+use crate::model::{ClassModel, ModelBundle, TrainingMeta};
+use crate::output::Output;
+use crate::pipeline::ReplayOptions;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// Rows a class needs for a forest of its own (fewer: scored by the pooled model).
+pub const MIN_CLASS_ROWS: usize = 64;
+/// Length of one device-profile window for the inference training set (6 h).
+const PROFILE_WINDOW_US: i64 = 6 * 3600 * 1_000_000;
+
+/// Errors of training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A capture could not be read completely.
+    #[error("{0}")]
+    Input(String),
+    /// The inventory is invalid.
+    #[error("{0}")]
+    Inventory(#[from] crate::device::DeviceError),
+    /// Not enough data.
+    #[error("training data: {0}")]
+    Data(String),
+    /// A forest could not be fitted.
+    #[error("fitting the {class} forest: {source}")]
+    Forest {
+        /// Class.
+        class: &'static str,
+        /// The forest error.
+        source: crate::forest::ForestError,
+    },
+    /// Output failure while collecting flows.
+    #[error("{0}")]
+    Output(#[from] crate::error::OutputError),
+}
+
+/// Training settings.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Benign training captures (in time order).
+    pub pcaps: Vec<PathBuf>,
+    /// Later benign captures for threshold calibration.
+    pub calibrate: Vec<PathBuf>,
+    /// Device inventory.
+    pub inventory: Option<PathBuf>,
+    /// Target false-positive rate per class.
+    pub target_fpr: f64,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Trees per forest.
+    pub n_trees: usize,
+    /// Subsample size per tree.
+    pub max_samples: usize,
+    /// Flow-table settings (use the sensor's).
+    pub flow: FlowConfig,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            pcaps: Vec::new(),
+            calibrate: Vec::new(),
+            inventory: None,
+            target_fpr: 0.001,
+            seed: 1,
+            n_trees: 200,
+            max_samples: 256,
+            flow: FlowConfig::default(),
+        }
+    }
+}
+
+/// Per-class line of the training report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassReport {
+    /// Class (`unknown` = the pooled model).
+    pub class: DeviceClass,
+    /// Training rows.
+    pub n_train: u64,
+    /// Calibration rows.
+    pub n_calibration: u64,
+    /// Threshold.
+    pub threshold: f64,
+    /// Achieved calibration FPR.
+    pub calibration_fpr: f64,
+}
+
+/// Replays captures (single-threaded, in order) and returns their flow records.
+pub fn collect_records(paths: &[PathBuf], flow: FlowConfig) -> Result<Vec<FlowRecord>, TrainError> {
+    let opts = ReplayOptions {
+        inputs: paths.iter().map(|p| Input::File(p.clone())).collect(),
+        backend: Backend::Native,
+        flow,
+        workers: 0,
+        ..ReplayOptions::default()
+    };
+    let mut out = Output {
+        writer: EventWriter::new(Box::new(std::io::sink()), "sink"),
+        emit_flows: false,
+        observer: None,
+        collected: Some(Vec::new()),
+    };
+    let outcome = crate::pipeline::replay(&opts, &mut out)?;
+    if let Some(e) = outcome.input_errors.first() {
+        return Err(TrainError::Input(e.clone()));
+    }
+    Ok(out.collected.unwrap_or_default())
+}
+
+fn window_us(recs: &[FlowRecord]) -> (i64, i64) {
+    let lo = recs.iter().map(|r| r.first_ts.as_micros()).min().unwrap_or(0);
+    let hi = recs.iter().map(|r| r.last_ts.as_micros()).max().unwrap_or(0);
+    (lo, hi)
+}
+
+fn class_seed(seed: u64, class: DeviceClass) -> u64 {
+    seed ^ (u64::from(class.code()) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// The (1 − fpr) quantile (nearest rank) and the share of scores above it.
+pub fn quantile_threshold(scores: &mut [f64], fpr: f64) -> (f64, f64) {
+    if scores.is_empty() {
+        return (1.0, 0.0);
+    }
+    scores.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let n = scores.len();
+    let rank = ((1.0 - fpr) * n as f64).ceil() as usize;
+    let thr = scores[rank.clamp(1, n) - 1];
+    let above = scores.iter().filter(|&&s| s > thr).count();
+    (thr, above as f64 / n as f64)
+}
+
+/// Trains a model bundle. Returns it with a per-class report (pooled model last).
+pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainError> {
+    if o.pcaps.is_empty() {
+        return Err(TrainError::Data("no training capture given".into()));
+    }
+    let inventory = match &o.inventory {
+        Some(p) => Inventory::load(p)?,
+        None => Inventory::default(),
+    };
+    let recs = collect_records(&o.pcaps, o.flow)?;
+    if recs.is_empty() {
+        return Err(TrainError::Data("the training captures hold no IP flow".into()));
+    }
+
+    // Pass 1: familiarity tables, Modbus write masters, inventory-device profiles.
+    let mut resolver = DeviceResolver::new(inventory.clone(), None, ResolverConfig::default());
+    let mut tables = FamiliarityTables::default();
+    let mut masters: BTreeSet<(crate::packet::Addr, crate::packet::Addr)> = BTreeSet::new();
+    let mut profiles: BTreeMap<(String, i64), (DeviceProfile, DeviceClass)> = BTreeMap::new();
+    for rec in &recs {
+        if let Some(p) = ModbusWriteRule::write_pair(rec) {
+            masters.insert(p);
+        }
+        for (side, dev) in resolver.monitored(rec).into_iter().flatten() {
+            tables.learn(dev.assignment.class, &dev.id, rec, side);
+            if dev.assignment.source == crate::device::ClassSource::Inventory {
+                let w = rec.first_ts.as_micros().div_euclid(PROFILE_WINDOW_US);
+                profiles
+                    .entry((dev.id.to_string(), w))
+                    .or_insert_with(|| (DeviceProfile::new(), dev.assignment.class))
+                    .0
+                    .observe(rec, side);
+            }
+        }
+    }
+
+    // Pass 2: feature rows per class and pooled.
+    let mut resolver = DeviceResolver::new(inventory.clone(), None, ResolverConfig::default());
+    let mut extractor = FeatureExtractor::new(tables.clone());
+    let mut rows: BTreeMap<DeviceClass, Vec<f32>> = BTreeMap::new();
+    let mut pooled: Vec<f32> = Vec::new();
+    for rec in &recs {
+        for (side, dev) in resolver.monitored(rec).into_iter().flatten() {
+            let class = dev.assignment.class;
+            let fv = extractor.extract(rec, side, &DeviceRef { id: &dev.id, class });
+            if class.is_iot() {
+                rows.entry(class).or_default().extend_from_slice(&fv.0);
+            }
+            pooled.extend_from_slice(&fv.0);
+        }
+    }
+    if pooled.is_empty() {
+        return Err(TrainError::Data("no monitored device in the training flows".into()));
+    }
+
+    let fit = |class: DeviceClass, data: &[f32]| -> Result<IsolationForest, TrainError> {
+        let params = ForestParams {
+            n_trees: o.n_trees,
+            max_samples: o.max_samples,
+            seed: class_seed(o.seed, class),
+        };
+        IsolationForest::fit(data, N_FEATURES, &params).map_err(|source| TrainError::Forest {
+            class: class.as_str(),
+            source,
+        })
+    };
+    let mut classes = Vec::new();
+    for (class, data) in &rows {
+        let n = data.len() / N_FEATURES;
+        if n < MIN_CLASS_ROWS {
+            continue;
+        }
+        classes.push(ClassModel {
+            class: *class,
+            forest: fit(*class, data)?,
+            threshold: 1.0,
+            calibration_fpr: 0.0,
+            n_train: n as u64,
+            n_calibration: 0,
+        });
+    }
+    let mut pooled_model = ClassModel {
+        class: DeviceClass::Unknown,
+        forest: fit(DeviceClass::Unknown, &pooled)?,
+        threshold: 1.0,
+        calibration_fpr: 0.0,
+        n_train: (pooled.len() / N_FEATURES) as u64,
+        n_calibration: 0,
+    };
+
+    // Device-class inference from the inventory devices' traffic windows.
+    let (plist, labels): (Vec<DeviceProfile>, Vec<DeviceClass>) = profiles
+        .into_values()
+        .filter(|(p, c)| p.flows >= 5 && c.is_iot())
+        .unzip();
+    let distinct: BTreeSet<DeviceClass> = labels.iter().copied().collect();
+    let inference = if distinct.len() >= 2 {
+        ClassInference::train(&plist, &labels, o.seed).ok()
+    } else {
+        None
+    };
+
+    // Calibration on later benign traffic (the training traffic when none is given).
+    let cal_recs = if o.calibrate.is_empty() {
+        None
+    } else {
+        Some(collect_records(&o.calibrate, o.flow)?)
+    };
+    let calib: &[FlowRecord] = cal_recs.as_deref().unwrap_or(&recs);
+    let mut resolver = DeviceResolver::new(inventory, inference.clone(), ResolverConfig::default());
+    let mut extractor = FeatureExtractor::new(tables.clone());
+    let mut scores: BTreeMap<DeviceClass, Vec<f64>> = BTreeMap::new();
+    let mut pooled_scores: Vec<f64> = Vec::new();
+    for rec in calib {
+        for (side, dev) in resolver.monitored(rec).into_iter().flatten() {
+            let class = dev.assignment.class;
+            let fv = extractor.extract(rec, side, &DeviceRef { id: &dev.id, class });
+            // Devices without a class model are scored by the pooled model, whose
+            // threshold is calibrated below on all calibration traffic.
+            if let Some(m) = classes.iter().find(|m| m.class == class) {
+                scores.entry(class).or_default().push(m.forest.score(&fv.0));
+            }
+        }
+    }
+    let mut report = Vec::new();
+    for m in classes.iter_mut() {
+        let mut s = scores.remove(&m.class).unwrap_or_default();
+        m.n_calibration = s.len() as u64;
+        let (thr, fpr) = quantile_threshold(&mut s, o.target_fpr);
+        m.threshold = thr;
+        m.calibration_fpr = fpr;
+        report.push(ClassReport {
+            class: m.class,
+            n_train: m.n_train,
+            n_calibration: m.n_calibration,
+            threshold: thr,
+            calibration_fpr: fpr,
+        });
+    }
+    // The pooled model's threshold: calibrated on everything it scores, and on the whole
+    // calibration traffic so it also serves as the global baseline.
+    {
+        let mut resolver = DeviceResolver::new(
+            Inventory::default(),
+            None,
+            ResolverConfig::default(),
+        );
+        let mut extractor = FeatureExtractor::new(tables.clone());
+        for rec in calib {
+            for (side, dev) in resolver.monitored(rec).into_iter().flatten() {
+                let fv = extractor.extract(rec, side, &DeviceRef { id: &dev.id, class: dev.assignment.class });
+                pooled_scores.push(pooled_model.forest.score(&fv.0));
+            }
+        }
+        pooled_model.n_calibration = pooled_scores.len() as u64;
+        let (thr, fpr) = quantile_threshold(&mut pooled_scores, o.target_fpr);
+        pooled_model.threshold = thr;
+        pooled_model.calibration_fpr = fpr;
+        report.push(ClassReport {
+            class: DeviceClass::Unknown,
+            n_train: pooled_model.n_train,
+            n_calibration: pooled_model.n_calibration,
+            threshold: thr,
+            calibration_fpr: fpr,
+        });
+    }
+
+    let name = |p: &PathBuf| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let bundle = ModelBundle {
+        feature_names: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+        classes,
+        pooled: pooled_model,
+        familiarity: tables,
+        inference,
+        modbus_write_masters: masters.into_iter().collect(),
+        meta: TrainingMeta {
+            seed: o.seed,
+            n_trees: o.n_trees as u64,
+            max_samples: o.max_samples as u64,
+            target_fpr: o.target_fpr,
+            training_inputs: o.pcaps.iter().map(name).collect(),
+            calibration_inputs: o.calibrate.iter().map(name).collect(),
+            training_window_us: window_us(&recs),
+            calibration_window_us: window_us(calib),
+            flowsentry_version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+    };
+    Ok((bundle, report))
+}
+

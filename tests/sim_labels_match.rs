@@ -1,0 +1,121 @@
+//! Issue 3's cross-check: every flow the replay engine produces from a scenario capture
+//! matches exactly one label record (same 5-tuple, VLANs and time span, same packet
+//! count), and every label record matches a flow. Run on every committed fixture, with
+//! the active timeout disabled (labels describe whole flows).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+type Key = (String, u64, String, u64, String, String, i64, i64);
+
+fn iso_to_us(s: &str) -> i64 {
+    // 2026-01-05T00:00:03.746799+0000
+    let b = s.as_bytes();
+    let num = |a: usize, z: usize| -> i64 {
+        s.get(a..z)
+            .and_then(|t| t.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("bad timestamp {s}"))
+    };
+    assert!(b.len() >= 26, "bad timestamp {s}");
+    let (y, m, d) = (num(0, 4), num(5, 7), num(8, 10));
+    let (hh, mm, ss, us) = (num(11, 13), num(14, 16), num(17, 19), num(20, 26));
+    // days from civil (Howard Hinnant)
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + us
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pcaps");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("fixtures/pcaps")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 12, "expected the 12 fixture captures, found {}", v.len());
+    v
+}
+
+#[test]
+fn every_flow_matches_exactly_one_label_and_back() {
+    for pcap in fixtures() {
+        let labels_path = pcap.with_extension("labels.jsonl");
+        let labels_text = std::fs::read_to_string(&labels_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", labels_path.display()));
+        let mut labels: BTreeMap<Key, (u64, usize)> = BTreeMap::new();
+        for (i, line) in labels_text.lines().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("label json");
+            let k: Key = (
+                v["src_ip"].as_str().unwrap_or("").into(),
+                v["src_port"].as_u64().unwrap_or(0),
+                v["dest_ip"].as_str().unwrap_or("").into(),
+                v["dest_port"].as_u64().unwrap_or(0),
+                v["proto"].as_str().unwrap_or("").into(),
+                v["vlan"].to_string(),
+                v["start_us"].as_i64().unwrap_or(0),
+                v["end_us"].as_i64().unwrap_or(0),
+            );
+            let e = labels.entry(k.clone()).or_insert((v["pkts"].as_u64().unwrap_or(0), 0));
+            e.1 += 1;
+            assert_eq!(e.1, 1, "{}: label line {} duplicates {:?}", labels_path.display(), i + 1, k);
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_flowsentry"))
+            .args(["replay", "--no-progress", "--no-detect", "--active-timeout", "0"])
+            .arg(&pcap)
+            .output()
+            .expect("run flowsentry");
+        assert!(out.status.success(), "{}: replay failed", pcap.display());
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        let mut matched = 0usize;
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("event json");
+            if v["event_type"] != "flow" {
+                continue;
+            }
+            let vlan = if v["vlan"].is_null() { "[]".to_string() } else { v["vlan"].to_string() };
+            let k: Key = (
+                v["src_ip"].as_str().unwrap_or("").into(),
+                v["src_port"].as_u64().unwrap_or(0),
+                v["dest_ip"].as_str().unwrap_or("").into(),
+                v["dest_port"].as_u64().unwrap_or(0),
+                v["proto"].as_str().unwrap_or("").into(),
+                vlan,
+                iso_to_us(v["flow"]["start"].as_str().unwrap_or("")),
+                iso_to_us(v["flow"]["end"].as_str().unwrap_or("")),
+            );
+            let pkts = v["flow"]["pkts_toserver"].as_u64().unwrap_or(0)
+                + v["flow"]["pkts_toclient"].as_u64().unwrap_or(0);
+            match labels.get_mut(&k) {
+                Some((lp, seen)) => {
+                    assert_eq!(*lp, pkts, "{}: flow {:?}: {} packets, label says {}", pcap.display(), k, pkts, lp);
+                    *seen += 1;
+                    assert_eq!(*seen, 2, "{}: flow {:?} matched a label twice", pcap.display(), k);
+                    matched += 1;
+                }
+                None => panic!("{}: flow {:?} ({} packets) has no label", pcap.display(), k, pkts),
+            }
+        }
+        let missing: Vec<&Key> = labels.iter().filter(|(_, (_, s))| *s == 1).map(|(k, _)| k).collect();
+        assert!(
+            missing.is_empty(),
+            "{}: {} label(s) match no flow, first {:?}",
+            pcap.display(),
+            missing.len(),
+            missing.first()
+        );
+        assert!(matched > 0, "{}: no flows", pcap.display());
+    }
+}
+
+#[test]
+fn iso_parse_is_right() {
+    assert_eq!(iso_to_us("1970-01-01T00:00:00.000001+0000"), 1);
+    assert_eq!(iso_to_us("2026-01-05T00:00:03.746799+0000"), 1_767_571_203_746_799);
+}
