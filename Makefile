@@ -34,11 +34,24 @@ doc: ## build API docs, broken links are errors
 bench: release ## throughput benchmarks (see docs/benchmarks.md)
 	$(CARGO) bench
 
+MODEL_DATA ?= target/model-data
+MODEL_SEED ?= 1
+TARGET_FPR ?= 0.001
+
+models: release ## train models/default.fsm from the simulator's training and calibration scenarios
+	$(BIN) simulate --scenario training --seed $(MODEL_SEED) --out $(MODEL_DATA)/training
+	$(BIN) simulate --scenario calibration --seed $(MODEL_SEED) --out $(MODEL_DATA)/calibration
+	$(BIN) train --pcap $(MODEL_DATA)/training/capture.pcap \
+		--inventory $(MODEL_DATA)/training/inventory.toml \
+		--calibrate $(MODEL_DATA)/calibration/capture.pcap \
+		--target-fpr $(TARGET_FPR) --seed $(MODEL_SEED) --out models/default.fsm
+	$(CARGO) build --release
+
 fixtures: release ## regenerate fixtures/pcaps byte-for-byte from the simulator
 	scripts/make-fixtures.sh $(BIN)
 
-demo: release ## replay a shipped fixture and print its events
-	$(BIN) replay fixtures/pcaps/fixture-benign-camera.pcap --out -
+demo: release ## replay a shipped fixture with the default model and print its events
+	$(BIN) replay --inventory fixtures/pcaps/fixture-mirai.inventory.toml fixtures/pcaps/fixture-mirai.pcap --out -
 
 clean: ## remove build output
 	$(CARGO) clean
