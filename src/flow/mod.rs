@@ -12,6 +12,15 @@
 //! intrusive lists ordered by last activity (TCP never past SYN, other TCP, UDP, other,
 //! TCP closing). Every list has one timeout, so the expired flows are always at the list
 //! heads: expiry and eviction are O(1) per flow, with no periodic full-table scan.
+//!
+//! A slot is compact (see `Slot`): counters are `u32`/`u16` whose wrap-arounds are carried
+//! exactly into a side map (`Rare`, which also holds the flow start and slice number of
+//! later slices), per-direction times are nanosecond offsets from the slice start, and the
+//! Welford statistics of a [`FlowRecord`] are rebuilt when the record is made: payload
+//! mean and M2 from exact integer sums, inter-arrival means from the first and last packet
+//! times (the gaps telescope), inter-arrival M2 from a running sum updated with those
+//! exact means. Records therefore carry the correctly rounded mean, where a plain f64
+//! Welford could be off in the last bit.
 
 pub mod accum;
 pub mod key;
