@@ -12,6 +12,15 @@
 //! intrusive lists ordered by last activity (TCP never past SYN, other TCP, UDP, other,
 //! TCP closing). Every list has one timeout, so the expired flows are always at the list
 //! heads: expiry and eviction are O(1) per flow, with no periodic full-table scan.
+//!
+//! A slot is compact (see `Slot`): counters are `u32`/`u16` whose wrap-arounds are carried
+//! exactly into a side map (`Rare`, which also holds the flow start and slice number of
+//! later slices), per-direction times are nanosecond offsets from the slice start, and the
+//! Welford statistics of a [`FlowRecord`] are rebuilt when the record is made: payload
+//! mean and M2 from exact integer sums, inter-arrival means from the first and last packet
+//! times (the gaps telescope), inter-arrival M2 from a running sum updated with those
+//! exact means. Records therefore carry the correctly rounded mean, where a plain f64
+//! Welford could be off in the last bit.
 
 pub mod accum;
 pub mod key;
@@ -133,35 +142,6 @@ pub struct AppSummary {
     pub modbus_writes: u32,
 }
 
-impl AppSummary {
-    fn push(&mut self, hint: AppHint) {
-        match hint {
-            AppHint::None => {}
-            AppHint::Dns {
-                query,
-                qname_len,
-                label_entropy,
-            } => {
-                if query {
-                    self.dns_queries += 1;
-                    if qname_len > self.dns_qname_max {
-                        self.dns_qname_max = qname_len;
-                        self.dns_label_entropy = label_entropy;
-                    }
-                }
-            }
-            AppHint::Modbus { request, function } => {
-                if request {
-                    self.modbus_requests += 1;
-                    if matches!(function, 5 | 6 | 15 | 16) {
-                        self.modbus_writes += 1;
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// A finished (or interim) flow: what the flow stage hands to features and events.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FlowRecord {
@@ -251,87 +231,264 @@ struct List {
     tail: u32,
 }
 
-/// One flow's state in the slab.
+/// An inter-arrival time in nanoseconds, stored in 48 bits (three `u16`s, so it packs
+/// without padding): exact up to 2^47 ns (39 hours). A larger gap inside one record
+/// (possible only with the active timeout disabled or above 39 hours) is clamped to it.
+type T48 = [u16; 3];
+
+const T48_MAX: i64 = (1 << 47) - 1;
+
+#[inline]
+fn t48(off: i64) -> T48 {
+    let u = off.clamp(-T48_MAX, T48_MAX) as u64;
+    [u as u16, (u >> 16) as u16, (u >> 32) as u16]
+}
+
+#[inline]
+fn t48_get(t: T48) -> i64 {
+    let u = u64::from(t[0]) | u64::from(t[1]) << 16 | u64::from(t[2]) << 32;
+    ((u << 16) as i64) >> 16
+}
+
+/// Ids of the narrow counters whose carries (wrap-arounds) are kept in [`Rare::hi`]:
+/// per direction `D_*` at `d * D_N`, then the flow-level ones.
+const D_PKTS: usize = 0;
+const D_BYTES: usize = 1;
+const D_IP: usize = 2;
+const D_PAYLOAD: usize = 3;
+const D_ZERO: usize = 4;
+const D_FLAG0: usize = 5; // syn, fin, rst, psh, ack, urg
+const D_N: usize = 11;
+const C_FRAG: usize = 2 * D_N;
+const C_DNS_Q: usize = C_FRAG + 1;
+const C_MB_REQ: usize = C_FRAG + 2;
+const C_MB_WR: usize = C_FRAG + 3;
+const C_N: usize = C_FRAG + 4;
+
+/// State of a flow that is rarely needed: the high parts of narrow counters that
+/// wrapped around, and the flow's first packet time and slice number once it has had an
+/// interim record. Kept in a side map, only for the flows that need it.
+#[derive(Debug, Clone)]
+struct Rare {
+    /// Wrap-arounds per counter id (units of 2^32 for `u32` counters, 2^16 for `u16`).
+    hi: [u64; C_N],
+    flow_start: Timestamp,
+    slice: u32,
+}
+
+/// Hot per-direction statistics of a flow. Counters are narrow (`u32`/`u16`) and exact:
+/// a wrap-around is carried into [`Rare::hi`]. Payload-size statistics are exact integer
+/// sums; inter-arrival statistics keep only the sum of squared deviations (`iat_m2`), as
+/// the mean follows exactly from the first and last packet times.
+#[derive(Debug, Clone, Copy, Default)]
+struct Dir {
+    /// Sum of squared payload sizes (saturating; it cannot overflow before 2^32 packets
+    /// of 64 KiB).
+    psq: u64,
+    /// Welford M2 of the inter-arrivals in µs² (mean recomputed exactly on each update).
+    iat_m2: f64,
+    /// First and last packet time, ns after the slice start (negative when timestamps
+    /// went backwards).
+    first: i64,
+    last: i64,
+    pkts: u32,
+    bytes: u32,
+    ip_bytes: u32,
+    payload_bytes: u32,
+    iat_max: T48,
+    zero: u16,
+    /// syn, fin, rst, psh, ack, urg.
+    flags: [u16; 6],
+    payload_max: u16,
+    flags_or: u8,
+}
+
+const M_LIVE: u8 = 1;
+const M_ORIG_IS_LO: u8 = 2;
+const M_MAC0: u8 = 4;
+const M_MAC1: u8 = 8;
+const M_ICMP: u8 = 16;
+const M_RARE: u8 = 32;
+/// A packet counter of this slice wrapped around (its low part may read 0).
+const M_PKTS_WRAPPED: u8 = 64;
+
+/// One flow's state in the slab: the lookup key first, then what every packet updates.
 #[derive(Debug, Clone)]
 struct Slot {
     key: FlowKey,
-    /// True if the originator is the key's low endpoint.
-    orig_is_lo: bool,
-    flow_start: Timestamp,
-    /// First packet time of the current slice (the record's `first_ts`).
-    slice_start: Timestamp,
-    last_ts: Timestamp,
-    /// Table clock at the last packet (list order) or at close (closing list).
-    touched: Timestamp,
-    dir: [DirStats; 2],
-    iat: Welford,
-    iat_max_ns: i64,
-    tcp: TcpTrack,
-    history: History,
-    app: AppSummary,
-    macs: [Option<[u8; 6]>; 2],
-    icmp: Option<(u8, u8)>,
-    fragments: u32,
-    slice: u32,
     prev: u32,
     next: u32,
+    /// Table clock at the last packet (list order) or at close (closing list).
+    touched: Timestamp,
+    /// First packet time of the current slice (the record's `first_ts`).
+    slice_start: Timestamp,
+    /// Merged inter-arrival M2 (µs²).
+    iat_m2: f64,
+    iat_max: T48,
     list: u8,
-    live: bool,
+    meta: u8,
+    tcp: TcpTrack,
+    dir: [Dir; 2],
+    history: History,
+    macs: [[u8; 6]; 2],
+    icmp: [u8; 2],
+    fragments: u16,
+    dns_queries: u16,
+    dns_qname_max: u16,
+    modbus_requests: u16,
+    modbus_writes: u16,
+    dns_label_entropy: f32,
+}
+
+/// Adds `v` to a narrow counter; sets bit `id` of `ovf` when it wraps around.
+#[inline(always)]
+fn add32(x: &mut u32, v: u32, id: usize, ovf: &mut u32) {
+    let (n, c) = x.overflowing_add(v);
+    *x = n;
+    *ovf |= u32::from(c) << id;
+}
+
+#[inline(always)]
+fn inc16(x: &mut u16, id: usize, ovf: &mut u32) {
+    let (n, c) = x.overflowing_add(1);
+    *x = n;
+    *ovf |= u32::from(c) << id;
+}
+
+/// One Welford step for a sample `x` (µs) given the exact means before and after it.
+#[inline(always)]
+fn m2_step(m2: &mut f64, x: f64, sum_old_ns: i64, gap_ns: i64, n: u64) {
+    let mean_old = if n > 1 {
+        sum_old_ns as f64 / ((n - 1) as f64 * 1_000.0)
+    } else {
+        0.0
+    };
+    let mean_new = (sum_old_ns + gap_ns) as f64 / (n as f64 * 1_000.0);
+    *m2 += (x - mean_old) * (x - mean_new);
+}
+
+/// Welford-equivalent (mean, M2) of `n` samples from their exact integer sums.
+fn exact_welford(n: u64, sum: u64, sum_sq: u64) -> Welford {
+    if n == 0 {
+        return Welford::default();
+    }
+    let (n128, s) = (u128::from(n), u128::from(sum));
+    let num = (n128 * u128::from(sum_sq)).saturating_sub(s * s);
+    Welford {
+        mean: sum as f64 / n as f64,
+        m2: num as f64 / n as f64,
+    }
 }
 
 impl Slot {
     fn vacant() -> Slot {
         Slot {
-            key: FlowKey {
-                vlan: [0; 2],
-                proto: 0,
-                addr_lo: Addr::default(),
-                addr_hi: Addr::default(),
-                port_lo: 0,
-                port_hi: 0,
-                icmp_id: 0,
-                tunnel_id: 0,
-                tunnel_kind: 0,
-            },
-            orig_is_lo: true,
-            flow_start: Timestamp(0),
-            last_ts: Timestamp(0),
-            slice_start: Timestamp(0),
-            touched: Timestamp(0),
-            dir: [DirStats::default(); 2],
-            iat: Welford::default(),
-            iat_max_ns: 0,
-            tcp: TcpTrack::default(),
-            history: History::default(),
-            app: AppSummary::default(),
-            macs: [None; 2],
-            icmp: None,
-            fragments: 0,
-            slice: 0,
+            key: FlowKey::default(),
             prev: NIL,
             next: NIL,
+            touched: Timestamp(0),
+            slice_start: Timestamp(0),
+            iat_m2: 0.0,
+            iat_max: [0; 3],
             list: L_OTHER,
-            live: false,
+            meta: 0,
+            tcp: TcpTrack::default(),
+            dir: [Dir::default(); 2],
+            history: History::default(),
+            macs: [[0; 6]; 2],
+            icmp: [0; 2],
+            fragments: 0,
+            dns_queries: 0,
+            dns_qname_max: 0,
+            modbus_requests: 0,
+            modbus_writes: 0,
+            dns_label_entropy: 0.0,
         }
     }
 
-    fn pkts(&self) -> u64 {
-        self.dir[0].pkts + self.dir[1].pkts
+    #[inline]
+    fn live(&self) -> bool {
+        self.meta & M_LIVE != 0
     }
 
-    fn record(&self, reason: EndReason, emit_ts: Timestamp) -> FlowRecord {
-        let (lo, hi) = (
+    #[inline]
+    fn orig_is_lo(&self) -> bool {
+        self.meta & M_ORIG_IS_LO != 0
+    }
+
+    /// True once the slice has a packet.
+    #[inline]
+    fn any_pkts(&self) -> bool {
+        self.dir[0].pkts != 0 || self.dir[1].pkts != 0 || self.meta & M_PKTS_WRAPPED != 0
+    }
+
+    fn record(&self, rare: Option<&Rare>, reason: EndReason, emit_ts: Timestamp) -> FlowRecord {
+        let hi = |id: usize, bits: u32| rare.map_or(0, |r| r.hi[id] << bits);
+        let base = self.slice_start;
+        let mut stats = [DirStats::default(); 2];
+        let mut last_off = 0i64;
+        for (d, (h, st)) in self.dir.iter().zip(stats.iter_mut()).enumerate() {
+            let b = d * D_N;
+            let pkts = u64::from(h.pkts) + hi(b + D_PKTS, 32);
+            let payload_bytes = u64::from(h.payload_bytes) + hi(b + D_PAYLOAD, 32);
+            let f = |i: usize| u32::try_from(u64::from(h.flags[i]) + hi(b + D_FLAG0 + i, 16));
+            let flag = |i: usize| f(i).unwrap_or(u32::MAX);
+            let (first, last) = (h.first, h.last);
+            if pkts > 0 {
+                last_off = last_off.max(last);
+            }
+            *st = DirStats {
+                pkts,
+                bytes: u64::from(h.bytes) + hi(b + D_BYTES, 32),
+                ip_bytes: u64::from(h.ip_bytes) + hi(b + D_IP, 32),
+                payload_bytes,
+                zero_payload_pkts: u64::from(h.zero) + hi(b + D_ZERO, 16),
+                first_ts: if pkts > 0 {
+                    base.plus(Nanos(first))
+                } else {
+                    Timestamp(0)
+                },
+                last_ts: if pkts > 0 {
+                    base.plus(Nanos(last))
+                } else {
+                    Timestamp(0)
+                },
+                payload: exact_welford(pkts, payload_bytes, h.psq),
+                payload_max: u32::from(h.payload_max),
+                iat: Welford {
+                    mean: if pkts >= 2 {
+                        (last - first) as f64 / ((pkts - 1) as f64 * 1_000.0)
+                    } else {
+                        0.0
+                    },
+                    m2: h.iat_m2,
+                },
+                iat_max_ns: t48_get(h.iat_max),
+                flags: FlagCounts {
+                    syn: flag(0),
+                    fin: flag(1),
+                    rst: flag(2),
+                    psh: flag(3),
+                    ack: flag(4),
+                    urg: flag(5),
+                },
+                flags_or: h.flags_or,
+            };
+        }
+        let pkts = stats[0].pkts + stats[1].pkts;
+        let orig_is_lo = self.orig_is_lo();
+        let (lo, hi_ep) = (
             (self.key.addr_lo, self.key.port_lo),
             (self.key.addr_hi, self.key.port_hi),
         );
-        let (o, r) = if self.orig_is_lo { (lo, hi) } else { (hi, lo) };
+        let (o, r) = if orig_is_lo { (lo, hi_ep) } else { (hi_ep, lo) };
         let icmp_flow = key::is_icmp(self.key.proto);
         let conn_state = match self.key.proto {
             proto::TCP => self
                 .tcp
-                .conn_state(self.dir[0].payload_bytes, self.dir[1].payload_bytes),
+                .conn_state(stats[0].payload_bytes, stats[1].payload_bytes),
             proto::UDP => {
-                if self.dir[1].pkts > 0 {
+                if stats[1].pkts > 0 {
                     ConnState::SF
                 } else {
                     ConnState::S0
@@ -339,20 +496,22 @@ impl Slot {
             }
             _ => ConnState::OTH,
         };
+        let c32 =
+            |lo: u16, id: usize| u32::try_from(u64::from(lo) + hi(id, 16)).unwrap_or(u32::MAX);
         FlowRecord {
             key: self.key,
             orig: Endpoint {
                 addr: o.0,
                 port: if icmp_flow { 0 } else { o.1 },
-                mac: self.macs[0],
+                mac: (self.meta & M_MAC0 != 0).then_some(self.macs[0]),
             },
             resp: Endpoint {
                 addr: r.0,
                 port: if icmp_flow { 0 } else { r.1 },
-                mac: self.macs[1],
+                mac: (self.meta & M_MAC1 != 0).then_some(self.macs[1]),
             },
             proto: self.key.proto,
-            icmp: self.icmp,
+            icmp: (self.meta & M_ICMP != 0).then_some((self.icmp[0], self.icmp[1])),
             // The key holds the tunnel the flow's packets came in (see `FlowKey::of`).
             tunnel: match self.key.tunnel_kind {
                 1 => Tunnel::Gre {
@@ -363,34 +522,49 @@ impl Slot {
                 },
                 _ => Tunnel::None,
             },
-            flow_start: self.flow_start,
+            flow_start: rare.map_or(self.slice_start, |r| r.flow_start),
             first_ts: self.slice_start,
-            last_ts: self.last_ts,
-            orig_stats: self.dir[0],
-            resp_stats: self.dir[1],
-            iat: self.iat,
-            iat_max_ns: self.iat_max_ns,
+            last_ts: base.plus(Nanos(last_off)),
+            orig_stats: stats[0],
+            resp_stats: stats[1],
+            iat: Welford {
+                mean: if pkts >= 2 {
+                    last_off as f64 / ((pkts - 1) as f64 * 1_000.0)
+                } else {
+                    0.0
+                },
+                m2: self.iat_m2,
+            },
+            iat_max_ns: t48_get(self.iat_max),
             conn_state,
             history: self.history,
             reason,
             emit_ts,
-            slice: self.slice,
-            app: self.app,
-            fragments: self.fragments,
+            slice: rare.map_or(0, |r| r.slice),
+            app: AppSummary {
+                dns_queries: c32(self.dns_queries, C_DNS_Q),
+                dns_qname_max: self.dns_qname_max,
+                dns_label_entropy: self.dns_label_entropy,
+                modbus_requests: c32(self.modbus_requests, C_MB_REQ),
+                modbus_writes: c32(self.modbus_writes, C_MB_WR),
+            },
+            fragments: c32(self.fragments, C_FRAG),
         }
     }
 
     /// Starts a new slice after an interim record: counters reset, TCP state kept.
     fn reset_slice(&mut self, ts: Timestamp) {
-        self.dir = [DirStats::default(); 2];
-        self.iat = Welford::default();
-        self.iat_max_ns = 0;
+        self.dir = [Dir::default(); 2];
+        self.iat_m2 = 0.0;
+        self.iat_max = [0; 3];
         self.history = History::default();
-        self.app = AppSummary::default();
         self.fragments = 0;
-        self.last_ts = ts;
+        self.dns_queries = 0;
+        self.dns_qname_max = 0;
+        self.dns_label_entropy = 0.0;
+        self.modbus_requests = 0;
+        self.modbus_writes = 0;
         self.slice_start = ts;
-        self.slice += 1;
     }
 }
 
@@ -401,6 +575,8 @@ pub struct FlowTable {
     free: Vec<u32>,
     index: HashTable<u32>,
     hasher: foldhash::fast::FixedState,
+    /// Rarely needed per-flow state (counter carries, flow start of later slices), by slot.
+    rare: hashbrown::HashMap<u32, Rare, foldhash::fast::FixedState>,
     lists: [List; N_LISTS],
     clock: Timestamp,
     clock_set: bool,
@@ -419,6 +595,7 @@ impl FlowTable {
             free: Vec::new(),
             index: HashTable::new(),
             hasher: foldhash::fast::FixedState::with_seed(0x5eed_f10e),
+            rare: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x4a4e)),
             lists: [List {
                 head: NIL,
                 tail: NIL,
@@ -456,12 +633,13 @@ impl FlowTable {
         self.clock
     }
 
-    /// Bytes of memory held by the table's structures (slab, free list, hash index),
-    /// for the per-flow state figure in benchmarks.
+    /// Bytes of memory held by the table's structures (slab, free list, hash index,
+    /// side map of rarely needed state), for the per-flow state figure in benchmarks.
     pub fn memory_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.free.capacity() * 4
             + self.index.allocation_size()
+            + self.rare.allocation_size()
     }
 
     /// Size of one flow's state in the slab.
@@ -529,7 +707,7 @@ impl FlowTable {
     /// deterministic order: by first packet time, then key.
     pub fn flush(&mut self, reason: EndReason, out: &mut Vec<FlowRecord>) {
         let mut live: Vec<u32> = (0..self.slots.len() as u32)
-            .filter(|&i| self.slots[i as usize].live)
+            .filter(|&i| self.slots[i as usize].live())
             .collect();
         live.sort_by(|&a, &b| {
             let (sa, sb) = (&self.slots[a as usize], &self.slots[b as usize]);
@@ -636,16 +814,14 @@ impl FlowTable {
         let s = &mut self.slots[idx as usize];
         *s = Slot::vacant();
         s.key = key;
-        s.orig_is_lo = orig_is_lo;
-        s.flow_start = pkt.ts;
-        s.last_ts = pkt.ts;
+        s.meta = M_LIVE | if orig_is_lo { M_ORIG_IS_LO } else { 0 };
         s.slice_start = pkt.ts;
-        s.live = true;
         if synack {
             s.history.push(b'^', true);
         }
         if key::is_icmp(pkt.proto) {
-            s.icmp = Some((pkt.src_port as u8, pkt.dst_port as u8));
+            s.icmp = [pkt.src_port as u8, pkt.dst_port as u8];
+            s.meta |= M_ICMP;
         }
         // Slots keep no hash: the (rare) rehash on growth recomputes it from the key.
         let (slots, hasher) = (&self.slots, &self.hasher);
@@ -681,42 +857,126 @@ impl FlowTable {
         // Active timeout: emit an interim record and continue in a new slice.
         if let Some(active) = self.cfg.active_timeout {
             let s = &self.slots[idx as usize];
-            if s.pkts() > 0 && pkt.ts.since(s.slice_start) >= active {
-                out.push(s.record(EndReason::ActiveTimeout, clock));
-                self.counters.ended[EndReason::ActiveTimeout as usize] += 1;
-                self.slots[idx as usize].reset_slice(pkt.ts);
+            if s.any_pkts() && pkt.ts.since(s.slice_start) >= active {
+                self.interim(idx, pkt.ts, clock, out);
             }
         }
         let s = &mut self.slots[idx as usize];
-        let from_orig = src_is_lo == s.orig_is_lo;
+        let mut ovf = 0u32;
+        let from_orig = src_is_lo == s.orig_is_lo();
         let d = usize::from(!from_orig);
-        if s.pkts() > 0 {
-            let gap = pkt.ts.since(s.last_ts).0.max(0);
-            s.iat.push(gap as f64 / 1_000.0, s.pkts());
-            s.iat_max_ns = s.iat_max_ns.max(gap);
+        let off = pkt.ts.since(s.slice_start).0;
+        if s.any_pkts() {
+            // Merged inter-arrivals. The slice's last time is the later of the directions'
+            // last times (an empty direction reads 0, the offset of the slice's first
+            // packet, which is never later than the slice's last time).
+            let last = s.dir[0].last.max(s.dir[1].last);
+            let mut n = u64::from(s.dir[0].pkts) + u64::from(s.dir[1].pkts);
+            if s.meta & M_PKTS_WRAPPED != 0 {
+                n = self
+                    .rare
+                    .get(&idx)
+                    .map_or(n, |r| n + ((r.hi[D_PKTS] + r.hi[D_N + D_PKTS]) << 32));
+            }
+            let gap = off.saturating_sub(last).max(0);
+            m2_step(&mut s.iat_m2, gap as f64 / 1_000.0, last, gap, n);
+            if gap > t48_get(s.iat_max) {
+                s.iat_max = t48(gap);
+            }
         }
-        if pkt.ts > s.last_ts {
-            s.last_ts = pkt.ts;
+        let h = &mut s.dir[d];
+        if h.pkts != 0 || s.meta & M_PKTS_WRAPPED != 0 {
+            let (first, last) = (h.first, h.last);
+            let gap = off.saturating_sub(last).max(0);
+            let mut n = u64::from(h.pkts);
+            if s.meta & M_PKTS_WRAPPED != 0 {
+                n = self
+                    .rare
+                    .get(&idx)
+                    .map_or(n, |r| n + (r.hi[d * D_N + D_PKTS] << 32));
+            }
+            m2_step(&mut h.iat_m2, gap as f64 / 1_000.0, last - first, gap, n);
+            if gap > t48_get(h.iat_max) {
+                h.iat_max = t48(gap);
+            }
+            if off > last {
+                h.last = off;
+            }
+        } else {
+            h.first = off;
+            h.last = off;
         }
-        s.dir[d].push(
-            pkt.ts,
-            pkt.wire_len,
-            pkt.ip_len,
+        let b = d * D_N;
+        add32(&mut h.pkts, 1, b + D_PKTS, &mut ovf);
+        add32(&mut h.bytes, pkt.wire_len, b + D_BYTES, &mut ovf);
+        add32(&mut h.ip_bytes, pkt.ip_len, b + D_IP, &mut ovf);
+        add32(
+            &mut h.payload_bytes,
             pkt.payload_len,
-            pkt.tcp_flags,
+            b + D_PAYLOAD,
+            &mut ovf,
         );
-        if s.macs[d].is_none() {
-            s.macs[d] = pkt.src_mac;
+        let pl = u64::from(pkt.payload_len);
+        h.psq = h.psq.saturating_add(pl * pl);
+        if pkt.payload_len == 0 {
+            inc16(&mut h.zero, b + D_ZERO, &mut ovf);
+        }
+        // Payloads are at most 65,535 bytes (IP length fields are 16 bits).
+        h.payload_max = h
+            .payload_max
+            .max(u16::try_from(pkt.payload_len).unwrap_or(u16::MAX));
+        let flags = pkt.tcp_flags;
+        if flags != 0 {
+            use crate::packet::tcp_flags as tf;
+            h.flags_or |= flags;
+            for (i, bit) in [tf::SYN, tf::FIN, tf::RST, tf::PSH, tf::ACK, tf::URG]
+                .into_iter()
+                .enumerate()
+            {
+                if flags & bit != 0 {
+                    inc16(&mut h.flags[i], b + D_FLAG0 + i, &mut ovf);
+                }
+            }
+        }
+        if s.meta & (M_MAC0 << d) == 0 {
+            if let Some(m) = pkt.src_mac {
+                s.macs[d] = m;
+                s.meta |= M_MAC0 << d;
+            }
         }
         if pkt.frag.is_fragment {
-            s.fragments += 1;
+            inc16(&mut s.fragments, C_FRAG, &mut ovf);
         }
-        s.app.push(pkt.app);
+        match pkt.app {
+            AppHint::None => {}
+            AppHint::Dns {
+                query,
+                qname_len,
+                label_entropy,
+            } => {
+                if query {
+                    inc16(&mut s.dns_queries, C_DNS_Q, &mut ovf);
+                    if qname_len > s.dns_qname_max {
+                        s.dns_qname_max = qname_len;
+                        s.dns_label_entropy = label_entropy;
+                    }
+                }
+            }
+            AppHint::Modbus { request, function } => {
+                if request {
+                    inc16(&mut s.modbus_requests, C_MB_REQ, &mut ovf);
+                    if matches!(function, 5 | 6 | 15 | 16) {
+                        inc16(&mut s.modbus_writes, C_MB_WR, &mut ovf);
+                    }
+                }
+            }
+        }
         let mut list = match pkt.proto {
             proto::TCP => L_TCP,
             proto::UDP => L_UDP,
             _ => L_OTHER,
         };
+        let mut closing_linger = false;
         if pkt.proto == proto::TCP {
             if pkt.has_l4 {
                 s.tcp.observe(
@@ -730,9 +990,8 @@ impl FlowTable {
             }
             if s.list == L_CLOSING {
                 // Lingering after teardown: count the packet, keep the close deadline.
-                return;
-            }
-            if s.tcp.is_terminated() {
+                closing_linger = true;
+            } else if s.tcp.is_terminated() {
                 list = L_CLOSING;
             } else if !s.tcp.past_syn() {
                 list = L_SYN;
@@ -740,8 +999,51 @@ impl FlowTable {
         } else {
             s.history.push(b'D', from_orig);
         }
-        s.touched = clock;
+        if ovf != 0 {
+            self.carry(idx, ovf);
+        }
+        if closing_linger {
+            return;
+        }
+        self.slots[idx as usize].touched = clock;
         self.relink(idx, list);
+    }
+
+    /// Adds one wrap-around to each counter whose bit is set in `ovf`.
+    #[cold]
+    fn carry(&mut self, idx: u32, ovf: u32) {
+        let s = &mut self.slots[idx as usize];
+        let r = self.rare.entry(idx).or_insert_with(|| Rare {
+            hi: [0; C_N],
+            flow_start: s.slice_start,
+            slice: 0,
+        });
+        s.meta |= M_RARE;
+        for id in 0..C_N {
+            if ovf & (1 << id) != 0 {
+                r.hi[id] += 1;
+                if id % D_N == D_PKTS && id < C_FRAG {
+                    s.meta |= M_PKTS_WRAPPED;
+                }
+            }
+        }
+    }
+
+    /// Emits the interim record of `idx` and starts its next slice at `ts`.
+    #[cold]
+    fn interim(&mut self, idx: u32, ts: Timestamp, clock: Timestamp, out: &mut Vec<FlowRecord>) {
+        let s = &mut self.slots[idx as usize];
+        let r = self.rare.entry(idx).or_insert_with(|| Rare {
+            hi: [0; C_N],
+            flow_start: s.slice_start,
+            slice: 0,
+        });
+        out.push(s.record(Some(r), EndReason::ActiveTimeout, clock));
+        self.counters.ended[EndReason::ActiveTimeout as usize] += 1;
+        r.hi = [0; C_N];
+        r.slice += 1;
+        s.meta = (s.meta | M_RARE) & !M_PKTS_WRAPPED;
+        s.reset_slice(ts);
     }
 
     fn unlink(&mut self, idx: u32) {
@@ -799,12 +1101,17 @@ impl FlowTable {
     fn end(&mut self, idx: u32, reason: EndReason, emit_ts: Timestamp, out: &mut Vec<FlowRecord>) {
         self.unlink(idx);
         let s = &self.slots[idx as usize];
-        out.push(s.record(reason, emit_ts));
+        let rare = if s.meta & M_RARE != 0 {
+            self.rare.remove(&idx)
+        } else {
+            None
+        };
+        out.push(s.record(rare.as_ref(), reason, emit_ts));
         let hash = s.key.hash_with(&self.hasher);
         if let Ok(e) = self.index.find_entry(hash, |&i| i == idx) {
             e.remove();
         }
-        self.slots[idx as usize].live = false;
+        self.slots[idx as usize].meta = 0;
         self.free.push(idx);
         self.live -= 1;
         self.counters.ended[reason as usize] += 1;

@@ -289,3 +289,59 @@ fn many_flows_all_accounted() {
     assert_eq!(t.counters().ended[EndReason::Evicted as usize], 4000);
     assert!(t.is_empty());
 }
+
+/// Narrow slot counters carry into the side map: counts past 2^16 and 2^32 stay exact,
+/// statistics match a two-pass computation, across an interim record.
+#[test]
+fn counters_past_their_slot_width_stay_exact() {
+    let cfg = FlowConfig {
+        active_timeout: Some(Nanos::from_secs(100)),
+        ..FlowConfig::default()
+    };
+    let mut t = FlowTable::new(cfg);
+    let mut out = Vec::new();
+    let n = 70_000i64;
+    let mut big = tcp(0, true, ACK | PSH, 1_000);
+    big.wire_len = 3_000_000_000; // two of these wrap the u32 byte counter
+    for i in 0..n {
+        let mut p = if i < 2 {
+            big
+        } else {
+            tcp(0, true, ACK, (i % 3) as u32)
+        };
+        p.ts = Timestamp(T0 + i * 1_000_000 + i % 7);
+        t.observe(&p, &mut out);
+    }
+    // One more packet after the active timeout: interim record, then slice 1.
+    let mut late = tcp(0, true, ACK, 5);
+    late.ts = Timestamp(T0 + 150_000_000_000);
+    t.observe(&late, &mut out);
+    t.flush(EndReason::EndOfInput, &mut out);
+    assert_eq!(out.len(), 2);
+    let (r, r2) = (&out[0], &out[1]);
+    assert_eq!(r.reason, EndReason::ActiveTimeout);
+    let o = &r.orig_stats;
+    assert_eq!(o.pkts, n as u64);
+    assert_eq!(o.flags.ack, n as u32);
+    assert_eq!(o.flags.psh, 2);
+    let payloads: Vec<u64> = (0..n)
+        .map(|i| if i < 2 { 1_000 } else { (i % 3) as u64 })
+        .collect();
+    let zero = payloads.iter().filter(|&&p| p == 0).count() as u64;
+    assert_eq!(o.zero_payload_pkts, zero);
+    assert_eq!(
+        o.bytes,
+        6_000_000_000 + (n as u64 - 2) * 54 + payloads[2..].iter().sum::<u64>()
+    );
+    let mean = payloads.iter().sum::<u64>() as f64 / n as f64;
+    let m2: f64 = payloads.iter().map(|&p| (p as f64 - mean).powi(2)).sum();
+    assert!((o.payload.mean - mean).abs() < 1e-9);
+    assert!((o.payload.m2 - m2).abs() / m2 < 1e-9);
+    assert_eq!(o.first_ts, Timestamp(T0));
+    assert_eq!(o.last_ts, Timestamp(T0 + (n - 1) * 1_000_000 + (n - 1) % 7));
+    assert_eq!(r.iat_max_ns, 1_000_001);
+    // Slice 1 starts from scratch but keeps the flow's identity.
+    assert_eq!((r2.slice, r2.flow_start, r2.pkts()), (1, Timestamp(T0), 1));
+    assert_eq!(r2.first_ts, late.ts);
+    assert_eq!(r2.orig_stats.payload_bytes, 5);
+}
