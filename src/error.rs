@@ -131,16 +131,26 @@ pub enum OutputError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A pipeline thread could not be started or died.
+    #[error("{what}: {detail}")]
+    Thread {
+        /// Which thread.
+        what: String,
+        /// What happened.
+        detail: String,
+    },
     /// The reader of our output went away (closed pipe): not an error for the user.
     #[error("output closed by the reader")]
     BrokenPipe,
     /// Writing failed (e.g. disk full).
-    #[error("{path}: cannot write events: {source} ({events} events written before the failure)")]
+    #[error("{path}: cannot write events: {source} ({events} events were confirmed written; the events after them, up to {pending} already produced, may be lost; free space or fix the path and replay again)")]
     Write {
         /// Output path or "stdout".
         path: String,
-        /// Events fully written before the failure.
+        /// Events confirmed written (flushed) before the failure.
         events: u64,
+        /// Events produced after those (buffered or in the failed write).
+        pending: u64,
         /// The I/O error.
         source: std::io::Error,
     },

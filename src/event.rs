@@ -305,6 +305,8 @@ pub struct EventWriter {
     name: String,
     line: Vec<u8>,
     written: u64,
+    /// Events known to have reached the output (counted at each successful flush).
+    durable: u64,
     rotations: u64,
 }
 
@@ -325,6 +327,7 @@ impl EventWriter {
             name: name.to_string(),
             line: Vec::with_capacity(1024),
             written: 0,
+            durable: 0,
             rotations: 0,
         }
     }
@@ -363,6 +366,7 @@ impl EventWriter {
             name,
             line: Vec::with_capacity(1024),
             written: 0,
+            durable: 0,
             rotations: 0,
         })
     }
@@ -395,7 +399,8 @@ impl EventWriter {
             if let Err(source) = sync {
                 return Err(OutputError::Write {
                     path: self.name.clone(),
-                    events: self.written,
+                    events: self.durable,
+                    pending: self.written.saturating_sub(self.durable),
                     source,
                 });
             }
@@ -416,9 +421,11 @@ impl EventWriter {
             ..
         } = &mut self.out
         {
+            // The flush above succeeded: everything written so far is durable.
             let werr = |source| OutputError::Write {
                 path: name.clone(),
                 events: written,
+                pending: 0,
                 source,
             };
             w.get_ref().sync_all().map_err(werr)?;
@@ -468,7 +475,8 @@ impl EventWriter {
             if let Err(source) = w.get_ref().sync_all() {
                 return Err(OutputError::Write {
                     path: self.name.clone(),
-                    events: self.written,
+                    events: self.durable,
+                    pending: self.written.saturating_sub(self.durable),
                     source,
                 });
             }
@@ -487,7 +495,8 @@ impl EventWriter {
         } else {
             OutputError::Write {
                 path: self.name.clone(),
-                events: self.written,
+                events: self.durable,
+                pending: self.written + 1 - self.durable.min(self.written + 1),
                 source: e,
             }
         }
@@ -558,7 +567,9 @@ impl EventWriter {
             Out::Stream(w) => w.flush(),
             Out::File { w, .. } => w.flush(),
         };
-        r.map_err(|e| self.io_err(e))
+        r.map_err(|e| self.io_err(e))?;
+        self.durable = self.written;
+        Ok(())
     }
 
     /// Rotates a time-rotated file whose age is due even when no event arrives.

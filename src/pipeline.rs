@@ -659,10 +659,9 @@ fn spawn_workers(
 }
 
 fn thread_error(what: &str, e: std::io::Error) -> OutputError {
-    OutputError::Write {
-        path: format!("{what} thread"),
-        events: 0,
-        source: e,
+    OutputError::Thread {
+        what: format!("{what} thread"),
+        detail: format!("cannot start: {e}"),
     }
 }
 
@@ -838,10 +837,9 @@ fn replay_threaded(
     if let Some(e) = failure {
         return Err(e);
     }
-    let CaptureResult { front, errors } = joined.map_err(|_| OutputError::Write {
-        path: "capture thread".into(),
-        events: writer.written(),
-        source: std::io::Error::other("the capture thread panicked"),
+    let CaptureResult { front, errors } = joined.map_err(|_| OutputError::Thread {
+        what: "capture thread".into(),
+        detail: "stopped unexpectedly".into(),
     })?;
     let outcome = ReplayOutcome {
         input_errors: errors,
