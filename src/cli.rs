@@ -355,7 +355,8 @@ impl DetectArgs {
         }
         let (bytes, name) = match &self.model {
             Some(p) => (
-                std::fs::read(p).map_err(|e| format!("{}: cannot read model file: {e}", p.display()))?,
+                std::fs::read(p)
+                    .map_err(|e| format!("{}: cannot read model file: {e}", p.display()))?,
                 p.display().to_string(),
             ),
             None => (
@@ -374,9 +375,17 @@ impl DetectArgs {
             Some(p) => flowsentry::device::Inventory::load(p).map_err(|e| e.to_string())?,
             None => flowsentry::device::Inventory::default(),
         };
+        let id = flowsentry::model::ModelBundle::id_of(&bytes);
+        out.model_source = self
+            .model
+            .as_ref()
+            .map(|p| flowsentry::output::ModelSource {
+                path: p.clone(),
+                id: id.clone(),
+            });
         let det = flowsentry::detect::Detector::new(
             std::sync::Arc::new(bundle),
-            flowsentry::model::ModelBundle::id_of(&bytes),
+            id,
             inventory,
             flowsentry::detect::DetectorConfig::default(),
         );

@@ -178,7 +178,10 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
 
 fn train(a: &cli::TrainArgs) -> ExitCode {
     if !(a.target_fpr > 0.0 && a.target_fpr < 1.0) {
-        eprintln!("flowsentry train: --target-fpr must be in (0, 1), got {}", a.target_fpr);
+        eprintln!(
+            "flowsentry train: --target-fpr must be in (0, 1), got {}",
+            a.target_fpr
+        );
         return ExitCode::from(EXIT_USAGE);
     }
     let opts = flowsentry::train::TrainOptions {
@@ -227,7 +230,11 @@ fn train(a: &cli::TrainArgs) -> ExitCode {
     }
     println!(
         "inference model: {}; modbus write masters: {}",
-        if bundle.inference.is_some() { "trained" } else { "none (fewer than two classes)" },
+        if bundle.inference.is_some() {
+            "trained"
+        } else {
+            "none (fewer than two classes)"
+        },
         bundle.modbus_write_masters.len()
     );
     ExitCode::SUCCESS

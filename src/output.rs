@@ -25,6 +25,24 @@ pub trait FlowObserver: Send {
     fn alert_counts(&self) -> (u64, u64);
     /// A short human summary (devices with alerts, top scores) for stderr.
     fn human_summary(&self) -> String;
+    /// Switches to a new model (SIGHUP reload); open incidents are kept.
+    fn replace_model(&mut self, bundle: std::sync::Arc<crate::model::ModelBundle>, id: String);
+}
+
+/// Where the loaded model came from, so SIGHUP can reload it when the file changed.
+#[derive(Debug, Clone)]
+pub struct ModelSource {
+    /// The model file.
+    pub path: std::path::PathBuf,
+    /// Id of the model in use.
+    pub id: String,
+}
+
+#[derive(Serialize)]
+struct ErrorEvent<'a> {
+    timestamp: String,
+    event_type: &'static str,
+    error: &'a str,
 }
 
 /// The output stage of a run.
@@ -37,6 +55,8 @@ pub struct Output {
     pub observer: Option<Box<dyn FlowObserver>>,
     /// Collect records in memory instead of (or as well as) writing them (training).
     pub collected: Option<Vec<FlowRecord>>,
+    /// The model file in use, when loaded from a path.
+    pub model_source: Option<ModelSource>,
 }
 
 /// The `stats` event body with the detector's counters added.
@@ -56,6 +76,45 @@ impl Output {
             emit_flows: true,
             observer: None,
             collected: None,
+            model_source: None,
+        }
+    }
+
+    /// Reloads the model file if it changed (SIGHUP). A new model that fails to load is
+    /// refused with an `error` event naming the file, and the old model stays in use.
+    /// Returns the id of the new model when one was loaded.
+    pub fn reload_model(&mut self, now: Timestamp) -> Result<Option<String>, OutputError> {
+        let (Some(src), Some(obs)) = (self.model_source.as_mut(), self.observer.as_mut()) else {
+            return Ok(None);
+        };
+        let name = src.path.display().to_string();
+        let loaded = std::fs::read(&src.path)
+            .map_err(|e| format!("{name}: cannot read model file: {e}"))
+            .and_then(|bytes| {
+                let id = crate::model::ModelBundle::id_of(&bytes);
+                if id == src.id {
+                    return Ok(None);
+                }
+                crate::model::ModelBundle::from_bytes(&bytes, &name)
+                    .map(|b| Some((b, id)))
+                    .map_err(|e| e.to_string())
+            });
+        match loaded {
+            Ok(None) => Ok(None),
+            Ok(Some((bundle, id))) => {
+                obs.replace_model(std::sync::Arc::new(bundle), id.clone());
+                src.id = id.clone();
+                Ok(Some(id))
+            }
+            Err(msg) => {
+                let msg = format!("model reload refused, keeping model {}: {msg}", src.id);
+                self.writer.write_value(&ErrorEvent {
+                    timestamp: now.to_eve_string(),
+                    event_type: "error",
+                    error: &msg,
+                })?;
+                Ok(None)
+            }
         }
     }
 

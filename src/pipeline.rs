@@ -993,6 +993,7 @@ pub fn live(
         let io = (|| -> Result<(), OutputError> {
             if control.reopen.swap(false, AtomicOrdering::Relaxed) {
                 writer.reopen()?;
+                writer.reload_model(wall_now())?;
             }
             writer.rotate_if_due()?;
             if last_stats.elapsed() >= opts.stats_interval {

@@ -115,6 +115,7 @@ pub fn collect_records(paths: &[PathBuf], flow: FlowConfig) -> Result<Vec<FlowRe
         emit_flows: false,
         observer: None,
         collected: Some(Vec::new()),
+        model_source: None,
     };
     let outcome = crate::pipeline::replay(&opts, &mut out)?;
     if let Some(e) = outcome.input_errors.first() {
@@ -124,8 +125,16 @@ pub fn collect_records(paths: &[PathBuf], flow: FlowConfig) -> Result<Vec<FlowRe
 }
 
 fn window_us(recs: &[FlowRecord]) -> (i64, i64) {
-    let lo = recs.iter().map(|r| r.first_ts.as_micros()).min().unwrap_or(0);
-    let hi = recs.iter().map(|r| r.last_ts.as_micros()).max().unwrap_or(0);
+    let lo = recs
+        .iter()
+        .map(|r| r.first_ts.as_micros())
+        .min()
+        .unwrap_or(0);
+    let hi = recs
+        .iter()
+        .map(|r| r.last_ts.as_micros())
+        .max()
+        .unwrap_or(0);
     (lo, hi)
 }
 
@@ -157,7 +166,9 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
     };
     let recs = collect_records(&o.pcaps, o.flow)?;
     if recs.is_empty() {
-        return Err(TrainError::Data("the training captures hold no IP flow".into()));
+        return Err(TrainError::Data(
+            "the training captures hold no IP flow".into(),
+        ));
     }
 
     // Pass 1: familiarity tables, Modbus write masters, inventory-device profiles.
@@ -198,7 +209,9 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
         }
     }
     if pooled.is_empty() {
-        return Err(TrainError::Data("no monitored device in the training flows".into()));
+        return Err(TrainError::Data(
+            "no monitored device in the training flows".into(),
+        ));
     }
 
     let fit = |class: DeviceClass, data: &[f32]| -> Result<IsolationForest, TrainError> {
@@ -288,15 +301,19 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
     // The pooled model's threshold: calibrated on everything it scores, and on the whole
     // calibration traffic so it also serves as the global baseline.
     {
-        let mut resolver = DeviceResolver::new(
-            Inventory::default(),
-            None,
-            ResolverConfig::default(),
-        );
+        let mut resolver =
+            DeviceResolver::new(Inventory::default(), None, ResolverConfig::default());
         let mut extractor = FeatureExtractor::new(tables.clone());
         for rec in calib {
             for (side, dev) in resolver.monitored(rec).into_iter().flatten() {
-                let fv = extractor.extract(rec, side, &DeviceRef { id: &dev.id, class: dev.assignment.class });
+                let fv = extractor.extract(
+                    rec,
+                    side,
+                    &DeviceRef {
+                        id: &dev.id,
+                        class: dev.assignment.class,
+                    },
+                );
                 pooled_scores.push(pooled_model.forest.score(&fv.0));
             }
         }
@@ -339,4 +356,3 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
     };
     Ok((bundle, report))
 }
-

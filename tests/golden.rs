@@ -26,7 +26,13 @@ fn root() -> PathBuf {
 
 fn normalised(pcap: &Path, workers: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_flowsentry"))
-        .args(["replay", "--no-progress", "--no-detect", "--workers", workers])
+        .args([
+            "replay",
+            "--no-progress",
+            "--no-detect",
+            "--workers",
+            workers,
+        ])
         .arg(pcap)
         .output()
         .expect("run flowsentry");
@@ -67,7 +73,10 @@ fn fixture_outputs_equal_golden_files() {
     let mut digests: BTreeMap<String, String> = std::fs::read_to_string(&digests_path)
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())))
+        .filter_map(|l| {
+            l.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        })
         .collect();
     let mut pcaps: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("fixtures/pcaps")
@@ -95,19 +104,27 @@ fn fixture_outputs_equal_golden_files() {
                 let want = digests
                     .get(&name)
                     .unwrap_or_else(|| panic!("{name}: no digest in {}", digests_path.display()));
-                assert_eq!(&d, want, "{name}: output digest changed (UPDATE_GOLDEN=1 to accept)");
+                assert_eq!(
+                    &d, want,
+                    "{name}: output digest changed (UPDATE_GOLDEN=1 to accept)"
+                );
             }
         } else {
             let g = gdir.join(format!("{name}.jsonl"));
             if update {
                 std::fs::write(&g, &a).expect("write golden");
             } else {
-                let want = std::fs::read_to_string(&g)
-                    .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", g.display()));
+                let want = std::fs::read_to_string(&g).unwrap_or_else(|e| {
+                    panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", g.display())
+                });
                 for (i, (x, y)) in a.lines().zip(want.lines()).enumerate() {
                     assert_eq!(x, y, "{name}: line {} differs from {}", i + 1, g.display());
                 }
-                assert_eq!(a.lines().count(), want.lines().count(), "{name}: line count differs");
+                assert_eq!(
+                    a.lines().count(),
+                    want.lines().count(),
+                    "{name}: line count differs"
+                );
             }
         }
     }

@@ -365,3 +365,96 @@ fn sighup_reopen_and_rotation_lose_no_event() {
         "events lost or duplicated across SIGHUP/rotation"
     );
 }
+
+#[test]
+fn sighup_refuses_a_bad_new_model_and_keeps_the_old_one() {
+    if let Err(why) = prerequisites() {
+        return skip_or_fail(&why);
+    }
+    let pcap = captures().remove(0);
+    let ns = Netns::new("mdl");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("events.jsonl");
+    let model = dir.path().join("model.fsm");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.fsm");
+    std::fs::copy(&shipped, &model).expect("copy model");
+    let model_s = model.to_str().expect("utf-8").to_string();
+    let sensor = start_sensor(&ns, &out, &["--model", &model_s]);
+    let pid = sensor.id().to_string();
+    // A corrupt "new" model: the sensor must refuse it and keep scoring with the old one.
+    std::fs::write(&model, b"FSMODEL\0garbage").expect("write bad model");
+    run(&["kill", "-HUP", &pid]);
+    std::thread::sleep(Duration::from_millis(400));
+    ns.exec(&[
+        "tcpreplay",
+        "-q",
+        "-i",
+        "veth0",
+        "--pps",
+        "4000",
+        pcap.to_str().expect("path"),
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    stop_sensor(sensor);
+    let text = std::fs::read_to_string(&out).expect("read events");
+    let err = text
+        .lines()
+        .find(|l| l.contains("\"event_type\":\"error\""))
+        .expect("an error event for the refused model");
+    assert!(
+        err.contains("model reload refused") && err.contains("model.fsm"),
+        "{err}"
+    );
+    let st = last_stats(&text);
+    assert!(
+        st["stats"]["detection"]["scored"].as_u64().unwrap_or(0) > 0,
+        "the old model must keep scoring after the refused reload"
+    );
+    assert_eq!(
+        flows(&text),
+        flows(&replay_text(&pcap)),
+        "flows lost around the reload"
+    );
+}
+
+#[test]
+fn user_option_drops_root_after_opening_the_capture() {
+    if let Err(why) = prerequisites() {
+        return skip_or_fail(&why);
+    }
+    let ns = Netns::new("usr");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("events.jsonl");
+    let sensor = start_sensor(&ns, &out, &["--user", "nobody"]);
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", sensor.id())).expect("proc status");
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap_or("")
+        .to_string();
+    let expect_uid = Command::new("id")
+        .args(["-u", "nobody"])
+        .output()
+        .expect("id nobody");
+    let nobody = String::from_utf8_lossy(&expect_uid.stdout)
+        .trim()
+        .to_string();
+    stop_sensor(sensor);
+    let fields: Vec<&str> = uid_line.split_whitespace().collect();
+    assert_eq!(
+        fields.get(1).copied(),
+        Some(nobody.as_str()),
+        "real uid after drop: {uid_line}"
+    );
+    assert_eq!(
+        fields.get(2).copied(),
+        Some(nobody.as_str()),
+        "effective uid after drop: {uid_line}"
+    );
+    let text = std::fs::read_to_string(&out).expect("events");
+    assert!(
+        text.lines().last().is_some_and(|l| l.contains("\"stats\"")),
+        "final stats written"
+    );
+}

@@ -39,7 +39,11 @@ fn fixtures() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
         .collect();
     v.sort();
-    assert!(v.len() >= 12, "expected the 12 fixture captures, found {}", v.len());
+    assert!(
+        v.len() >= 12,
+        "expected the 12 fixture captures, found {}",
+        v.len()
+    );
     v
 }
 
@@ -62,12 +66,27 @@ fn every_flow_matches_exactly_one_label_and_back() {
                 v["start_us"].as_i64().unwrap_or(0),
                 v["end_us"].as_i64().unwrap_or(0),
             );
-            let e = labels.entry(k.clone()).or_insert((v["pkts"].as_u64().unwrap_or(0), 0));
+            let e = labels
+                .entry(k.clone())
+                .or_insert((v["pkts"].as_u64().unwrap_or(0), 0));
             e.1 += 1;
-            assert_eq!(e.1, 1, "{}: label line {} duplicates {:?}", labels_path.display(), i + 1, k);
+            assert_eq!(
+                e.1,
+                1,
+                "{}: label line {} duplicates {:?}",
+                labels_path.display(),
+                i + 1,
+                k
+            );
         }
         let out = Command::new(env!("CARGO_BIN_EXE_flowsentry"))
-            .args(["replay", "--no-progress", "--no-detect", "--active-timeout", "0"])
+            .args([
+                "replay",
+                "--no-progress",
+                "--no-detect",
+                "--active-timeout",
+                "0",
+            ])
             .arg(&pcap)
             .output()
             .expect("run flowsentry");
@@ -79,7 +98,11 @@ fn every_flow_matches_exactly_one_label_and_back() {
             if v["event_type"] != "flow" {
                 continue;
             }
-            let vlan = if v["vlan"].is_null() { "[]".to_string() } else { v["vlan"].to_string() };
+            let vlan = if v["vlan"].is_null() {
+                "[]".to_string()
+            } else {
+                v["vlan"].to_string()
+            };
             let k: Key = (
                 v["src_ip"].as_str().unwrap_or("").into(),
                 v["src_port"].as_u64().unwrap_or(0),
@@ -94,15 +117,38 @@ fn every_flow_matches_exactly_one_label_and_back() {
                 + v["flow"]["pkts_toclient"].as_u64().unwrap_or(0);
             match labels.get_mut(&k) {
                 Some((lp, seen)) => {
-                    assert_eq!(*lp, pkts, "{}: flow {:?}: {} packets, label says {}", pcap.display(), k, pkts, lp);
+                    assert_eq!(
+                        *lp,
+                        pkts,
+                        "{}: flow {:?}: {} packets, label says {}",
+                        pcap.display(),
+                        k,
+                        pkts,
+                        lp
+                    );
                     *seen += 1;
-                    assert_eq!(*seen, 2, "{}: flow {:?} matched a label twice", pcap.display(), k);
+                    assert_eq!(
+                        *seen,
+                        2,
+                        "{}: flow {:?} matched a label twice",
+                        pcap.display(),
+                        k
+                    );
                     matched += 1;
                 }
-                None => panic!("{}: flow {:?} ({} packets) has no label", pcap.display(), k, pkts),
+                None => panic!(
+                    "{}: flow {:?} ({} packets) has no label",
+                    pcap.display(),
+                    k,
+                    pkts
+                ),
             }
         }
-        let missing: Vec<&Key> = labels.iter().filter(|(_, (_, s))| *s == 1).map(|(k, _)| k).collect();
+        let missing: Vec<&Key> = labels
+            .iter()
+            .filter(|(_, (_, s))| *s == 1)
+            .map(|(k, _)| k)
+            .collect();
         assert!(
             missing.is_empty(),
             "{}: {} label(s) match no flow, first {:?}",
@@ -117,5 +163,8 @@ fn every_flow_matches_exactly_one_label_and_back() {
 #[test]
 fn iso_parse_is_right() {
     assert_eq!(iso_to_us("1970-01-01T00:00:00.000001+0000"), 1);
-    assert_eq!(iso_to_us("2026-01-05T00:00:03.746799+0000"), 1_767_571_203_746_799);
+    assert_eq!(
+        iso_to_us("2026-01-05T00:00:03.746799+0000"),
+        1_767_571_203_746_799
+    );
 }

@@ -609,4 +609,13 @@ impl FlowObserver for Detector {
     fn human_summary(&self) -> String {
         Detector::human_summary(self)
     }
+
+    fn replace_model(&mut self, bundle: Arc<ModelBundle>, id: String) {
+        let inventory = self.resolver.inventory().clone();
+        self.resolver = DeviceResolver::new(inventory, bundle.inference.clone(), self.cfg.resolver);
+        self.extractor = FeatureExtractor::new(bundle.familiarity.clone());
+        self.modbus = ModbusWriteRule::new(&bundle.modbus_write_masters);
+        self.bundle = bundle;
+        self.model_id = id;
+    }
 }
