@@ -458,3 +458,38 @@ fn user_option_drops_root_after_opening_the_capture() {
         "final stats written"
     );
 }
+
+#[test]
+fn two_capture_threads_in_a_fanout_group_equal_replay() {
+    if let Err(why) = prerequisites() {
+        return skip_or_fail(&why);
+    }
+    let pcap = captures().remove(0);
+    let ns = Netns::new("fan");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("events.jsonl");
+    let sensor = start_sensor(&ns, &out, &["--capture-threads", "2", "--workers", "1"]);
+    ns.exec(&[
+        "tcpreplay",
+        "-q",
+        "-i",
+        "veth0",
+        "--pps",
+        "4000",
+        pcap.to_str().expect("path"),
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    stop_sensor(sensor);
+    let text = std::fs::read_to_string(&out).expect("read events");
+    let st = last_stats(&text);
+    assert_eq!(
+        st["stats"]["queue_full"].as_array().map(|a| a.len()),
+        Some(2),
+        "one queue per capture thread's worker"
+    );
+    assert_eq!(
+        flows(&text),
+        flows(&replay_text(&pcap)),
+        "flows differ with two capture threads"
+    );
+}
