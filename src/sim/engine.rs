@@ -146,6 +146,9 @@ impl Ord for Pkt {
     }
 }
 
+/// Fires of one stream at one microsecond before the scheduler moves it on (livelock guard).
+const MAX_SAME_TIME_FIRES: u32 = 16;
+
 /// A man-in-the-middle relay installed on a stream's output: frames between MACs `a` and
 /// `b` inside one of `windows` are sent to `attacker` and forwarded by it (TTL − 1).
 #[derive(Debug, Clone)]
@@ -330,6 +333,8 @@ pub fn run(
     let mut heap: BinaryHeap<Reverse<Pkt>> = BinaryHeap::new();
     let mut delivered = 0u64;
     let limit = limit.unwrap_or(u64::MAX);
+    // (stream, time, fires at that time) of the stream last fired again at the same time.
+    let mut same_time: (u32, u64, u32) = (u32::MAX, 0, 0);
     while let Some(Reverse((t, i))) = queue.pop() {
         while heap.peek().is_some_and(|p| p.0.ts < t) {
             if let Some(Reverse(p)) = heap.pop() {
@@ -349,8 +354,24 @@ pub fn run(
             heap.push(Reverse(p));
         }
         if let Some(nt) = slot.stream.next_time() {
-            // A stream must make progress; clamp to avoid livelock on a buggy stream.
-            let nt = nt.max(t + 1);
+            // Two deadlines of one stream can fall on the same microsecond (a video frame
+            // and an RTSP keepalive, say): the stream is fired again at the same time for
+            // the second one. A stream must still make progress, so after
+            // `MAX_SAME_TIME_FIRES` fires at one time it is moved on by a microsecond.
+            let nt = if nt <= t {
+                if same_time.0 == i && same_time.1 == t {
+                    same_time.2 += 1;
+                } else {
+                    same_time = (i, t, 1);
+                }
+                if same_time.2 < MAX_SAME_TIME_FIRES {
+                    t
+                } else {
+                    t + 1
+                }
+            } else {
+                nt
+            };
             if nt < end_us {
                 queue.push(Reverse((nt, i)));
             }
@@ -366,4 +387,92 @@ pub fn run(
         }
     }
     Ok(delivered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    /// Two deadlines that can fall on the same microsecond, handled one per fire with
+    /// `==` tests (the camera's video stream does this).
+    struct TwoClocks {
+        a: u64,
+        b: u64,
+        fired: Rc<Cell<(u32, u32)>>,
+    }
+
+    impl Stream for TwoClocks {
+        fn next_time(&self) -> Option<u64> {
+            Some(self.a.min(self.b))
+        }
+        fn fire(&mut self, out: &mut Out) {
+            let now = out.now;
+            let (fa, fb) = self.fired.get();
+            if now == self.a {
+                self.fired.set((fa + 1, fb));
+                self.a = now + 1_000;
+            } else if now == self.b {
+                self.fired.set((fa, fb + 1));
+                self.b = now + 1_000;
+            }
+            out.push(now, vec![0u8; 14]);
+        }
+    }
+
+    struct Count(u64);
+    impl Sink for Count {
+        fn packet(&mut self, _: &Pkt) -> Result<(), SimError> {
+            self.0 += 1;
+            Ok(())
+        }
+    }
+
+    /// A stream whose next time never advances.
+    struct Stuck;
+    impl Stream for Stuck {
+        fn next_time(&self) -> Option<u64> {
+            Some(5)
+        }
+        fn fire(&mut self, out: &mut Out) {
+            out.push(out.now, vec![0u8; 14]);
+        }
+    }
+
+    fn slot(stream: Box<dyn Stream>) -> Vec<Slot> {
+        vec![Slot {
+            name: "test".into(),
+            group: "test".into(),
+            stream,
+            out: Out::new(0, Tag::benign(0), 0),
+        }]
+    }
+
+    #[test]
+    fn coinciding_deadlines_both_fire_without_spinning() {
+        let fired = Rc::new(Cell::new((0, 0)));
+        let mut slots = slot(Box::new(TwoClocks {
+            a: 10,
+            b: 10,
+            fired: fired.clone(),
+        }));
+        let mut c = Count(0);
+        let n = run(&mut slots, 10_010, None, &mut c).unwrap_or_default();
+        // Ten deadlines of each clock in [10, 10 010): both fire every time, and there is
+        // one fire (one packet) per deadline, not one per microsecond.
+        assert_eq!(fired.get(), (10, 10));
+        assert_eq!(n, 20);
+        assert_eq!(c.0, 20);
+    }
+
+    #[test]
+    fn a_stuck_stream_is_moved_on() {
+        let mut slots = slot(Box::new(Stuck));
+        let mut c = Count(0);
+        let n = run(&mut slots, 100, None, &mut c).unwrap_or_default();
+        // From t = 5 to 99: at most MAX_SAME_TIME_FIRES fires at each microsecond.
+        assert!(n <= 95 * u64::from(MAX_SAME_TIME_FIRES), "{n}");
+        assert!(n >= 95, "{n}");
+    }
 }
