@@ -28,6 +28,10 @@ pub enum Command {
     Simulate(flowsentry::sim::SimulateArgs),
     /// Train a model bundle on benign captures and calibrate its thresholds.
     Train(TrainArgs),
+    /// Measure detection on a labelled capture (ROC/PR-AUC, TPR at fixed FPR, episode
+    /// recall, false incidents per device per day, time-to-detect) against the global
+    /// forest baseline.
+    Eval(EvalArgs),
     /// Configuration file tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -60,6 +64,133 @@ pub struct TrainArgs {
     /// Output model file.
     #[arg(long, value_name = "MODEL")]
     pub out: PathBuf,
+}
+
+/// `flowsentry eval`.
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// Labelled captures (the simulator's `capture.pcap`), in time order.
+    #[arg(long = "pcap", required = true, num_args = 1.., value_name = "FILE")]
+    pub pcaps: Vec<PathBuf>,
+    /// Flow labels (the simulator's `labels.jsonl`).
+    #[arg(long, value_name = "FILE")]
+    pub labels: PathBuf,
+    /// Attack episodes [default: `episodes.jsonl` beside the labels].
+    #[arg(long, value_name = "FILE")]
+    pub episodes: Option<PathBuf>,
+    /// Device inventory [default: `inventory.toml` beside the labels, when present].
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Model file (default: the model built into the binary).
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Modes to run side by side: per-class (inventory classes), inferred (classes
+    /// inferred from traffic), global (one pooled forest: the baseline), and the forests
+    /// alone without the envelope guard and rules (per-class-forest, global-forest).
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["per-class", "inferred", "global", "per-class-forest", "global-forest"])]
+    pub modes: Vec<EvalMode>,
+    /// The report as one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Flow-table worker threads for the replay (figures do not depend on it).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// TOML config file (its `[flow]` section; flags override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Flow-table overrides.
+    #[command(flatten)]
+    pub flow: FlowArgs,
+}
+
+/// `flowsentry eval --modes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalMode {
+    /// Per-class forests, classes from the inventory.
+    PerClass,
+    /// Per-class forests, classes inferred from traffic.
+    Inferred,
+    /// One global forest for every device (baseline).
+    Global,
+    /// Ablation: the per-class forests alone, no envelope guard or rules.
+    PerClassForest,
+    /// Ablation: the global forest alone.
+    GlobalForest,
+}
+
+impl EvalArgs {
+    /// Checked evaluation options.
+    pub fn to_options(&self) -> Result<flowsentry::eval::EvalOptions, String> {
+        let mut cfg = load(&self.config).map_err(|e| e.to_string())?;
+        apply_flow(&mut cfg, &self.flow);
+        cfg.validate().map_err(|e| e.to_string())?;
+        let flow = cfg.flow.to_flow_config().map_err(|e| e.to_string())?;
+        let dir = self
+            .labels
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
+        // Beside the labels: `labels.jsonl` -> `episodes.jsonl`, `inventory.toml` (a
+        // simulator output directory); `X.labels.jsonl` -> `X.episodes.jsonl`,
+        // `X.inventory.toml` (the committed fixtures).
+        let sibling = |what: &str| -> PathBuf {
+            let name = self
+                .labels
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("");
+            match name.strip_suffix("labels.jsonl") {
+                Some(prefix) if !prefix.is_empty() => dir.join(format!("{prefix}{what}")),
+                _ => dir.join(what),
+            }
+        };
+        let inventory = self.inventory.clone().or_else(|| {
+            let p = sibling("inventory.toml");
+            p.exists().then_some(p)
+        });
+        let model = match &self.model {
+            Some(p) => (
+                std::fs::read(p)
+                    .map_err(|e| format!("{}: cannot read model file: {e}", p.display()))?,
+                p.display().to_string(),
+            ),
+            None if flowsentry::model::BUILTIN_MODEL.is_empty() => {
+                return Err("this build has no built-in model; pass --model FILE".into())
+            }
+            None => (
+                flowsentry::model::BUILTIN_MODEL.to_vec(),
+                "<built-in default model>".to_string(),
+            ),
+        };
+        let mut modes: Vec<flowsentry::eval::Mode> = self
+            .modes
+            .iter()
+            .map(|m| match m {
+                EvalMode::PerClass => flowsentry::eval::Mode::PerClass,
+                EvalMode::Inferred => flowsentry::eval::Mode::Inferred,
+                EvalMode::Global => flowsentry::eval::Mode::Global,
+                EvalMode::PerClassForest => flowsentry::eval::Mode::PerClassForest,
+                EvalMode::GlobalForest => flowsentry::eval::Mode::GlobalForest,
+            })
+            .collect();
+        modes.sort();
+        modes.dedup();
+        Ok(flowsentry::eval::EvalOptions {
+            pcaps: self.pcaps.clone(),
+            episodes: self
+                .episodes
+                .clone()
+                .unwrap_or_else(|| sibling("episodes.jsonl")),
+            labels: self.labels.clone(),
+            inventory,
+            model,
+            flow,
+            modes,
+            workers: self
+                .workers
+                .unwrap_or_else(flowsentry::pipeline::default_workers),
+        })
+    }
 }
 
 /// `flowsentry config ...`.

@@ -24,6 +24,7 @@ pub mod decode;
 pub mod detect;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod event;
 pub mod features;
 pub mod flow;

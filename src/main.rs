@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Train(a) => train(&a),
+        Command::Eval(a) => eval(&a),
         Command::Config(ConfigCommand::Check { file }) => {
             match flowsentry::config::ConfigFile::load(&file).and_then(|c| c.validate()) {
                 Ok(()) => {
@@ -176,6 +177,40 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
     }
 }
 
+fn eval(a: &cli::EvalArgs) -> ExitCode {
+    let opts = match a.to_options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("flowsentry eval: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match flowsentry::eval::evaluate(&opts) {
+        Ok(report) => {
+            if a.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("flowsentry eval: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", flowsentry::eval::render(&report));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e @ flowsentry::eval::EvalError::Input(_)) => {
+            eprintln!("flowsentry eval: {e}");
+            ExitCode::from(EXIT_INPUT)
+        }
+        Err(e) => {
+            eprintln!("flowsentry eval: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn train(a: &cli::TrainArgs) -> ExitCode {
     if !(a.target_fpr > 0.0 && a.target_fpr < 1.0) {
         eprintln!(
@@ -210,8 +245,14 @@ fn train(a: &cli::TrainArgs) -> ExitCode {
         .unwrap_or_default();
     println!("model {} written to {}", id, a.out.display());
     println!(
-        "{:<12} {:>10} {:>12} {:>10} {:>16}",
-        "class", "train rows", "calib rows", "threshold", "calibration FPR"
+        "{:<12} {:>10} {:>12} {:>10} {:>16} {:>10} {:>16}",
+        "class",
+        "train rows",
+        "calib rows",
+        "threshold",
+        "forest calib FPR",
+        "envelope",
+        "either calib FPR"
     );
     for r in &report {
         let name = if r.class == flowsentry::device::DeviceClass::Unknown {
@@ -220,12 +261,14 @@ fn train(a: &cli::TrainArgs) -> ExitCode {
             r.class.as_str()
         };
         println!(
-            "{:<12} {:>10} {:>12} {:>10.4} {:>15.3}%",
+            "{:<12} {:>10} {:>12} {:>10.4} {:>15.3}% {:>10.4} {:>15.3}%",
             name,
             r.n_train,
             r.n_calibration,
             r.threshold,
-            r.calibration_fpr * 100.0
+            r.calibration_fpr * 100.0,
+            r.envelope_threshold,
+            r.union_fpr * 100.0
         );
     }
     println!(

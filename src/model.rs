@@ -34,7 +34,7 @@ pub static BUILTIN_MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/defa
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"FSMODEL\0";
 /// Format major version.
-pub const FORMAT_MAJOR: u16 = 1;
+pub const FORMAT_MAJOR: u16 = 2;
 /// Format minor version.
 pub const FORMAT_MINOR: u16 = 0;
 /// Largest body accepted (bytes).
@@ -125,6 +125,11 @@ pub struct ClassModel {
     pub n_train: u64,
     /// Calibration rows.
     pub n_calibration: u64,
+    /// Training-envelope guard threshold: the (1 - target FPR / 2) quantile of
+    /// calibration envelope excesses ([`crate::detect::envelope`]).
+    pub envelope_threshold: f64,
+    /// False-positive rate of the envelope guard on the calibration data.
+    pub envelope_calibration_fpr: f64,
 }
 
 /// Where and how the bundle was trained.
@@ -282,6 +287,12 @@ impl ModelBundle {
                 return Err(format!(
                     "{} threshold {} is not in (0, 1]",
                     m.class, m.threshold
+                ));
+            }
+            if !(m.envelope_threshold.is_finite() && m.envelope_threshold >= 0.0) {
+                return Err(format!(
+                    "{} envelope threshold {} is not a finite non-negative number",
+                    m.class, m.envelope_threshold
                 ));
             }
         }

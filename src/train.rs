@@ -6,6 +6,7 @@
 //! inputs, inventory and seed give a byte-identical model file.
 
 use crate::capture::{Backend, Input};
+use crate::detect::envelope;
 use crate::detect::rules::ModbusWriteRule;
 use crate::device::{
     ClassInference, DeviceClass, DeviceProfile, DeviceResolver, Inventory, ResolverConfig,
@@ -97,8 +98,33 @@ pub struct ClassReport {
     pub n_calibration: u64,
     /// Threshold.
     pub threshold: f64,
-    /// Achieved calibration FPR.
+    /// Achieved calibration FPR of the forest.
     pub calibration_fpr: f64,
+    /// Envelope guard threshold.
+    pub envelope_threshold: f64,
+    /// Achieved calibration FPR of forest or guard (a flow alerted by either).
+    pub union_fpr: f64,
+}
+
+/// Share of `v` above `t`.
+fn share_above(v: &[f64], t: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.iter().filter(|&&x| x > t).count() as f64 / v.len() as f64
+}
+
+/// Share of calibration rows the forest (`s > thr`) or the guard (`e > ethr`) alerts.
+fn union_fpr(s: &[f64], e: &[f64], thr: f64, ethr: f64) -> f64 {
+    if s.is_empty() {
+        return 0.0;
+    }
+    let n = s
+        .iter()
+        .zip(e)
+        .filter(|(&a, &b)| a > thr || b > ethr)
+        .count();
+    n as f64 / s.len() as f64
 }
 
 /// Replays captures (single-threaded, in order) and returns their flow records.
@@ -238,6 +264,8 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
             calibration_fpr: 0.0,
             n_train: n as u64,
             n_calibration: 0,
+            envelope_threshold: 0.0,
+            envelope_calibration_fpr: 0.0,
         });
     }
     let mut pooled_model = ClassModel {
@@ -247,6 +275,8 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
         calibration_fpr: 0.0,
         n_train: (pooled.len() / N_FEATURES) as u64,
         n_calibration: 0,
+        envelope_threshold: 0.0,
+        envelope_calibration_fpr: 0.0,
     };
 
     // Device-class inference from the inventory devices' traffic windows.
@@ -271,7 +301,12 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
     let mut resolver = DeviceResolver::new(inventory, inference.clone(), ResolverConfig::default());
     let mut extractor = FeatureExtractor::new(tables.clone());
     let mut scores: BTreeMap<DeviceClass, Vec<f64>> = BTreeMap::new();
+    let mut env_scores: BTreeMap<DeviceClass, Vec<f64>> = BTreeMap::new();
     let mut pooled_scores: Vec<f64> = Vec::new();
+    let mut pooled_env: Vec<f64> = Vec::new();
+    // The forest and the envelope guard each get half of the target FPR, so a flow is
+    // alerted by either at most at the target rate.
+    let half = o.target_fpr / 2.0;
     for rec in calib {
         for (side, dev) in resolver.monitored(rec).into_iter().flatten() {
             let class = dev.assignment.class;
@@ -280,22 +315,38 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
             // threshold is calibrated below on all calibration traffic.
             if let Some(m) = classes.iter().find(|m| m.class == class) {
                 scores.entry(class).or_default().push(m.forest.score(&fv.0));
+                // The guard applies to operator-listed devices only (see detect::envelope).
+                let e = if dev.assignment.source == crate::device::ClassSource::Inventory {
+                    envelope::score_only(&fv.0, m.forest.feature_ranges())
+                } else {
+                    0.0
+                };
+                env_scores.entry(class).or_default().push(e);
             }
         }
     }
     let mut report = Vec::new();
     for m in classes.iter_mut() {
-        let mut s = scores.remove(&m.class).unwrap_or_default();
-        m.n_calibration = s.len() as u64;
-        let (thr, fpr) = quantile_threshold(&mut s, o.target_fpr);
+        let s0 = scores.remove(&m.class).unwrap_or_default();
+        let e0 = env_scores.remove(&m.class).unwrap_or_default();
+        m.n_calibration = s0.len() as u64;
+        let (thr, fpr) = quantile_threshold(&mut s0.clone(), half);
         m.threshold = thr;
         m.calibration_fpr = fpr;
+        let (ethr, _) = quantile_threshold(&mut e0.clone(), half);
+        let ethr = ethr.max(envelope::MIN_THRESHOLD);
+        let efpr = share_above(&e0, ethr);
+        m.envelope_threshold = ethr;
+        m.envelope_calibration_fpr = efpr;
+        let ufpr = union_fpr(&s0, &e0, thr, ethr);
         report.push(ClassReport {
             class: m.class,
             n_train: m.n_train,
             n_calibration: m.n_calibration,
             threshold: thr,
             calibration_fpr: fpr,
+            envelope_threshold: ethr,
+            union_fpr: ufpr,
         });
     }
     // The pooled model's threshold: calibrated on everything it scores, and on the whole
@@ -315,18 +366,31 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
                     },
                 );
                 pooled_scores.push(pooled_model.forest.score(&fv.0));
+                pooled_env.push(envelope::score_only(
+                    &fv.0,
+                    pooled_model.forest.feature_ranges(),
+                ));
             }
         }
         pooled_model.n_calibration = pooled_scores.len() as u64;
-        let (thr, fpr) = quantile_threshold(&mut pooled_scores, o.target_fpr);
+        let ufpr_of = |thr: f64, ethr: f64| union_fpr(&pooled_scores, &pooled_env, thr, ethr);
+        let (thr, fpr) = quantile_threshold(&mut pooled_scores.clone(), half);
         pooled_model.threshold = thr;
         pooled_model.calibration_fpr = fpr;
+        let (ethr, _) = quantile_threshold(&mut pooled_env.clone(), half);
+        let ethr = ethr.max(envelope::MIN_THRESHOLD);
+        let efpr = share_above(&pooled_env, ethr);
+        let ufpr = ufpr_of(thr, ethr);
+        pooled_model.envelope_threshold = ethr;
+        pooled_model.envelope_calibration_fpr = efpr;
         report.push(ClassReport {
             class: DeviceClass::Unknown,
             n_train: pooled_model.n_train,
             n_calibration: pooled_model.n_calibration,
             threshold: thr,
             calibration_fpr: fpr,
+            envelope_threshold: ethr,
+            union_fpr: ufpr,
         });
     }
 

@@ -2,6 +2,12 @@
 //! burst of suspicious activity rather than one per flow. An incident stays open while
 //! alerts for the same device keep arriving less than the window apart (packet time) and
 //! is written when the gap passes or the input ends.
+//!
+//! A group is written as an incident only with enough evidence: at least `min_alerts`
+//! alerts, or one alert of a rule detector (ARP binding change, Modbus write from an
+//! unknown master, new public peer), whose alerts are certain by construction. A single
+//! score-based alert stays an `anomaly` event for search and forensics but does not open
+//! a triage item; the groups left out are counted.
 
 use crate::time::{Nanos, Timestamp};
 use serde::Serialize;
@@ -90,24 +96,43 @@ fn top<K: Clone + Ord>(m: &BTreeMap<K, u64>) -> Vec<(K, u64)> {
 #[derive(Debug)]
 pub struct IncidentTracker {
     window: Nanos,
+    min_alerts: u64,
+    certain: &'static [&'static str],
     open: BTreeMap<String, Open>,
     /// Incidents written so far.
     pub closed: u64,
+    /// Alert groups closed without enough evidence for an incident.
+    pub below_evidence: u64,
 }
 
 impl IncidentTracker {
-    /// A tracker grouping alerts less than `window` apart.
+    /// A tracker grouping alerts less than `window` apart; every group is an incident.
     pub fn new(window: Nanos) -> Self {
+        Self::with_evidence(window, 1, &[])
+    }
+
+    /// A tracker that writes a group as an incident only when it holds `min_alerts`
+    /// alerts or one alert of a detector in `certain`.
+    pub fn with_evidence(window: Nanos, min_alerts: u64, certain: &'static [&'static str]) -> Self {
         IncidentTracker {
             window,
+            min_alerts: min_alerts.max(1),
+            certain,
             open: BTreeMap::new(),
             closed: 0,
+            below_evidence: 0,
         }
     }
 
-    fn close(&mut self, id: &str, o: Open, at: Timestamp) -> Incident {
+    fn close(&mut self, id: &str, o: Open, at: Timestamp) -> Option<Incident> {
+        let enough =
+            o.alerts >= self.min_alerts || o.detectors.keys().any(|d| self.certain.contains(d));
+        if !enough {
+            self.below_evidence += 1;
+            return None;
+        }
         self.closed += 1;
-        Incident {
+        Some(Incident {
             incident_id: format!("{}@{}", id, o.start.as_micros()),
             device_id: id.to_string(),
             class: o.class,
@@ -121,7 +146,7 @@ impl IncidentTracker {
             top_peers: top(&o.peers),
             top_features: top(&o.features),
             first_flow_id: o.first_flow_id,
-        }
+        })
     }
 
     /// Adds an alert; returns an incident of the same device that it closed (a gap longer
@@ -132,7 +157,7 @@ impl IncidentTracker {
             if a.ts.since(o.end) > self.window {
                 if let Some(o) = self.open.remove(a.device_id) {
                     let at = o.end.plus(self.window);
-                    closed = Some(self.close(a.device_id, o, at));
+                    closed = self.close(a.device_id, o, at);
                 }
             }
         }
@@ -182,7 +207,7 @@ impl IncidentTracker {
         for id in due {
             if let Some(o) = self.open.remove(&id) {
                 let at = o.end.plus(self.window);
-                out.push(self.close(&id, o, at));
+                out.extend(self.close(&id, o, at));
             }
         }
     }
@@ -192,7 +217,7 @@ impl IncidentTracker {
         let mut all: Vec<(String, Open)> = std::mem::take(&mut self.open).into_iter().collect();
         all.sort_by(|a, b| a.1.start.cmp(&b.1.start).then_with(|| a.0.cmp(&b.0)));
         for (id, o) in all {
-            out.push(self.close(&id, o, now));
+            out.extend(self.close(&id, o, now));
         }
     }
 }
@@ -230,5 +255,22 @@ mod tests {
         t.finish(Timestamp::from_secs_nanos(700, 0), &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(t.closed, 3);
+    }
+
+    #[test]
+    fn single_score_alerts_need_company_but_rule_alerts_do_not() {
+        let mut t = IncidentTracker::with_evidence(Nanos::from_secs(300), 2, &["arp"]);
+        t.add(&alert("cam", 0));
+        t.add(&alert("plc", 0));
+        t.add(&alert("plc", 10));
+        let mut rule = alert("hub", 5);
+        rule.detector = "arp";
+        t.add(&rule);
+        let mut out = Vec::new();
+        t.finish(Timestamp::from_secs_nanos(1000, 0), &mut out);
+        let ids: Vec<&str> = out.iter().map(|i| i.device_id.as_str()).collect();
+        assert_eq!(ids, ["plc", "hub"]);
+        assert_eq!(t.below_evidence, 1);
+        assert_eq!(t.closed, 2);
     }
 }

@@ -7,6 +7,7 @@
 //! Everything here runs on packet time in record order, so the same input gives the same
 //! events whatever the worker count.
 
+pub mod envelope;
 pub mod incident;
 pub mod rules;
 
@@ -31,24 +32,45 @@ pub const DETECTOR_IFOREST: &str = "iforest";
 pub const DETECTOR_MODBUS: &str = "modbus_write_unknown_master";
 /// Detector tag of the ARP rule.
 pub const DETECTOR_ARP: &str = "arp_binding_change";
+/// Detector tag of the training-envelope guard.
+pub const DETECTOR_ENVELOPE: &str = "envelope";
+/// Detector tag of the new-public-peer rule.
+pub const DETECTOR_NEW_PEER: &str = "new_public_peer";
+/// The rule detectors: one of their alerts is evidence enough for an incident.
+pub const RULE_DETECTORS: [&str; 3] = [DETECTOR_ARP, DETECTOR_MODBUS, DETECTOR_NEW_PEER];
 
 /// Detector settings.
 #[derive(Debug, Clone)]
 pub struct DetectorConfig {
     /// Alerts of one device less than this apart form one incident. Default 300 s.
     pub incident_window: Nanos,
+    /// Score-based alerts (forest, envelope) a group needs to become an incident; one
+    /// rule alert is always enough. Default 2.
+    pub incident_min_alerts: u64,
     /// Features listed in an explanation. Default 5.
     pub top_features: usize,
     /// Device resolution.
     pub resolver: ResolverConfig,
+    /// Score every device with the pooled model (one global forest trained on all classes,
+    /// with its own threshold) instead of its class's forest: the evaluation baseline.
+    pub global_model: bool,
+    /// Alert when a device talks to a public network (/24, /48) it never talked to in
+    /// training (its class's when the device itself was not in training). Default on.
+    pub new_public_peer: bool,
+    /// The forest alone: no envelope guard and no rules (an evaluation ablation).
+    pub forest_only: bool,
 }
 
 impl Default for DetectorConfig {
     fn default() -> Self {
         DetectorConfig {
             incident_window: Nanos::from_secs(300),
+            incident_min_alerts: 2,
             top_features: 5,
             resolver: ResolverConfig::default(),
+            global_model: false,
+            new_public_peer: true,
+            forest_only: false,
         }
     }
 }
@@ -71,12 +93,39 @@ pub struct Verdict {
     /// Per-feature attribution (sums to 1); computed only for anomalous verdicts (all
     /// zero otherwise).
     pub contributions: [f64; N_FEATURES],
+    /// Envelope guard score (distance outside the class's training range).
+    pub envelope: f64,
+    /// The class's envelope threshold.
+    pub envelope_threshold: f64,
+    /// Per-feature excess behind `envelope`.
+    pub excess: [f64; N_FEATURES],
+    /// The peer is a public network the device (or its class) never met in training.
+    pub new_public_peer: bool,
 }
 
 impl Verdict {
-    /// Above the threshold.
-    pub fn anomalous(&self) -> bool {
+    /// The forest's score is above its threshold.
+    pub fn forest_alert(&self) -> bool {
         self.score > self.threshold
+    }
+
+    /// The envelope guard is above its threshold.
+    pub fn envelope_alert(&self) -> bool {
+        self.envelope > self.envelope_threshold
+    }
+
+    /// Forest or envelope guard above threshold.
+    pub fn anomalous(&self) -> bool {
+        self.forest_alert() || self.envelope_alert()
+    }
+
+    /// One number that is positive exactly when [`Verdict::anomalous`]: the larger of the
+    /// forest's margin (score − threshold, in (−1, 1)) and the guard's margin mapped into
+    /// (−0.5, 0.5). Used to rank flows for ROC/PR curves.
+    pub fn margin(&self) -> f64 {
+        let d = self.envelope - self.envelope_threshold;
+        let env = 0.5 * d / (1.0 + d.abs());
+        (self.score - self.threshold).max(env)
     }
 }
 
@@ -91,8 +140,13 @@ pub struct DetectCounters {
     pub alerts: BTreeMap<&'static str, u64>,
     /// Incidents written.
     pub incidents: u64,
+    /// Alert groups closed without enough evidence to be written as incidents.
+    pub incidents_below_evidence: u64,
     /// Monitored devices by class source.
     pub devices: BTreeMap<&'static str, u64>,
+    /// New-public-peer alerts not written because the same device met the same network
+    /// less than an incident window before (one alert per device and network per window).
+    pub suppressed: u64,
 }
 
 #[derive(Serialize)]
@@ -123,16 +177,27 @@ struct ModelJson<'a> {
 }
 
 #[derive(Serialize)]
+struct EnvelopeJson {
+    score: f64,
+    threshold: f64,
+}
+
+#[derive(Serialize)]
 struct AnomalyEvent<'a> {
     #[serde(flatten)]
     flow: FlowEventJson,
     detector: &'static str,
+    /// Every detector that fired on this flow side (`detector` is the first of them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    detectors: Vec<&'static str>,
     detected_at: String,
     device: DeviceJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     score: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     threshold: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    envelope: Option<EnvelopeJson>,
     model: ModelJson<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     explanation: Vec<FeatureJson>,
@@ -221,6 +286,8 @@ pub struct Detector {
     seen_devices: std::collections::BTreeSet<String>,
     verdicts: Vec<Verdict>,
     pending: Vec<Incident>,
+    /// Last new-public-peer alert per (device, network), for suppression.
+    peer_alerts: BTreeMap<(String, crate::features::PeerKey), Timestamp>,
     clock: Timestamp,
     next_expiry: Timestamp,
 }
@@ -243,13 +310,18 @@ impl Detector {
             extractor,
             arp: ArpWatcher::default(),
             modbus,
-            incidents: IncidentTracker::new(cfg.incident_window),
+            incidents: IncidentTracker::with_evidence(
+                cfg.incident_window,
+                cfg.incident_min_alerts,
+                &RULE_DETECTORS,
+            ),
             cfg,
             counters: DetectCounters::default(),
             summary: BTreeMap::new(),
             seen_devices: Default::default(),
             verdicts: Vec::new(),
             pending: Vec::new(),
+            peer_alerts: BTreeMap::new(),
             clock: Timestamp(i64::MIN),
             next_expiry: Timestamp(i64::MIN),
         }
@@ -266,7 +338,11 @@ impl Detector {
         let sides = self.resolver.monitored(rec);
         for (side, dev) in sides.into_iter().flatten() {
             let class = dev.assignment.class;
-            let m = self.bundle.model_for(class);
+            let m = if self.cfg.global_model {
+                &self.bundle.pooled
+            } else {
+                self.bundle.model_for(class)
+            };
             let fv = self.extractor.extract(
                 rec,
                 side,
@@ -279,6 +355,23 @@ impl Detector {
             if score > m.threshold {
                 score = m.forest.score_explained(&fv.0, &mut contrib);
             }
+            let mut excess = [0f64; N_FEATURES];
+            // The guard compares a device with its class's training envelope, which only
+            // describes it when the operator listed its class (an inferred "camera" may
+            // be the NVR receiving the video).
+            let env = if self.cfg.forest_only {
+                0.0
+            } else if dev.assignment.source == crate::device::ClassSource::Inventory
+                || self.cfg.global_model
+            {
+                envelope::score(&fv.0, m.forest.feature_ranges(), &mut excess)
+            } else {
+                0.0
+            };
+            let new_public_peer = self.cfg.new_public_peer
+                && !self.cfg.forest_only
+                && fv.0[crate::features::idx::PEER_PUBLIC] >= 1.0
+                && fv.0[crate::features::idx::PEER_FAM] <= 0.0;
             self.counters.scored += 1;
             *self
                 .counters
@@ -295,9 +388,23 @@ impl Detector {
                 threshold: m.threshold,
                 features: fv,
                 contributions: contrib,
+                envelope: env,
+                envelope_threshold: if self.cfg.forest_only {
+                    f64::INFINITY
+                } else {
+                    m.envelope_threshold
+                },
+                excess,
+                new_public_peer,
                 device: dev,
             });
         }
+        &self.verdicts
+    }
+
+    /// The verdicts of the last record handed to [`Detector::score`] or
+    /// [`FlowObserver::on_flow`] (one per monitored side).
+    pub fn last_verdicts(&self) -> &[Verdict] {
         &self.verdicts
     }
 
@@ -315,15 +422,30 @@ impl Detector {
         }
     }
 
+    /// The explaining features: the forest's attribution when the forest alerted, else the
+    /// envelope excess shares.
+    fn weights(v: &Verdict) -> [f64; N_FEATURES] {
+        if v.forest_alert() {
+            return v.contributions;
+        }
+        let total: f64 = v.excess.iter().sum();
+        let mut w = [0f64; N_FEATURES];
+        if total > 0.0 {
+            for (o, e) in w.iter_mut().zip(&v.excess) {
+                *o = e / total;
+            }
+        }
+        w
+    }
+
     fn explanation(&self, v: &Verdict) -> Vec<FeatureJson> {
         let m = self.bundle.model_for(v.model_class);
         let ranges = m.forest.feature_ranges();
-        let mut idx: Vec<usize> = (0..N_FEATURES)
-            .filter(|&i| v.contributions[i] > 0.0)
-            .collect();
+        let weights = Self::weights(v);
+        let mut idx: Vec<usize> = (0..N_FEATURES).filter(|&i| weights[i] > 0.0).collect();
         idx.sort_by(|&a, &b| {
-            v.contributions[b]
-                .partial_cmp(&v.contributions[a])
+            weights[b]
+                .partial_cmp(&weights[a])
                 .unwrap_or(std::cmp::Ordering::Equal)
                 .then(a.cmp(&b))
         });
@@ -336,7 +458,7 @@ impl Detector {
                 FeatureJson {
                     name: FEATURE_NAMES[i],
                     value: r3(f64::from(val)),
-                    contribution: r3(v.contributions[i]),
+                    contribution: r3(weights[i]),
                     train_min: r3(f64::from(lo)),
                     train_max: r3(f64::from(hi)),
                     outside_training_range: val < lo || val > hi,
@@ -347,7 +469,7 @@ impl Detector {
 
     fn top_feature(v: &Verdict) -> Option<&'static str> {
         let mut best: Option<(usize, f64)> = None;
-        for (i, &c) in v.contributions.iter().enumerate() {
+        for (i, &c) in Self::weights(v).iter().enumerate() {
             if c > 0.0 && best.is_none_or(|(_, b)| c > b) {
                 best = Some((i, c));
             }
@@ -393,6 +515,8 @@ impl Detector {
             return Ok(());
         }
         self.next_expiry = self.clock.plus(Nanos::from_secs(1));
+        let (clock, window) = (self.clock, self.cfg.incident_window);
+        self.peer_alerts.retain(|_, t| clock.since(*t) < window);
         self.incidents.expire(self.clock, &mut self.pending);
         let pending = std::mem::take(&mut self.pending);
         for inc in &pending {
@@ -437,30 +561,74 @@ impl FlowObserver for Detector {
         let detected_at = now.to_eve_string();
         self.score(rec);
         let verdicts = std::mem::take(&mut self.verdicts);
-        for v in verdicts.iter().filter(|v| v.anomalous()) {
-            let ip = match v.side {
-                Side::Orig => rec.orig.addr,
-                Side::Resp => rec.resp.addr,
-            };
+        for v in &verdicts {
             let peer = match v.side {
                 Side::Orig => rec.resp.addr,
                 Side::Resp => rec.orig.addr,
             };
-            let m = self.bundle.model_for(v.model_class);
+            let mut detectors: Vec<&'static str> = Vec::new();
+            if v.forest_alert() {
+                detectors.push(DETECTOR_IFOREST);
+            }
+            if v.envelope_alert() {
+                detectors.push(DETECTOR_ENVELOPE);
+            }
+            if v.new_public_peer {
+                let key = (v.device.id.to_string(), crate::features::peer_key(&peer));
+                let recent = self
+                    .peer_alerts
+                    .get(&key)
+                    .is_some_and(|&t| rec.last_ts.since(t) < self.cfg.incident_window);
+                if detectors.is_empty() && recent {
+                    self.counters.suppressed += 1;
+                } else {
+                    detectors.push(DETECTOR_NEW_PEER);
+                    self.peer_alerts.insert(key, rec.last_ts);
+                }
+            }
+            let Some(&detector) = detectors.first() else {
+                continue;
+            };
+            let ip = match v.side {
+                Side::Orig => rec.orig.addr,
+                Side::Resp => rec.resp.addr,
+            };
+            let m = if self.cfg.global_model {
+                &self.bundle.pooled
+            } else {
+                self.bundle.model_for(v.model_class)
+            };
+            let rule = (detector == DETECTOR_NEW_PEER).then(|| RuleJson {
+                name: DETECTOR_NEW_PEER,
+                detail: format!(
+                    "{} talks to {}, in a public network it never talked to in the training window",
+                    ip.to_ip(),
+                    peer.to_ip()
+                ),
+            });
             let ev = AnomalyEvent {
                 flow: flow_json(rec, "anomaly"),
-                detector: DETECTOR_IFOREST,
+                detector,
+                detectors: detectors.clone(),
                 detected_at: detected_at.clone(),
                 device: Self::device_json(&v.device, v.side, ip),
                 score: Some((v.score * 1e6).round() / 1e6),
                 threshold: Some((v.threshold * 1e6).round() / 1e6),
+                envelope: Some(EnvelopeJson {
+                    score: (v.envelope * 1e6).round() / 1e6,
+                    threshold: (v.envelope_threshold * 1e6).round() / 1e6,
+                }),
                 model: ModelJson {
                     id: &self.model_id,
                     class: m.class.as_str(),
                     calibration_fpr: m.calibration_fpr,
                 },
-                explanation: self.explanation(v),
-                rule: None,
+                explanation: if v.anomalous() {
+                    self.explanation(v)
+                } else {
+                    Vec::new()
+                },
+                rule,
             };
             w.write_value(&ev)?;
             let alert = AlertRef {
@@ -468,15 +636,24 @@ impl FlowObserver for Detector {
                 class: v.device.assignment.class.as_str(),
                 class_source: source_name(&v.device),
                 ts: rec.last_ts,
-                detector: DETECTOR_IFOREST,
-                score: v.score,
+                detector,
+                score: if v.anomalous() { v.score } else { 1.0 },
                 peer: peer.to_ip().to_string(),
                 flow_id: flow_id(rec),
-                top_feature: Self::top_feature(v),
+                top_feature: if v.anomalous() {
+                    Self::top_feature(v)
+                } else {
+                    None
+                },
             };
             self.note_alert(&alert, w)?;
         }
-        if let Some((plc, master)) = self.modbus.check(rec) {
+        let modbus = if self.cfg.forest_only {
+            None
+        } else {
+            self.modbus.check(rec)
+        };
+        if let Some((plc, master)) = modbus {
             // The PLC is the device; resolve it (it may not be scored by the forest).
             let plc_ep = if rec.resp.addr == plc {
                 rec.resp
@@ -492,10 +669,12 @@ impl FlowObserver for Detector {
                 let ev = AnomalyEvent {
                     flow: flow_json(rec, "anomaly"),
                     detector: DETECTOR_MODBUS,
+                    detectors: Vec::new(),
                     detected_at: detected_at.clone(),
                     device: Self::device_json(&dev, side, plc),
                     score: None,
                     threshold: None,
+                    envelope: None,
                     model: ModelJson {
                         id: &self.model_id,
                         class: dev.assignment.class.as_str(),
@@ -533,6 +712,9 @@ impl FlowObserver for Detector {
 
     fn on_arp(&mut self, arp: &ArpPacket, w: &mut EventWriter) -> Result<(), OutputError> {
         self.advance(arp.ts, w)?;
+        if self.cfg.forest_only {
+            return Ok(());
+        }
         let Some(c) = self.arp.observe(arp, Some(self.resolver.inventory())) else {
             return Ok(());
         };
@@ -613,7 +795,9 @@ impl FlowObserver for Detector {
     }
 
     fn stats(&self) -> serde_json::Value {
-        serde_json::to_value(&self.counters).unwrap_or(serde_json::Value::Null)
+        let mut c = self.counters.clone();
+        c.incidents_below_evidence = self.incidents.below_evidence;
+        serde_json::to_value(&c).unwrap_or(serde_json::Value::Null)
     }
 
     fn alert_counts(&self) -> (u64, u64) {

@@ -30,17 +30,39 @@ pub struct ArpConflict {
 }
 
 /// Watches ARP sender bindings: the first MAC seen for an IP (or the inventory's MAC for
-/// it) is the binding; another MAC claiming that IP raises one alert per (IP, MAC) pair.
-#[derive(Debug, Default)]
+/// it) is the binding; another MAC claiming that IP raises an alert, once per (IP, MAC)
+/// pair while its claims keep coming less than `quiet` apart: a poisoner re-sends every
+/// few seconds, so one episode is one alert, and a later episode after a quiet gap (the
+/// same attacker again) is a new alert.
+#[derive(Debug)]
 pub struct ArpWatcher {
     bindings: BTreeMap<[u8; 4], [u8; 6]>,
-    alerted: BTreeSet<([u8; 4], [u8; 6])>,
-    /// IPs not tracked because the table was full.
+    /// Last conflicting claim per (IP, MAC).
+    alerted: BTreeMap<([u8; 4], [u8; 6]), crate::time::Timestamp>,
+    quiet: crate::time::Nanos,
+    /// IPs (or conflicts) not tracked because a table was full.
     pub untracked: u64,
 }
 
+impl Default for ArpWatcher {
+    fn default() -> Self {
+        ArpWatcher::new(crate::time::Nanos::from_secs(300))
+    }
+}
+
 impl ArpWatcher {
-    /// Checks one ARP packet; returns a conflict the first time a new MAC claims a bound IP.
+    /// A watcher that alerts again on a conflict after `quiet` without its claims.
+    pub fn new(quiet: crate::time::Nanos) -> Self {
+        ArpWatcher {
+            bindings: BTreeMap::new(),
+            alerted: BTreeMap::new(),
+            quiet,
+            untracked: 0,
+        }
+    }
+
+    /// Checks one ARP packet; returns a conflict when a new MAC claims a bound IP (first
+    /// claim, or first after a quiet gap).
     pub fn observe(
         &mut self,
         arp: &ArpPacket,
@@ -70,10 +92,24 @@ impl ArpWatcher {
             }
             Some(k) if k == mac => None,
             Some(k) => {
-                if self.alerted.contains(&(ip, mac)) || self.alerted.len() >= MAX_ARP_ALERTS {
-                    return None;
+                let ts = arp.ts;
+                if let Some(last) = self.alerted.get_mut(&(ip, mac)) {
+                    let repeat = ts.since(*last) < self.quiet;
+                    *last = ts;
+                    if repeat {
+                        return None;
+                    }
+                } else {
+                    if self.alerted.len() >= MAX_ARP_ALERTS {
+                        let quiet = self.quiet;
+                        self.alerted.retain(|_, t| ts.since(*t) < quiet);
+                    }
+                    if self.alerted.len() >= MAX_ARP_ALERTS {
+                        self.untracked += 1;
+                    } else {
+                        self.alerted.insert((ip, mac), ts);
+                    }
                 }
-                self.alerted.insert((ip, mac));
                 Some(ArpConflict {
                     ip,
                     known_mac: k,
@@ -90,6 +126,10 @@ impl ArpWatcher {
 #[derive(Debug, Default, Clone)]
 pub struct ModbusWriteRule {
     allowed: BTreeSet<(Addr, Addr)>,
+    /// PLCs written to in training.
+    plcs: BTreeSet<Addr>,
+    /// Masters that wrote to any PLC in training.
+    masters: BTreeSet<Addr>,
 }
 
 impl ModbusWriteRule {
@@ -97,6 +137,8 @@ impl ModbusWriteRule {
     pub fn new(pairs: &[(Addr, Addr)]) -> Self {
         ModbusWriteRule {
             allowed: pairs.iter().copied().collect(),
+            plcs: pairs.iter().map(|p| p.0).collect(),
+            masters: pairs.iter().map(|p| p.1).collect(),
         }
     }
 
@@ -116,9 +158,17 @@ impl ModbusWriteRule {
     }
 
     /// A (PLC, master) pair for a flow whose writes come from a master not allowed for
-    /// that PLC.
+    /// that PLC. A PLC nobody wrote to in training (one added since) accepts the masters
+    /// that wrote to any PLC in training, as a new device falls back to its class's
+    /// familiarity.
     pub fn check(&self, rec: &FlowRecord) -> Option<(Addr, Addr)> {
-        Self::write_pair(rec).filter(|p| !self.allowed.contains(p))
+        Self::write_pair(rec).filter(|p| {
+            if self.plcs.contains(&p.0) {
+                !self.allowed.contains(p)
+            } else {
+                !self.masters.contains(&p.1)
+            }
+        })
     }
 }
 
@@ -141,6 +191,25 @@ mod tests {
     }
 
     #[test]
+    fn a_second_episode_after_a_quiet_gap_alerts_again() {
+        let mut w = ArpWatcher::new(crate::time::Nanos::from_secs(300));
+        let at = |secs: i64, mac: u8| {
+            let mut a = arp([10, 0, 0, 1], mac);
+            a.ts = Timestamp::from_secs_nanos(secs, 0);
+            a
+        };
+        assert!(w.observe(&at(0, 1), None).is_none());
+        assert!(w.observe(&at(10, 9), None).is_some());
+        // the poisoner re-sends every few seconds: one alert for the episode
+        for t in (12..200).step_by(2) {
+            assert!(w.observe(&at(t, 9), None).is_none());
+        }
+        // an hour later the same attacker poisons again
+        assert!(w.observe(&at(3600, 9), None).is_some());
+        assert!(w.observe(&at(3602, 9), None).is_none());
+    }
+
+    #[test]
     fn binding_change_alerts_once_per_pair() {
         let mut w = ArpWatcher::default();
         assert!(w.observe(&arp([10, 0, 0, 1], 1), None).is_none());
@@ -149,5 +218,23 @@ mod tests {
         assert_eq!(c.map(|c| (c.known_mac[5], c.new_mac[5])), Some((1, 9)));
         assert!(w.observe(&arp([10, 0, 0, 1], 9), None).is_none());
         assert!(w.observe(&arp([0, 0, 0, 0], 7), None).is_none());
+    }
+
+    #[test]
+    fn a_plc_new_since_training_accepts_the_known_masters_only() {
+        let plc = Addr::v4([10, 20, 0, 31]);
+        let new_plc = Addr::v4([10, 20, 0, 34]);
+        let ews = Addr::v4([10, 20, 0, 20]);
+        let rogue = Addr::v4([10, 20, 0, 66]);
+        let rule = ModbusWriteRule::new(&[(plc, ews)]);
+        let rec = |plc: Addr, master: Addr| {
+            let mut r = crate::features::tests::rec(6, (master, 40000), (plc, 502));
+            r.app.modbus_writes = 1;
+            r
+        };
+        assert_eq!(rule.check(&rec(plc, ews)), None);
+        assert_eq!(rule.check(&rec(plc, rogue)), Some((plc, rogue)));
+        assert_eq!(rule.check(&rec(new_plc, ews)), None);
+        assert_eq!(rule.check(&rec(new_plc, rogue)), Some((new_plc, rogue)));
     }
 }

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The evaluation protocol of docs/evaluation.md, end to end:
+#   simulate training + calibration (seed 1) -> train one model per forest seed ->
+#   simulate the evaluation day for each simulator seed -> `flowsentry eval --json` for
+#   every (forest seed, simulator seed) -> summary table (mean, min, max over the runs).
+# Usage: scripts/evaluate.sh [BIN] [OUT]   (defaults: target/release/flowsentry, target/eval)
+# Env: FOREST_SEEDS="1 2 3 4 5"  SIM_SEEDS="2 3 4"  TARGET_FPR=0.001
+# Disk: ~4 GB per evaluation capture plus ~7.5 GB for training + calibration.
+set -euo pipefail
+BIN="${1:-target/release/flowsentry}"
+OUT="${2:-target/eval}"
+FOREST_SEEDS="${FOREST_SEEDS:-1 2 3 4 5}"
+SIM_SEEDS="${SIM_SEEDS:-2 3 4}"
+TARGET_FPR="${TARGET_FPR:-0.001}"
+mkdir -p "$OUT"
+for s in training calibration; do
+  [ -f "$OUT/$s/capture.pcap" ] || "$BIN" simulate --scenario "$s" --seed 1 --out "$OUT/$s"
+done
+for f in $FOREST_SEEDS; do
+  [ -f "$OUT/model-$f.fsm" ] || "$BIN" train --pcap "$OUT/training/capture.pcap" \
+    --inventory "$OUT/training/inventory.toml" --calibrate "$OUT/calibration/capture.pcap" \
+    --target-fpr "$TARGET_FPR" --seed "$f" --out "$OUT/model-$f.fsm" > "$OUT/train-$f.txt"
+done
+for e in $SIM_SEEDS; do
+  [ -f "$OUT/eval-$e/capture.pcap" ] || "$BIN" simulate --scenario evaluation --seed "$e" --out "$OUT/eval-$e"
+  for f in $FOREST_SEEDS; do
+    [ -f "$OUT/report-f$f-e$e.json" ] || "$BIN" eval --model "$OUT/model-$f.fsm" \
+      --pcap "$OUT/eval-$e/capture.pcap" --labels "$OUT/eval-$e/labels.jsonl" --json \
+      > "$OUT/report-f$f-e$e.json"
+  done
+done
+python3 - "$OUT" <<'EOF'
+import glob, json, sys, statistics as st
+out = sys.argv[1]
+reports = [json.load(open(p)) for p in sorted(glob.glob(f"{out}/report-f*-e*.json"))]
+print(f"{len(reports)} runs (forest seeds x simulator seeds)\n")
+def agg(vals):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "-"
+    return f"{st.mean(vals):.4f} [{min(vals):.4f}, {max(vals):.4f}]"
+modes = [m["mode"] for m in reports[0]["modes"]]
+print("| mode | ROC-AUC | PR-AUC | TPR@0.1% | min episode recall | false incidents / device / day | benign FPR at thresholds |")
+print("|---|---|---|---|---|---|---|")
+for i, mode in enumerate(modes):
+    ms = [r["modes"][i] for r in reports]
+    print(f"| {mode} | {agg([m['pooled']['roc_auc'] for m in ms])} | {agg([m['pooled']['pr_auc'] for m in ms])} "
+          f"| {agg([m['pooled']['tpr_at_fpr_0_1pct'] for m in ms])} | {agg([m['min_episode_recall'] for m in ms])} "
+          f"| {agg([m['triage']['false_incidents_per_device_day'] for m in ms])} | {agg([m['pooled']['fpr'] for m in ms])} |")
+print(f"\nbase rate (attack share of flows): {agg([r['modes'][0]['pooled']['base_rate'] for r in reports])}")
+for i, mode in enumerate(modes[:1]):
+    print(f"\nPer attack, mode {mode}:\n")
+    print("| attack | episodes (all runs) | episode recall | alerts / episode | TTD median s | TTD p95 s | flow ROC-AUC |")
+    print("|---|---|---|---|---|---|---|")
+    kinds = sorted(reports[0]["modes"][i]["per_attack"])
+    for k in kinds:
+        a = [r["modes"][i]["per_attack"][k] for r in reports if k in r["modes"][i]["per_attack"]]
+        print(f"| {k} | {sum(x['episodes'] for x in a)} | {agg([x['episode_recall'] for x in a])} "
+              f"| {agg([x['alerts_per_episode'] for x in a])} | {agg([x['ttd_median_s'] for x in a])} "
+              f"| {agg([x['ttd_p95_s'] for x in a])} | {agg([x['flows']['roc_auc'] for x in a])} |")
+    print(f"\nPer class, mode {mode}:\n")
+    print("| class | ROC-AUC | TPR@0.1% | benign FPR at thresholds | false incidents (sum) |")
+    print("|---|---|---|---|---|")
+    for c in sorted(reports[0]["modes"][i]["per_class"]):
+        pc = [r["modes"][i]["per_class"][c] for r in reports if c in r["modes"][i]["per_class"]]
+        fi = sum(r["modes"][i]["triage"]["false_incidents_by_class"].get(c, 0) for r in reports)
+        print(f"| {c} | {agg([x['roc_auc'] for x in pc])} | {agg([x['tpr_at_fpr_0_1pct'] for x in pc])} | {agg([x['fpr'] for x in pc])} | {fi} |")
+EOF

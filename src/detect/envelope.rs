@@ -1,0 +1,99 @@
+//! The training-envelope guard: how far a flow's feature vector lies outside the range its
+//! class covered in training. An isolation forest scores a value 10× beyond the training
+//! maximum like the maximum itself, and never splits on a feature that was constant in
+//! training (a camera that never had an unanswered SYN), so the flows that differ most
+//! from training — scans, floods, tunnels — can score like ordinary rare flows (design
+//! §1.3, §2.4 "volume far beyond training max"). The guard measures exactly that distance;
+//! its threshold is calibrated on benign calibration traffic like the forest's.
+//!
+//! Excess of feature i with training range `[lo, hi]`:
+//! `max(0, lo − x, x − hi) / max(hi − lo, 1)`; the envelope score is the sum over the
+//! guarded features. Features are log-scaled counts or fractions, so a unit of scale is
+//! an e-fold (or the whole [0, 1] range). The familiarity features F26/F27 are left to the
+//! forest and the new-public-peer rule: a new local peer is ordinary (a device joins the
+//! site), so "outside the training range" there is not evidence on its own.
+//!
+//! The guard applies to devices whose class comes from the inventory: a class's envelope
+//! describes that class's devices, and an inferred class can be wrong in exactly the way
+//! that matters here (the NVR receiving a camera's video looks like a camera to the
+//! inference, and far outside a camera's envelope). Calibration follows the same rule.
+
+use crate::features::{idx, N_FEATURES};
+
+/// Features the guard ignores (F26 service-port and F27 peer familiarity).
+pub const UNGUARDED: [usize; 2] = [idx::SVC_PORT_FAM, idx::PEER_FAM];
+
+/// Smallest range used as a feature's scale (one e-fold of a log-scaled count).
+const MIN_SCALE: f64 = 1.0;
+
+/// Lowest threshold training sets: a flow must lie at least a quarter of a feature's
+/// training range (or of an e-fold) outside it. The calibration quantile alone is often 0
+/// (no calibration flow leaves the envelope), which would alert on any excess at all, e.g.
+/// a camera answering one more SSDP search than it ever did in training.
+pub const MIN_THRESHOLD: f64 = 0.25;
+
+/// Whether feature `i` is guarded.
+pub fn guarded(i: usize) -> bool {
+    !UNGUARDED.contains(&i)
+}
+
+/// The envelope score of `x` against the per-feature training `ranges`; each guarded
+/// feature's excess is written to `excess` (0 inside the range).
+pub fn score(x: &[f32; N_FEATURES], ranges: &[(f32, f32)], excess: &mut [f64; N_FEATURES]) -> f64 {
+    let mut total = 0.0;
+    for (i, e) in excess.iter_mut().enumerate() {
+        *e = 0.0;
+        if !guarded(i) {
+            continue;
+        }
+        let Some(&(lo, hi)) = ranges.get(i) else {
+            continue;
+        };
+        let (v, lo, hi) = (f64::from(x[i]), f64::from(lo), f64::from(hi));
+        let d = (lo - v).max(v - hi).max(0.0);
+        if d > 0.0 {
+            *e = d / (hi - lo).max(MIN_SCALE);
+            total += *e;
+        }
+    }
+    total
+}
+
+/// The envelope score only.
+pub fn score_only(x: &[f32; N_FEATURES], ranges: &[(f32, f32)]) -> f64 {
+    let mut scratch = [0f64; N_FEATURES];
+    score(x, ranges, &mut scratch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inside_the_range_scores_zero_and_outside_scales_by_the_range() {
+        let ranges = vec![(0.0f32, 4.0f32); N_FEATURES];
+        let mut x = [2.0f32; N_FEATURES];
+        assert_eq!(score_only(&x, &ranges), 0.0);
+        x[idx::PKTS_OUT] = 6.0; // 2 beyond a range of 4
+        let mut e = [0.0; N_FEATURES];
+        let s = score(&x, &ranges, &mut e);
+        assert!((s - 0.5).abs() < 1e-12);
+        assert!((e[idx::PKTS_OUT] - 0.5).abs() < 1e-12);
+        // Below the minimum counts too.
+        x[idx::PKTS_IN] = -1.0;
+        assert!((score_only(&x, &ranges) - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn constant_features_use_the_minimum_scale_and_familiarity_is_ignored() {
+        let mut ranges = vec![(0.0f32, 4.0f32); N_FEATURES];
+        ranges[idx::TCP_NO_REPLY] = (0.0, 0.0);
+        let mut x = [1.0f32; N_FEATURES];
+        x[idx::TCP_NO_REPLY] = 1.0;
+        assert!((score_only(&x, &ranges) - 1.0).abs() < 1e-12);
+        x[idx::TCP_NO_REPLY] = 0.0;
+        x[idx::PEER_FAM] = 100.0;
+        x[idx::SVC_PORT_FAM] = -100.0;
+        assert_eq!(score_only(&x, &ranges), 0.0);
+    }
+}

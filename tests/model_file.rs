@@ -1,0 +1,169 @@
+//! The model file: `flowsentry train` is deterministic (same inputs and seed give a
+//! byte-identical file, another seed a different one), and every kind of damage to a model
+//! file is a clear error naming the file, never a panic or a huge allocation.
+
+use flowsentry::model::{ModelBundle, ModelError};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_flowsentry")
+}
+
+fn run(args: &[&str]) {
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run flowsentry {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "flowsentry {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Simulates a short training and calibration window (the `training` and `calibration`
+/// scenarios cut to a few hours) and trains a model with `seed`; returns its path.
+fn train(dir: &Path, seed: u64, tag: &str) -> PathBuf {
+    let t = dir.join("training");
+    let c = dir.join("calibration");
+    if !t.join("capture.pcap").exists() {
+        let ts = t.to_string_lossy().into_owned();
+        let cs = c.to_string_lossy().into_owned();
+        run(&[
+            "simulate",
+            "--scenario",
+            "training",
+            "--seed",
+            "1",
+            "--duration",
+            "3h",
+            "--out",
+            &ts,
+        ]);
+        run(&[
+            "simulate",
+            "--scenario",
+            "calibration",
+            "--seed",
+            "1",
+            "--duration",
+            "2h",
+            "--out",
+            &cs,
+        ]);
+    }
+    let out = dir.join(format!("{tag}.fsm"));
+    let s = |p: PathBuf| p.to_string_lossy().into_owned();
+    run(&[
+        "train",
+        "--pcap",
+        &s(t.join("capture.pcap")),
+        "--inventory",
+        &s(t.join("inventory.toml")),
+        "--calibrate",
+        &s(c.join("capture.pcap")),
+        "--seed",
+        &seed.to_string(),
+        "--trees",
+        "50",
+        "--out",
+        &s(out.clone()),
+    ]);
+    out
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn train_is_deterministic_and_damage_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let a = read(&train(dir.path(), 7, "a"));
+    let b = read(&train(dir.path(), 7, "b"));
+    let c = read(&train(dir.path(), 8, "c"));
+    assert!(
+        a == b,
+        "two trainings with seed 7 gave different model files"
+    );
+    assert!(a != c, "seeds 7 and 8 gave the same model file");
+    let good = ModelBundle::from_bytes(&a, "a.fsm").unwrap_or_else(|e| panic!("{e}"));
+    assert!(!good.classes.is_empty(), "no class model trained");
+    for m in good.classes.iter().chain(std::iter::once(&good.pooled)) {
+        assert!(m.threshold > 0.0 && m.threshold <= 1.0, "{:?}", m.class);
+        assert!(m.envelope_threshold >= flowsentry::detect::envelope::MIN_THRESHOLD);
+    }
+
+    let name = "site.fsm";
+    let check =
+        |bytes: &[u8], what: &str, ok: &dyn Fn(&ModelError) -> bool| match ModelBundle::from_bytes(
+            bytes, name,
+        ) {
+            Ok(_) => panic!("{what}: a damaged model loaded"),
+            Err(e) => {
+                assert!(ok(&e), "{what}: unexpected error {e:?}");
+                assert!(
+                    e.to_string().contains(name),
+                    "{what}: error does not name the file: {e}"
+                );
+            }
+        };
+    let mut v = a.clone();
+    v[0] = b'X';
+    check(&v, "magic", &|e| matches!(e, ModelError::Magic { .. }));
+    let mut v = a.clone();
+    v[8] = 1;
+    v[9] = 0;
+    check(&v, "format 1", &|e| {
+        matches!(e, ModelError::Version { major: 1, .. })
+    });
+    let mut v = a.clone();
+    v[12] ^= 0x7f;
+    check(&v, "schema", &|e| matches!(e, ModelError::Schema { .. }));
+    check(&a[..a.len() / 2], "truncated", &|e| {
+        matches!(e, ModelError::Truncated { .. })
+    });
+    check(&a[..20], "truncated header", &|e| {
+        matches!(e, ModelError::Truncated { .. })
+    });
+    let mut v = a.clone();
+    let last = v.len() - 1;
+    v[last] ^= 0x01;
+    check(&v, "flipped byte", &|e| {
+        matches!(e, ModelError::Checksum { .. })
+    });
+    let mut v = a.clone();
+    v[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+    check(&v, "huge header length", &|e| {
+        matches!(e, ModelError::Corrupt { .. })
+    });
+    // A corrupt length prefix inside the body, with a valid checksum: the first field is
+    // the feature-name list; 0xfc announces a u32 length, here ~4e9 names. The decoder's
+    // size limit must refuse it instead of allocating.
+    let mut v = a.clone();
+    let body = 44;
+    v[body] = 0xfc;
+    v[body + 1..body + 5].copy_from_slice(&0xf000_0000u32.to_le_bytes());
+    let digest = sha1_smol::Sha1::from(&v[body..]).digest().bytes();
+    v[24..44].copy_from_slice(&digest);
+    check(&v, "length prefix", &|e| {
+        matches!(e, ModelError::Corrupt { .. })
+    });
+
+    // The command line: exit code 2 and a message naming the file.
+    let bad = dir.path().join("bad.fsm");
+    std::fs::write(&bad, &v).unwrap_or_else(|e| panic!("{e}"));
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pcaps/fixture-mirai.pcap");
+    let out = Command::new(bin())
+        .arg("replay")
+        .arg("--model")
+        .arg(&bad)
+        .arg(&pcap)
+        .args(["--out", "-"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.fsm") && err.contains("corrupt"), "{err}");
+}
