@@ -6,7 +6,7 @@ CARGO ?= cargo
 BIN := target/release/flowsentry
 SHARED ?= ../shared
 
-.PHONY: help build release test check fmt clippy doc bench fixtures models demo clean
+.PHONY: help build release test check fmt clippy doc bench fixtures models eval demo clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ models: release ## train models/default.fsm from the simulator's training and ca
 		--calibrate $(MODEL_DATA)/calibration/capture.pcap \
 		--target-fpr $(TARGET_FPR) --seed $(MODEL_SEED) --out models/default.fsm
 	$(CARGO) build --release
+
+eval: release ## evaluation protocol (docs/evaluation.md): 5 forest seeds x 3 simulated days, ~25 GB in target/eval
+	mkdir -p target/eval && scripts/evaluate.sh $(BIN) target/eval | tee target/eval/summary.md
 
 fixtures: release ## regenerate fixtures/pcaps byte-for-byte from the simulator
 	scripts/make-fixtures.sh $(BIN)
