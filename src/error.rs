@@ -118,6 +118,9 @@ pub enum ConfigError {
         /// Why it is rejected.
         reason: &'static str,
     },
+    /// A sink URL or sink option is invalid (the message names the sink and option).
+    #[error("{0}")]
+    Sink(String),
 }
 
 /// Errors writing events.
