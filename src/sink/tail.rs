@@ -1,10 +1,14 @@
 //! `flowsentry tail URL`: reads events back from a Kafka topic (every partition, from the
 //! beginning) or a Redis stream and prints them as JSON Lines, to check what a fleet's
 //! sensors delivered. By default it stops once it has caught up with what the server held
-//! when it started; `--follow` keeps reading. Owns nothing else.
+//! when it started (for Kafka: the end of every partition, then one quiet second);
+//! `--follow` keeps reading. Owns nothing else.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
+
+/// Quiet time after the end of every partition before `tail` (without `--follow`) stops.
+const SETTLE: Duration = Duration::from_millis(1000);
 
 /// `flowsentry tail`.
 #[derive(Debug, Clone, clap::Args)]
@@ -20,6 +24,10 @@ pub struct TailArgs {
     /// With `--follow`: stop after this many seconds without a new event.
     #[arg(long, value_name = "SECS")]
     pub idle_secs: Option<f64>,
+    /// Wrap each event with where it was stored: `{"partition":P,"offset":O,"key":K,"event":{...}}`
+    /// for Kafka, `{"id":ID,"event":{...}}` for Redis.
+    #[arg(long)]
+    pub with_meta: bool,
     /// Give up when the server does not answer within this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub timeout_secs: f64,
@@ -56,6 +64,7 @@ pub fn run(a: &TailArgs, out: &mut dyn Write) -> Result<u64, TailError> {
     .map_err(|e| TailError::Url(e.to_string()))?;
     let timeout = Duration::from_secs_f64(a.timeout_secs.clamp(0.1, 3600.0));
     let limits = Limits {
+        meta: a.with_meta,
         count: a.count,
         follow: a.follow,
         idle: a
@@ -88,6 +97,7 @@ pub fn run(a: &TailArgs, out: &mut dyn Write) -> Result<u64, TailError> {
 }
 
 struct Limits {
+    meta: bool,
     count: Option<u64>,
     follow: bool,
     idle: Option<Duration>,
@@ -99,10 +109,20 @@ enum Fail {
     Stdout(std::io::Error),
 }
 
-fn print(out: &mut dyn Write, payload: &[u8]) -> Result<(), Fail> {
-    out.write_all(payload)
-        .and_then(|()| out.write_all(b"\n"))
-        .map_err(Fail::Stdout)
+fn print(out: &mut dyn Write, meta: Option<serde_json::Value>, payload: &[u8]) -> Result<(), Fail> {
+    let r = match meta {
+        None => out.write_all(payload),
+        Some(m) => {
+            // `{"partition":..,"event":<payload>}`: the payload is already JSON.
+            let m = m.to_string();
+            let head = m.strip_suffix('}').unwrap_or(&m);
+            out.write_all(head.as_bytes())
+                .and_then(|()| out.write_all(b",\"event\":"))
+                .and_then(|()| out.write_all(payload))
+                .and_then(|()| out.write_all(b"}"))
+        }
+    };
+    r.and_then(|()| out.write_all(b"\n")).map_err(Fail::Stdout)
 }
 
 fn kafka(brokers: &str, topic: &str, lim: &Limits, out: &mut dyn Write) -> Result<u64, Fail> {
@@ -150,7 +170,11 @@ fn kafka(brokers: &str, topic: &str, lim: &Limits, out: &mut dyn Write) -> Resul
     let mut n = 0u64;
     let mut last = Instant::now();
     loop {
-        if lim.count.is_some_and(|c| n >= c) || (!lim.follow && end.is_empty()) {
+        // Without --follow: at the end of every partition, and nothing more for a moment
+        // (some brokers, tansu among them, report a high watermark that lags the last
+        // record batch, so the watermark alone would stop too early).
+        let settled = end.is_empty() && last.elapsed() >= SETTLE;
+        if lim.count.is_some_and(|c| n >= c) || (!lim.follow && settled) {
             break;
         }
         let waited = last.elapsed();
@@ -171,7 +195,14 @@ fn kafka(brokers: &str, topic: &str, lim: &Limits, out: &mut dyn Write) -> Resul
             Some(Ok(m)) => {
                 last = Instant::now();
                 if let Some(p) = m.payload() {
-                    print(out, p)?;
+                    let meta = lim.meta.then(|| {
+                        serde_json::json!({
+                            "partition": m.partition(),
+                            "offset": m.offset(),
+                            "key": m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        })
+                    });
+                    print(out, meta, p)?;
                     n += 1;
                 }
                 if let Some(&h) = end.get(&m.partition()) {
@@ -226,7 +257,8 @@ fn redis(client_url: &str, stream: &str, lim: &Limits, out: &mut dyn Write) -> R
                 break;
             }
             if let Some(p) = payload(id) {
-                print(out, &p)?;
+                let meta = lim.meta.then(|| serde_json::json!({ "id": id.id }));
+                print(out, meta, &p)?;
                 n += 1;
             }
             last_id = id.id.clone();
@@ -247,7 +279,8 @@ fn redis(client_url: &str, stream: &str, lim: &Limits, out: &mut dyn Write) -> R
             for key in r.map(|r| r.keys).unwrap_or_default() {
                 for id in &key.ids {
                     if let Some(p) = payload(id) {
-                        print(out, &p)?;
+                        let meta = lim.meta.then(|| serde_json::json!({ "id": id.id }));
+                        print(out, meta, &p)?;
                         n += 1;
                         last = Instant::now();
                     }
