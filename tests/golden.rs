@@ -3,7 +3,8 @@
 //! fields removed). Small fixtures are stored whole under `tests/golden/`; the large scan
 //! and flood fixtures as a SHA-1 digest in `tests/golden/digests.txt`.
 //!
-//! Detection is off here (`--no-detect`): the engine's output is what these pin down; the
+//! Every event carries `"sensor_id":"golden"` (fixed here so the files do not depend on the
+//! host name) and its `seq`. Detection is off here (`--no-detect`): the engine's output is what these pin down; the
 //! detection events depend on the trained model and are checked in the detection tests.
 //! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test --test golden`
 //! and review the diff.
@@ -30,6 +31,8 @@ fn normalised(pcap: &Path, workers: &str) -> String {
             "replay",
             "--no-progress",
             "--no-detect",
+            "--sensor-id",
+            "golden",
             "--workers",
             workers,
         ])
