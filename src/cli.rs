@@ -453,6 +453,10 @@ pub struct SinkArgs {
     /// The sensor_id stamped on every event [config sensor.id, default the host name].
     #[arg(long, value_name = "ID")]
     pub sensor_id: Option<String>,
+    /// Keep the last seq in this file so seq continues across runs [config sensor.seq_file;
+    /// default: replay starts at 1, live uses <spill dir>/<sensor id>.seq].
+    #[arg(long, value_name = "FILE")]
+    pub seq_file: Option<PathBuf>,
     /// Directory for the sinks' spill subdirectories [config sinks.spill_dir, default
     /// <temp dir>/flowsentry-spill].
     #[arg(long, value_name = "DIR")]
@@ -525,6 +529,22 @@ impl SinkArgs {
         .map_err(|e| (1, e.to_string()))?;
         w.set_sensor_id(&settings.sensor_id);
         w.set_drain(settings.drain);
+        let seq_file = self
+            .seq_file
+            .clone()
+            .or_else(|| cfg.sensor.seq_file.clone())
+            .or_else(|| {
+                // The live sensor keeps seq across restarts by default.
+                rotation.map(|_| {
+                    settings.spill_dir.join(format!(
+                        "{}.seq",
+                        flowsentry::sink::file_safe(&settings.sensor_id)
+                    ))
+                })
+            });
+        if let Some(p) = seq_file {
+            w.set_seq_file(&p).map_err(|e| (1, e.to_string()))?;
+        }
         for sink in settings.open().map_err(|e| (1, e.to_string()))? {
             w.add_sink(sink);
         }

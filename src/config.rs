@@ -121,6 +121,9 @@ pub struct SensorSection {
     /// The `sensor_id` stamped on every event, telling a fleet's sensors apart. Default:
     /// the host name.
     pub id: Option<String>,
+    /// File keeping the last `seq`, so it continues across restarts. Default: none for
+    /// replay (seq starts at 1), `<sinks.spill_dir>/<sensor id>.seq` for the live sensor.
+    pub seq_file: Option<std::path::PathBuf>,
 }
 
 /// `[flow]`: timeouts in seconds (fractions allowed) and the memory cap.

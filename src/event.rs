@@ -293,7 +293,7 @@ pub enum EventKey<'a> {
 }
 
 /// Serialises events as JSON Lines, stamps each with `sensor_id` and a `seq` (1, 2, ...
-/// per run), and hands the line to the primary output (`--out`: stdout or a file,
+/// per run, or continuing a seq file across runs), and hands the line to the primary output (`--out`: stdout or a file,
 /// rotated, reopened on SIGHUP, fsynced on rotation, reopen and close) and to every
 /// configured [`Sink`].
 pub struct EventWriter {
@@ -302,6 +302,9 @@ pub struct EventWriter {
     line: Vec<u8>,
     key: String,
     written: u64,
+    /// `seq` of the last event before this run (from the seq file; 0 without one).
+    seq_base: u64,
+    seq_file: Option<crate::sink::seqfile::SeqFile>,
     sensor_id: String,
     /// `"sensor_id":"<id>","seq":` with the id JSON-escaped.
     stamp: Vec<u8>,
@@ -326,6 +329,8 @@ impl EventWriter {
             line: Vec::with_capacity(1024),
             key: String::with_capacity(64),
             written: 0,
+            seq_base: 0,
+            seq_file: None,
             sensor_id: String::new(),
             stamp: Vec::new(),
             drain: std::time::Duration::from_secs(10),
@@ -368,6 +373,39 @@ impl EventWriter {
         // Serialising a &str cannot fail.
         let _ = serde_json::to_writer(&mut self.stamp, id);
         self.stamp.extend_from_slice(b",\"seq\":");
+    }
+
+    /// Continues `seq` after the value persisted in `path` and keeps it there (see
+    /// [`crate::sink::seqfile`]); call before the first event.
+    pub fn set_seq_file(&mut self, path: &std::path::Path) -> Result<(), OutputError> {
+        let (f, last) = crate::sink::seqfile::SeqFile::open(path).map_err(OutputError::Sequence)?;
+        self.seq_base = last;
+        self.seq_file = Some(f);
+        Ok(())
+    }
+
+    /// Files and directories the sinks keep state in (spill directories, the seq file),
+    /// for handing them to the `--user` of a privilege drop.
+    pub fn state_paths(&self) -> Vec<std::path::PathBuf> {
+        let mut v: Vec<std::path::PathBuf> =
+            self.sinks.iter().filter_map(|s| s.state_dir()).collect();
+        if let Some(f) = &self.seq_file {
+            v.push(f.path().to_path_buf());
+        }
+        v
+    }
+
+    /// The `seq` of the last event written (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        self.seq_base + self.written
+    }
+
+    fn close_seq(&mut self) -> Result<(), OutputError> {
+        let last = self.last_seq();
+        match self.seq_file.as_mut() {
+            Some(f) => f.close(last).map_err(OutputError::Sequence),
+            None => Ok(()),
+        }
     }
 
     /// The sensor id.
@@ -414,10 +452,10 @@ impl EventWriter {
         if let Some(p) = self.primary.as_mut() {
             p.close(std::time::Instant::now())?;
         }
-        Ok(())
+        self.close_seq()
     }
 
-    /// Events written so far (the `seq` of the last one).
+    /// Events written so far in this run.
     pub fn written(&self) -> u64 {
         self.written
     }
@@ -439,7 +477,10 @@ impl EventWriter {
         if self.line.len() > 1 {
             self.line.push(b',');
         }
-        let seq = self.written + 1;
+        let seq = self.seq_base + self.written + 1;
+        if let Some(f) = self.seq_file.as_mut() {
+            f.cover(seq).map_err(OutputError::Sequence)?;
+        }
         self.line.extend_from_slice(&self.stamp);
         let _ = write!(self.line, "{seq}}}");
         self.key.clear();
@@ -460,7 +501,7 @@ impl EventWriter {
         for s in &mut self.sinks {
             s.offer(&ev)?;
         }
-        self.written = seq;
+        self.written += 1;
         Ok(())
     }
 
@@ -549,6 +590,9 @@ impl EventWriter {
             if let Err(e) = s.close(deadline) {
                 first_err.get_or_insert(e);
             }
+        }
+        if let Err(e) = self.close_seq() {
+            first_err.get_or_insert(e);
         }
         let stats: Vec<SinkStats> = self.sinks.iter().map(|s| s.stats()).collect();
         self.final_stats = Some(stats.clone());

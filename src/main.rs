@@ -151,7 +151,10 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
         }
     };
     if let Some(user) = &s.run.user {
-        if let Err(e) = flowsentry::privilege::drop_to(user) {
+        let state = writer.writer.state_paths();
+        if let Err(e) = flowsentry::privilege::give_to(user, &state)
+            .and_then(|()| flowsentry::privilege::drop_to(user))
+        {
             eprintln!("flowsentry live: {e}");
             return ExitCode::FAILURE;
         }

@@ -19,6 +19,7 @@ pub mod file;
 pub mod kafka;
 pub mod queued;
 pub mod redis;
+pub mod seqfile;
 pub mod spill;
 pub mod syslog;
 pub mod tail;
@@ -181,6 +182,10 @@ pub trait Sink: Send {
     /// Waits (at most until `deadline`) until everything offered so far was delivered or
     /// given up on for this run. Never loses anything: what is not delivered stays queued.
     fn drain(&mut self, deadline: Instant) -> Result<(), OutputError>;
+    /// A directory this sink keeps state in (its spill directory), if any.
+    fn state_dir(&self) -> Option<PathBuf> {
+        None
+    }
     /// Stops the sink: delivers what it can until `deadline`, then writes whatever is left
     /// to its spill directory (sent first by the next run) and stops its thread.
     fn close(&mut self, deadline: Instant) -> Result<(), OutputError>;
@@ -761,17 +766,7 @@ impl SinkSpec {
     /// The spill subdirectory of this sink for `sensor_id`: stable across runs as long as
     /// the sensor id and URL stay the same.
     pub fn spill_subdir(&self, sensor_id: &str) -> String {
-        let clean: String = sensor_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .take(64)
-            .collect();
+        let clean = file_safe(sensor_id);
         let h = sha1_smol::Sha1::from(self.name.as_bytes())
             .digest()
             .to_string();
@@ -911,6 +906,21 @@ impl SinkSettings {
         }
         Ok(out)
     }
+}
+
+/// A sensor id as a file name part: `[A-Za-z0-9._-]` kept, anything else `_`, at most 64.
+pub fn file_safe(sensor_id: &str) -> String {
+    sensor_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect()
 }
 
 /// The host name, the default `sensor_id` (`"unknown-host"` if it cannot be read).

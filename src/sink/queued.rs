@@ -114,6 +114,7 @@ impl Shared {
 /// A network sink (see the module docs).
 pub struct QueuedSink {
     name: String,
+    dir: std::path::PathBuf,
     kind: &'static str,
     confirms: bool,
     tx: Sender<Arc<Record>>,
@@ -172,6 +173,7 @@ impl QueuedSink {
             })?;
         Ok(QueuedSink {
             name: spec.name.clone(),
+            dir,
             kind,
             confirms,
             tx,
@@ -233,6 +235,10 @@ impl Sink for QueuedSink {
         // After the event is in the queue or the spill (see `Worker::idle`).
         self.shared.offered.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    fn state_dir(&self) -> Option<std::path::PathBuf> {
+        Some(self.dir.clone())
     }
 
     fn flush(&mut self) -> Result<(), OutputError> {

@@ -267,7 +267,7 @@ fn redis(client_url: &str, stream: &str, lim: &Limits, out: &mut dyn Write) -> R
     }
     if lim.follow {
         let mut last = Instant::now();
-        while !lim.count.is_some_and(|c| n >= c) && !lim.idle.is_some_and(|i| last.elapsed() >= i) {
+        while lim.count.is_none_or(|c| n < c) && lim.idle.is_none_or(|i| last.elapsed() < i) {
             let opts = StreamReadOptions::default().block(500).count(1000);
             let r: Option<StreamReadReply> = redis::cmd("XREAD")
                 .arg(&opts)
