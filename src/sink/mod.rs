@@ -354,8 +354,10 @@ pub struct SinksSection {
     /// Cap of each network sink's spill directory in bytes; beyond it new events are
     /// dropped and counted (`dropped.spill_full`). Default 1 GiB.
     pub spill_max_bytes: u64,
-    /// Events sent per request (Kafka batch awaited, Redis pipeline, syslog write). Default 1000.
-    pub batch: usize,
+    /// Events sent per request (Kafka batch awaited, Redis pipeline, syslog write).
+    /// Default 5000 for Kafka (each batch waits for its delivery reports, so bigger
+    /// batches amortise the wait), 1000 for the others.
+    pub batch: Option<usize>,
     /// Directory holding one spill subdirectory per sink (`<sensor_id>.<kind>-<hash>`).
     /// Default `<temp dir>/flowsentry-spill`; set it to persistent storage for a sensor.
     pub spill_dir: Option<PathBuf>,
@@ -369,7 +371,7 @@ impl Default for SinksSection {
         SinksSection {
             queue_events: 16_384,
             spill_max_bytes: 1 << 30,
-            batch: 1000,
+            batch: None,
             spill_dir: None,
             drain_secs: 10.0,
         }
@@ -745,7 +747,12 @@ impl SinkSpec {
                 "must be between 1 and 10000000",
             ));
         }
-        let batch = t.batch.unwrap_or(defaults.batch);
+        let kind_default = if matches!(target, Target::Kafka { .. }) {
+            5000
+        } else {
+            1000
+        };
+        let batch = t.batch.or(defaults.batch).unwrap_or(kind_default);
         if batch == 0 || batch > 100_000 {
             return Err(opt_err(
                 raw,

@@ -12,6 +12,17 @@ use std::time::{Duration, Instant};
 /// Socket timeouts: a stalled server shows as a failed batch after this long.
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// A client for `url` with `TCP_NODELAY`: without it, the last segment of each pipeline
+/// waits for the server's delayed ACK (measured: ~200 ms per 1000-event pipeline).
+pub fn client(url: &str) -> Result<redis::Client, String> {
+    use redis::IntoConnectionInfo;
+    let info = url
+        .into_connection_info()
+        .map_err(|e| format!("invalid Redis address: {e}"))?
+        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+    redis::Client::open(info).map_err(|e| format!("invalid Redis address: {e}"))
+}
+
 /// A Redis stream as a [`Transport`].
 pub struct RedisTransport {
     client: redis::Client,

@@ -219,8 +219,7 @@ fn kafka(brokers: &str, topic: &str, lim: &Limits, out: &mut dyn Write) -> Resul
 
 fn redis(client_url: &str, stream: &str, lim: &Limits, out: &mut dyn Write) -> Result<u64, Fail> {
     use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
-    let client = redis::Client::open(client_url)
-        .map_err(|e| Fail::Server(format!("invalid Redis address: {e}")))?;
+    let client = super::redis::client(client_url).map_err(Fail::Server)?;
     let mut con = client
         .get_connection_with_timeout(lim.timeout)
         .map_err(|e| Fail::Server(format!("cannot connect: {e}")))?;

@@ -208,6 +208,18 @@ fn server(
 /// redis-server on a free port with an fsync-always append-only file, so a stop and a
 /// restart keep every acknowledged entry.
 pub fn redis() -> Option<Server> {
+    redis_with("always")
+}
+
+/// redis-server with the given `appendfsync` policy (`always`, `everysec`, `no`), or
+/// without an append-only file at all (`off`).
+pub fn redis_with(appendfsync: &str) -> Option<Server> {
+    let aof = if appendfsync == "off" { "no" } else { "yes" };
+    let appendfsync = if appendfsync == "off" {
+        "no"
+    } else {
+        appendfsync
+    };
     let bin = require("redis-server", "apt-get install redis-server")?;
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
@@ -219,9 +231,9 @@ pub fn redis() -> Option<Server> {
         "--dir",
         &dir.path().display().to_string(),
         "--appendonly",
-        "yes",
+        aof,
         "--appendfsync",
-        "always",
+        appendfsync,
         "--save",
         "",
         "--protected-mode",
