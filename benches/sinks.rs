@@ -41,14 +41,20 @@ fn events() -> Vec<(Vec<u8>, String, EventKind)> {
         .collect()
 }
 
-/// Offers `n` events to `sink` and waits for all to be delivered; returns seconds.
-fn run(sink: &mut dyn Sink, lines: &[(Vec<u8>, String, EventKind)], n: usize) -> Option<f64> {
+/// Offers `n` events to `sink` and waits for all to be delivered; returns (seconds until
+/// delivered, seconds the offers took on the writer's side).
+fn run(
+    sink: &mut dyn Sink,
+    lines: &[(Vec<u8>, String, EventKind)],
+    n: usize,
+) -> Option<(f64, f64)> {
     let t0 = Instant::now();
     for i in 0..n {
         let (line, key, kind) = &lines[i % lines.len()];
         let ev = EventLine::new(line, key, i as u64 + 1, *kind);
         sink.offer(&ev).ok()?;
     }
+    let offered = t0.elapsed().as_secs_f64();
     sink.drain(Instant::now() + Duration::from_secs(120)).ok()?;
     sink.close(Instant::now() + Duration::from_secs(5)).ok()?;
     let secs = t0.elapsed().as_secs_f64();
@@ -58,7 +64,7 @@ fn run(sink: &mut dyn Sink, lines: &[(Vec<u8>, String, EventKind)], n: usize) ->
         eprintln!("{}: only {done} of {n} delivered: {s:?}", s.sink);
         return None;
     }
-    Some(secs)
+    Some((secs, offered))
 }
 
 fn open(url: &str, spill: &Path, n: usize) -> Box<dyn Sink> {
@@ -141,6 +147,7 @@ fn main() {
         targets.push(("syslog+udp", format!("syslog+udp://127.0.0.1:{}", r.port2)));
     }
     let mut results: Vec<(&str, Vec<f64>)> = targets.iter().map(|t| (t.0, Vec::new())).collect();
+    let mut offers: Vec<Vec<f64>> = targets.iter().map(|_| Vec::new()).collect();
     for rep in 0..3 {
         for (i, (name, url)) in targets.iter().enumerate() {
             let spill = tmp.path().join(format!("spill-{rep}-{i}"));
@@ -153,8 +160,9 @@ fn main() {
                 url.clone()
             };
             let mut sink = open(&url, &spill, n);
-            if let Some(secs) = run(sink.as_mut(), &lines, n) {
+            if let Some((secs, offered)) = run(sink.as_mut(), &lines, n) {
                 results[i].1.push(secs);
+                offers[i].push(offered);
             }
         }
     }
@@ -162,9 +170,9 @@ fn main() {
         .first()
         .filter(|r| !r.1.is_empty())
         .map(|r| n as f64 / median(r.1.clone()));
-    println!("\n| sink | events/s (median of 3) | runs (s) | ratio to file |");
-    println!("|---|---|---|---|");
-    for (name, secs) in &results {
+    println!("\n| sink | events/s (median of 3) | runs (s) | ratio to file | writer's offer time (s, median) |");
+    println!("|---|---|---|---|---|");
+    for (k, (name, secs)) in results.iter().enumerate() {
         if secs.is_empty() {
             println!("| {name} | skipped | | |");
             continue;
@@ -174,6 +182,10 @@ fn main() {
         let ratio = file_rate
             .map(|f| format!("{:.3}", rate / f))
             .unwrap_or_default();
-        println!("| {name} | {rate:.0} | {} | {ratio} |", runs.join(", "));
+        let offer = median(offers[k].clone());
+        println!(
+            "| {name} | {rate:.0} | {} | {ratio} | {offer:.3} |",
+            runs.join(", ")
+        );
     }
 }
