@@ -35,6 +35,8 @@ pub enum Command {
     /// Configuration file tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Read events back from a Kafka topic or Redis stream (JSON Lines on stdout).
+    Tail(flowsentry::sink::tail::TailArgs),
 }
 
 /// `flowsentry train`.
@@ -251,6 +253,9 @@ pub struct LiveArgs {
     /// Detection options.
     #[command(flatten)]
     pub detect: DetectArgs,
+    /// Event sinks.
+    #[command(flatten)]
+    pub sinks: SinkArgs,
 }
 
 /// Applies flow-table flag overrides to the config.
@@ -290,8 +295,6 @@ fn load(path: &Option<PathBuf>) -> Result<ConfigFile, ConfigError> {
 pub struct LiveSettings {
     /// Pipeline options.
     pub run: flowsentry::pipeline::LiveRunOptions,
-    /// Output path (`-` = stdout).
-    pub out: String,
     /// Rotation of a file output.
     pub rotation: flowsentry::event::Rotation,
 }
@@ -325,7 +328,7 @@ impl LiveArgs {
         }
         let o = &mut cfg.output;
         if let Some(v) = &self.out {
-            o.path = v.clone();
+            o.path = Some(v.clone());
         }
         if let Some(v) = self.out_rotate_mb {
             o.rotate_mb = Some(v);
@@ -374,7 +377,6 @@ impl LiveArgs {
                 stats_interval: std::time::Duration::from_secs_f64(cfg.output.stats_interval_secs),
                 user: cfg.sensor.user.clone(),
             },
-            out: cfg.output.path.clone(),
             rotation: flowsentry::event::Rotation {
                 max_bytes: cfg.output.rotate_mb.map(|m| m.saturating_mul(1 << 20)),
                 max_secs: cfg.output.rotate_secs,
@@ -441,6 +443,9 @@ pub struct ReplayArgs {
     /// Detection options.
     #[command(flatten)]
     pub detect: DetectArgs,
+    /// Event sinks.
+    #[command(flatten)]
+    pub sinks: SinkArgs,
 }
 
 /// Detection options shared by replay and live.
@@ -538,7 +543,7 @@ impl ReplayArgs {
             cfg.pipeline.workers = Some(w);
         }
         if let Some(o) = &self.out {
-            cfg.output.path = o.clone();
+            cfg.output.path = Some(o.clone());
         }
         cfg.validate()?;
         let backend = match self.reader {
@@ -562,7 +567,128 @@ impl ReplayArgs {
                     .workers
                     .unwrap_or_else(flowsentry::pipeline::default_workers),
             },
-            cfg.output.path.clone(),
+            cfg.output.path.clone().unwrap_or_else(|| "-".into()),
         ))
     }
+}
+
+/// Event sink options shared by replay and live.
+#[derive(Debug, Clone, Args, Default)]
+pub struct SinkArgs {
+    /// Also send every event to this sink (repeatable): file:PATH, kafka://HOST:PORT/TOPIC,
+    /// redis://HOST:PORT/STREAM, syslog+tcp://HOST:PORT, syslog+udp://HOST:PORT; options
+    /// as URL query (docs/sinks.md) [config [[sink]] url; these flags replace that list].
+    /// With a sink and no --out, nothing goes to stdout.
+    #[arg(long = "sink", value_name = "URL")]
+    pub sinks: Vec<String>,
+    /// The sensor_id stamped on every event [config sensor.id, default the host name].
+    #[arg(long, value_name = "ID")]
+    pub sensor_id: Option<String>,
+    /// Keep the last seq in this file so seq continues across runs [config sensor.seq_file;
+    /// default: replay starts at 1, live uses <spill dir>/<sensor id>.seq].
+    #[arg(long, value_name = "FILE")]
+    pub seq_file: Option<PathBuf>,
+    /// Directory for the sinks' spill subdirectories [config sinks.spill_dir, default
+    /// <temp dir>/flowsentry-spill].
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
+    /// Spill cap per sink in bytes; beyond it events are dropped and counted
+    /// [config sinks.spill_max_bytes, default 1073741824].
+    #[arg(long, value_name = "BYTES")]
+    pub spill_max_bytes: Option<u64>,
+    /// Events held in memory per sink before spilling [config sinks.queue_events, default 16384].
+    #[arg(long, value_name = "N")]
+    pub sink_queue: Option<usize>,
+    /// Seconds to wait at the end of a run for the sinks to deliver; the rest stays in the
+    /// spill directory [config sinks.drain_secs, default 10].
+    #[arg(long, value_name = "SECS")]
+    pub sink_drain_secs: Option<f64>,
+}
+
+impl SinkArgs {
+    /// Builds the event writer: the primary output (`--out` / `output.path`; none when
+    /// sinks are configured and no output was asked for), the sensor id and every sink.
+    /// `rotation` is given for the live sensor (append, rotate). Errors carry the exit code.
+    pub fn writer(
+        &self,
+        config: &Option<PathBuf>,
+        out: &Option<String>,
+        rotation: Option<flowsentry::event::Rotation>,
+    ) -> Result<flowsentry::event::EventWriter, (u8, String)> {
+        use flowsentry::event::EventWriter;
+        let usage = |e: String| (2u8, e);
+        let mut cfg = load(config).map_err(|e| usage(e.to_string()))?;
+        if !self.sinks.is_empty() {
+            cfg.sink = self
+                .sinks
+                .iter()
+                .map(|u| flowsentry::sink::SinkTable {
+                    url: u.clone(),
+                    ..Default::default()
+                })
+                .collect();
+        }
+        let s = &mut cfg.sinks;
+        if let Some(v) = &self.spill_dir {
+            s.spill_dir = Some(v.clone());
+        }
+        if let Some(v) = self.spill_max_bytes {
+            s.spill_max_bytes = v;
+        }
+        if let Some(v) = self.sink_queue {
+            s.queue_events = v;
+        }
+        if let Some(v) = self.sink_drain_secs {
+            s.drain_secs = v;
+        }
+        let sensor_id = self
+            .sensor_id
+            .clone()
+            .or_else(|| cfg.sensor.id.clone())
+            .unwrap_or_else(flowsentry::sink::default_sensor_id);
+        flowsentry::sink::check_sensor_id(&sensor_id).map_err(|e| usage(e.to_string()))?;
+        let settings = flowsentry::sink::SinkSettings::new(sensor_id, &cfg.sinks, &cfg.sink)
+            .map_err(|e| usage(e.to_string()))?;
+        let path = out.clone().or_else(|| cfg.output.path.clone());
+        let mut w = match (path, settings.specs.is_empty(), rotation) {
+            (None, false, _) => Ok(EventWriter::sinks_only()),
+            (p, _, Some(rot)) if p.as_deref().is_some_and(|p| p != "-") => {
+                EventWriter::open_rotating(std::path::Path::new(p.as_deref().unwrap_or("-")), rot)
+            }
+            (p, _, _) => EventWriter::open(p.as_deref().unwrap_or("-")),
+        }
+        .map_err(|e| (1, e.to_string()))?;
+        w.set_sensor_id(&settings.sensor_id);
+        w.set_drain(settings.drain);
+        let seq_file = self
+            .seq_file
+            .clone()
+            .or_else(|| cfg.sensor.seq_file.clone())
+            .or_else(|| {
+                // The live sensor keeps seq across restarts by default.
+                rotation.map(|_| {
+                    settings.spill_dir.join(format!(
+                        "{}.seq",
+                        flowsentry::sink::file_safe(&settings.sensor_id)
+                    ))
+                })
+            });
+        if let Some(p) = seq_file {
+            w.set_seq_file(&p).map_err(|e| (1, e.to_string()))?;
+        }
+        for sink in settings.open().map_err(|e| (1, e.to_string()))? {
+            w.add_sink(sink);
+        }
+        Ok(w)
+    }
+}
+
+/// Prints each sink's final counters on stderr; returns true when events were dropped.
+pub fn report_sinks(prog: &str, stats: &[flowsentry::sink::SinkStats]) -> bool {
+    let mut lost = false;
+    for s in stats {
+        eprintln!("{prog}: {}", s.summary());
+        lost |= s.dropped_total > 0;
+    }
+    lost
 }

@@ -30,6 +30,12 @@ pub struct ConfigFile {
     /// Process settings.
     #[serde(default)]
     pub sensor: SensorSection,
+    /// Settings shared by every sink.
+    #[serde(default)]
+    pub sinks: crate::sink::SinksSection,
+    /// Event sinks besides `output.path` (`[[sink]]` tables; `--sink` flags replace them).
+    #[serde(default)]
+    pub sink: Vec<crate::sink::SinkTable>,
 }
 
 /// `[capture]`: where frames come from. Every key has a command-line flag of the same
@@ -84,8 +90,9 @@ pub struct PipelineSection {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputSection {
-    /// Path of the events file, `-` for stdout. Default `-`.
-    pub path: String,
+    /// Path of the events file, `-` for stdout. Default `-`, or no primary output when
+    /// sinks are configured.
+    pub path: Option<String>,
     /// Rotate the file at this size (MiB).
     pub rotate_mb: Option<u64>,
     /// Rotate the file at this age (seconds).
@@ -97,7 +104,7 @@ pub struct OutputSection {
 impl Default for OutputSection {
     fn default() -> Self {
         OutputSection {
-            path: "-".into(),
+            path: None,
             rotate_mb: None,
             rotate_secs: None,
             stats_interval_secs: 60.0,
@@ -111,6 +118,12 @@ impl Default for OutputSection {
 pub struct SensorSection {
     /// Drop root to this user once the capture handles are open.
     pub user: Option<String>,
+    /// The `sensor_id` stamped on every event, telling a fleet's sensors apart. Default:
+    /// the host name.
+    pub id: Option<String>,
+    /// File keeping the last `seq`, so it continues across restarts. Default: none for
+    /// replay (seq starts at 1), `<sinks.spill_dir>/<sensor id>.seq` for the live sensor.
+    pub seq_file: Option<std::path::PathBuf>,
 }
 
 /// `[flow]`: timeouts in seconds (fractions allowed) and the memory cap.
@@ -271,6 +284,10 @@ impl ConfigFile {
             self.output.stats_interval_secs,
             false,
         )?;
+        if let Some(id) = &self.sensor.id {
+            crate::sink::check_sensor_id(id)?;
+        }
+        crate::sink::SinkSettings::new(String::new(), &self.sinks, &self.sink)?;
         if self.output.rotate_mb == Some(0) || self.output.rotate_secs == Some(0) {
             return Err(ConfigError::Invalid {
                 key: "output.rotate_mb / output.rotate_secs",

@@ -118,6 +118,9 @@ pub enum ConfigError {
         /// Why it is rejected.
         reason: &'static str,
     },
+    /// A sink URL or sink option is invalid (the message names the sink and option).
+    #[error("{0}")]
+    Sink(String),
 }
 
 /// Errors writing events.
@@ -139,6 +142,9 @@ pub enum OutputError {
         /// What happened.
         detail: String,
     },
+    /// The persisted `seq` counter could not be read or written.
+    #[error("{0}")]
+    Sequence(String),
     /// The reader of our output went away (closed pipe): not an error for the user.
     #[error("output closed by the reader")]
     BrokenPipe,

@@ -8,6 +8,8 @@ use crate::error::OutputError;
 use crate::flow::key::is_icmp;
 use crate::flow::{DirStats, FlowRecord};
 use crate::packet::{proto, Tunnel};
+use crate::sink::file::FileSink;
+use crate::sink::{EventKind, EventLine, Sink, SinkStats};
 use crate::time::Timestamp;
 use serde::Serialize;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -279,35 +281,35 @@ pub struct Rotation {
     pub max_secs: Option<u64>,
 }
 
-enum Out {
-    Stream(std::io::BufWriter<Box<dyn Write + Send>>),
-    File {
-        w: std::io::BufWriter<std::fs::File>,
-        path: std::path::PathBuf,
-        rotation: Rotation,
-        bytes: u64,
-        opened: std::time::Instant,
-    },
+/// The partition key of an event, before the `<sensor_id>/` prefix.
+#[derive(Debug, Clone, Copy)]
+pub enum EventKey<'a> {
+    /// A flow event: its originator address.
+    Ip(IpAddr),
+    /// An event about one device: its id.
+    Device(&'a str),
+    /// An event about the sensor itself (`stats`, `error`).
+    Sensor,
 }
 
-fn open_append(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-}
-
-/// Writes events as JSON Lines to a buffered output and counts them. A file output can be
-/// rotated by size or age and reopened (SIGHUP, logrotate); it is fsynced on rotation,
-/// reopen and [`EventWriter::close`].
+/// Serialises events as JSON Lines, stamps each with `sensor_id` and a `seq` (1, 2, ...
+/// per run, or continuing a seq file across runs), and hands the line to the primary output (`--out`: stdout or a file,
+/// rotated, reopened on SIGHUP, fsynced on rotation, reopen and close) and to every
+/// configured [`Sink`].
 pub struct EventWriter {
-    out: Out,
-    name: String,
+    primary: Option<FileSink>,
+    sinks: Vec<Box<dyn Sink>>,
     line: Vec<u8>,
+    key: String,
     written: u64,
-    /// Events known to have reached the output (counted at each successful flush).
-    durable: u64,
-    rotations: u64,
+    /// `seq` of the last event before this run (from the seq file; 0 without one).
+    seq_base: u64,
+    seq_file: Option<crate::sink::seqfile::SeqFile>,
+    sensor_id: String,
+    /// `"sensor_id":"<id>","seq":` with the id JSON-escaped.
+    stamp: Vec<u8>,
+    drain: std::time::Duration,
+    final_stats: Option<Vec<SinkStats>>,
 }
 
 /// Envelope of the `stats` event.
@@ -320,28 +322,37 @@ struct StatsEvent<'a, T: Serialize> {
 }
 
 impl EventWriter {
+    fn with_primary(primary: Option<FileSink>) -> EventWriter {
+        let mut w = EventWriter {
+            primary,
+            sinks: Vec::new(),
+            line: Vec::with_capacity(1024),
+            key: String::with_capacity(64),
+            written: 0,
+            seq_base: 0,
+            seq_file: None,
+            sensor_id: String::new(),
+            stamp: Vec::new(),
+            drain: std::time::Duration::from_secs(10),
+            final_stats: None,
+        };
+        w.set_sensor_id(&crate::sink::default_sensor_id());
+        w
+    }
+
     /// Wraps a byte sink; `name` is used in error messages (a path or "stdout").
     pub fn new(out: Box<dyn Write + Send>, name: &str) -> EventWriter {
-        EventWriter {
-            out: Out::Stream(std::io::BufWriter::with_capacity(1 << 16, out)),
-            name: name.to_string(),
-            line: Vec::with_capacity(1024),
-            written: 0,
-            durable: 0,
-            rotations: 0,
-        }
+        EventWriter::with_primary(Some(FileSink::stream(out, name)))
+    }
+
+    /// A writer with no primary output: events go only to the sinks added later.
+    pub fn sinks_only() -> EventWriter {
+        EventWriter::with_primary(None)
     }
 
     /// Opens `path` for writing (`-` = stdout). Files are created or truncated.
     pub fn open(path: &str) -> Result<EventWriter, OutputError> {
-        if path == "-" {
-            return Ok(EventWriter::new(Box::new(std::io::stdout()), "stdout"));
-        }
-        let f = std::fs::File::create(path).map_err(|source| OutputError::Open {
-            path: path.to_string(),
-            source,
-        })?;
-        Ok(EventWriter::new(Box::new(f), path))
+        Ok(EventWriter::with_primary(Some(FileSink::create(path)?)))
     }
 
     /// Opens `path` for appending, with rotation (the live sensor's file output).
@@ -349,197 +360,155 @@ impl EventWriter {
         path: &std::path::Path,
         rotation: Rotation,
     ) -> Result<EventWriter, OutputError> {
-        let name = path.display().to_string();
-        let f = open_append(path).map_err(|source| OutputError::Open {
-            path: name.clone(),
-            source,
-        })?;
-        let bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok(EventWriter {
-            out: Out::File {
-                w: std::io::BufWriter::with_capacity(1 << 16, f),
-                path: path.to_path_buf(),
-                rotation,
-                bytes,
-                opened: std::time::Instant::now(),
-            },
-            name,
-            line: Vec::with_capacity(1024),
-            written: 0,
-            durable: 0,
-            rotations: 0,
-        })
+        Ok(EventWriter::with_primary(Some(FileSink::append(
+            path, rotation,
+        )?)))
     }
 
-    /// Files rotated so far.
+    /// Sets the `sensor_id` stamped on every event (default: the host name).
+    pub fn set_sensor_id(&mut self, id: &str) {
+        self.sensor_id = id.to_string();
+        self.stamp.clear();
+        self.stamp.extend_from_slice(b"\"sensor_id\":");
+        // Serialising a &str cannot fail.
+        let _ = serde_json::to_writer(&mut self.stamp, id);
+        self.stamp.extend_from_slice(b",\"seq\":");
+    }
+
+    /// Continues `seq` after the value persisted in `path` and keeps it there (see
+    /// [`crate::sink::seqfile`]); call before the first event.
+    pub fn set_seq_file(&mut self, path: &std::path::Path) -> Result<(), OutputError> {
+        let (f, last) = crate::sink::seqfile::SeqFile::open(path).map_err(OutputError::Sequence)?;
+        self.seq_base = last;
+        self.seq_file = Some(f);
+        Ok(())
+    }
+
+    /// Files and directories the sinks keep state in (spill directories, the seq file),
+    /// for handing them to the `--user` of a privilege drop.
+    pub fn state_paths(&self) -> Vec<std::path::PathBuf> {
+        let mut v: Vec<std::path::PathBuf> =
+            self.sinks.iter().filter_map(|s| s.state_dir()).collect();
+        if let Some(f) = &self.seq_file {
+            v.push(f.path().to_path_buf());
+        }
+        v
+    }
+
+    /// The `seq` of the last event written (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        self.seq_base + self.written
+    }
+
+    fn close_seq(&mut self) -> Result<(), OutputError> {
+        let last = self.last_seq();
+        match self.seq_file.as_mut() {
+            Some(f) => f.close(last).map_err(OutputError::Sequence),
+            None => Ok(()),
+        }
+    }
+
+    /// The sensor id.
+    pub fn sensor_id(&self) -> &str {
+        &self.sensor_id
+    }
+
+    /// Adds a sink; every later event goes to it too.
+    pub fn add_sink(&mut self, sink: Box<dyn Sink>) {
+        self.sinks.push(sink);
+    }
+
+    /// Time [`EventWriter::drain_sinks`] waits for the sinks to deliver.
+    pub fn set_drain(&mut self, d: std::time::Duration) {
+        self.drain = d;
+    }
+
+    /// Whether any sink besides the primary output is configured.
+    pub fn has_sinks(&self) -> bool {
+        !self.sinks.is_empty()
+    }
+
+    /// Files rotated so far (primary output).
     pub fn rotations(&self) -> u64 {
-        self.rotations
+        self.primary.as_ref().map_or(0, |p| p.rotations())
     }
 
     /// Flushes and fsyncs a file output, then opens its path again (after logrotate moved
-    /// it). Streams are only flushed.
+    /// it); the same for `file:` sinks. Streams are only flushed.
     pub fn reopen(&mut self) -> Result<(), OutputError> {
-        self.flush()?;
-        if let Out::File {
-            w,
-            path,
-            bytes,
-            opened,
-            ..
-        } = &mut self.out
-        {
-            let sync = w.get_ref().sync_all();
-            let f = open_append(path).map_err(|source| OutputError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
-            *bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
-            *w = std::io::BufWriter::with_capacity(1 << 16, f);
-            *opened = std::time::Instant::now();
-            if let Err(source) = sync {
-                return Err(OutputError::Write {
-                    path: self.name.clone(),
-                    events: self.durable,
-                    pending: self.written.saturating_sub(self.durable),
-                    source,
-                });
-            }
+        if let Some(p) = self.primary.as_mut() {
+            p.reopen()?;
+        }
+        for s in &mut self.sinks {
+            s.reopen()?;
         }
         Ok(())
     }
 
-    /// Renames the current file to `<path>.<UTC time>[.<n>]` and starts a new one.
-    fn rotate(&mut self) -> Result<(), OutputError> {
-        self.flush()?;
-        let name = self.name.clone();
-        let written = self.written;
-        if let Out::File {
-            w,
-            path,
-            bytes,
-            opened,
-            ..
-        } = &mut self.out
-        {
-            // The flush above succeeded: everything written so far is durable.
-            let werr = |source| OutputError::Write {
-                path: name.clone(),
-                events: written,
-                pending: 0,
-                source,
-            };
-            w.get_ref().sync_all().map_err(werr)?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as i64)
-                .unwrap_or(0);
-            let stamp: String = Timestamp::from_micros(now)
-                .to_eve_string()
-                .chars()
-                .filter(|c| c.is_ascii_digit() || *c == 'T')
-                .take(15)
-                .collect();
-            let mut target = path.with_file_name(format!(
-                "{}.{}",
-                path.file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or("events"),
-                stamp
-            ));
-            let mut k = 1;
-            while target.exists() {
-                target = path.with_file_name(format!(
-                    "{}.{}.{}",
-                    path.file_name()
-                        .and_then(|n| n.to_str())
-                        .unwrap_or("events"),
-                    stamp,
-                    k
-                ));
-                k += 1;
-            }
-            std::fs::rename(&*path, &target).map_err(werr)?;
-            let f = open_append(path).map_err(werr)?;
-            *w = std::io::BufWriter::with_capacity(1 << 16, f);
-            *bytes = 0;
-            *opened = std::time::Instant::now();
-            self.rotations += 1;
-        }
-        Ok(())
-    }
-
-    /// Flushes and fsyncs (files) everything written; call before exiting.
+    /// Flushes and fsyncs (files) everything written; call before exiting. Network sinks
+    /// are closed by [`EventWriter::close_sinks`].
     pub fn close(&mut self) -> Result<(), OutputError> {
         self.flush()?;
-        if let Out::File { w, .. } = &mut self.out {
-            if let Err(source) = w.get_ref().sync_all() {
-                return Err(OutputError::Write {
-                    path: self.name.clone(),
-                    events: self.durable,
-                    pending: self.written.saturating_sub(self.durable),
-                    source,
-                });
-            }
+        if let Some(p) = self.primary.as_mut() {
+            p.close(std::time::Instant::now())?;
         }
-        Ok(())
+        self.close_seq()
     }
 
-    /// Events written so far.
+    /// Events written so far in this run.
     pub fn written(&self) -> u64 {
         self.written
     }
 
-    fn io_err(&self, e: std::io::Error) -> OutputError {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            OutputError::BrokenPipe
-        } else {
-            OutputError::Write {
-                path: self.name.clone(),
-                events: self.durable,
-                pending: self.written + 1 - self.durable.min(self.written + 1),
-                source: e,
-            }
-        }
-    }
-
-    fn emit<T: Serialize>(&mut self, v: &T) -> Result<(), OutputError> {
+    fn emit<T: Serialize>(&mut self, v: &T, key: EventKey<'_>) -> Result<(), OutputError> {
         self.line.clear();
-        serde_json::to_writer(&mut self.line, v)
-            .map_err(|e| self.io_err(std::io::Error::other(e)))?;
-        self.line.push(b'\n');
-        let res = match &mut self.out {
-            Out::Stream(w) => w.write_all(&self.line),
-            Out::File { w, bytes, .. } => {
-                *bytes += self.line.len() as u64;
-                w.write_all(&self.line)
+        if let Err(e) = serde_json::to_writer(&mut self.line, v) {
+            return Err(OutputError::Write {
+                path: "event".into(),
+                events: self.written,
+                pending: 1,
+                source: std::io::Error::other(e),
+            });
+        }
+        // `{...}` -> `{...,"sensor_id":"id","seq":N}`
+        if self.line.last() == Some(&b'}') {
+            self.line.pop();
+        }
+        if self.line.len() > 1 {
+            self.line.push(b',');
+        }
+        let seq = self.seq_base + self.written + 1;
+        if let Some(f) = self.seq_file.as_mut() {
+            f.cover(seq).map_err(OutputError::Sequence)?;
+        }
+        self.line.extend_from_slice(&self.stamp);
+        let _ = write!(self.line, "{seq}}}");
+        self.key.clear();
+        self.key.push_str(&self.sensor_id);
+        self.key.push('/');
+        match key {
+            EventKey::Ip(ip) => {
+                use std::fmt::Write as _;
+                let _ = write!(self.key, "{ip}");
             }
-        };
-        if let Err(e) = res {
-            return Err(self.io_err(e));
+            EventKey::Device(d) => self.key.push_str(d),
+            EventKey::Sensor => self.key.push_str("sensor"),
+        }
+        let ev = EventLine::new(&self.line, &self.key, seq, EventKind::of_line(&self.line));
+        if let Some(p) = self.primary.as_mut() {
+            p.offer(&ev)?;
+        }
+        for s in &mut self.sinks {
+            s.offer(&ev)?;
         }
         self.written += 1;
-        if let Out::File {
-            rotation,
-            bytes,
-            opened,
-            ..
-        } = &self.out
-        {
-            let due = rotation.max_bytes.is_some_and(|m| *bytes >= m)
-                || rotation
-                    .max_secs
-                    .is_some_and(|s| opened.elapsed().as_secs() >= s);
-            if due {
-                self.rotate()?;
-            }
-        }
         Ok(())
     }
 
-    /// Writes one `flow` event.
+    /// Writes one `flow` event (keyed by its originator).
     pub fn write_flow(&mut self, rec: &FlowRecord) -> Result<(), OutputError> {
         let ev = flow_json(rec, "flow");
-        self.emit(&ev)
+        self.emit(&ev, EventKey::Ip(rec.orig.addr.to_ip()))
     }
 
     /// Writes a `stats` event stamped with packet time `ts`.
@@ -548,47 +517,88 @@ impl EventWriter {
         ts: Timestamp,
         stats: &T,
     ) -> Result<(), OutputError> {
-        self.emit(&StatsEvent {
-            timestamp: ts.to_eve_string(),
-            event_type: "stats",
-            schema_version: EVENT_SCHEMA_VERSION,
-            stats,
-        })
+        self.emit(
+            &StatsEvent {
+                timestamp: ts.to_eve_string(),
+                event_type: "stats",
+                schema_version: EVENT_SCHEMA_VERSION,
+                stats,
+            },
+            EventKey::Sensor,
+        )
     }
 
-    /// Writes any pre-built event value (used by later stages: anomaly, incident).
+    /// Writes any pre-built event value about the sensor itself (e.g. `error`).
     pub fn write_value<T: Serialize>(&mut self, v: &T) -> Result<(), OutputError> {
-        self.emit(v)
+        self.emit(v, EventKey::Sensor)
     }
 
-    /// Flushes buffered events to the sink.
+    /// Writes a pre-built event about one device (anomaly, incident), keyed by its id so
+    /// a device's events share a Kafka partition.
+    pub fn write_keyed<T: Serialize>(&mut self, device: &str, v: &T) -> Result<(), OutputError> {
+        self.emit(v, EventKey::Device(device))
+    }
+
+    /// Flushes buffered events to the outputs.
     pub fn flush(&mut self) -> Result<(), OutputError> {
-        let r = match &mut self.out {
-            Out::Stream(w) => w.flush(),
-            Out::File { w, .. } => w.flush(),
-        };
-        r.map_err(|e| self.io_err(e))?;
-        self.durable = self.written;
+        if let Some(p) = self.primary.as_mut() {
+            p.flush()?;
+        }
+        for s in &mut self.sinks {
+            s.flush()?;
+        }
         Ok(())
     }
 
     /// Rotates a time-rotated file whose age is due even when no event arrives.
     pub fn rotate_if_due(&mut self) -> Result<(), OutputError> {
-        if let Out::File {
-            rotation,
-            opened,
-            bytes,
-            ..
-        } = &self.out
-        {
-            if *bytes > 0
-                && rotation
-                    .max_secs
-                    .is_some_and(|s| opened.elapsed().as_secs() >= s)
-            {
-                return self.rotate();
-            }
+        if let Some(p) = self.primary.as_mut() {
+            p.rotate_if_due()?;
+        }
+        for s in &mut self.sinks {
+            s.rotate_if_due()?;
         }
         Ok(())
+    }
+
+    /// Counters of every sink (not the primary output), in configuration order.
+    pub fn sink_stats(&self) -> Vec<SinkStats> {
+        match &self.final_stats {
+            Some(f) => f.clone(),
+            None => self.sinks.iter().map(|s| s.stats()).collect(),
+        }
+    }
+
+    /// Waits, at most the drain time in total, until the sinks have delivered everything
+    /// written so far (end of a run, before the final `stats` event).
+    pub fn drain_sinks(&mut self) -> Result<(), OutputError> {
+        let deadline = std::time::Instant::now() + self.drain;
+        for s in &mut self.sinks {
+            s.drain(deadline)?;
+        }
+        Ok(())
+    }
+
+    /// Closes every sink: a last short delivery attempt (at most two seconds, or the drain
+    /// time if shorter), then what is left is kept in each sink's spill directory.
+    /// Returns the final counters (also returned by [`EventWriter::sink_stats`] from now on).
+    pub fn close_sinks(&mut self) -> Result<Vec<SinkStats>, OutputError> {
+        let deadline =
+            std::time::Instant::now() + self.drain.min(std::time::Duration::from_secs(2));
+        let mut first_err = None;
+        for s in &mut self.sinks {
+            if let Err(e) = s.close(deadline) {
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Err(e) = self.close_seq() {
+            first_err.get_or_insert(e);
+        }
+        let stats: Vec<SinkStats> = self.sinks.iter().map(|s| s.stats()).collect();
+        self.final_stats = Some(stats.clone());
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(stats),
+        }
     }
 }

@@ -7,7 +7,8 @@
 //!   -> flow      (bidirectional flow table, packet-time expiry -> FlowRecord)
 //!   -> features  (FlowRecord -> fixed-length vector)            [detection]
 //!   -> model     (per-device-class isolation forest -> score)   [detection]
-//!   -> event     (JSON Lines: flow, anomaly, stats)
+//!   -> event     (JSON Lines: flow, anomaly, stats; stamped with sensor_id and seq)
+//!   -> sink      (--out file/stdout, file:, kafka://, redis://, syslog+tcp://, syslog+udp://)
 //! ```
 //!
 //! `pipeline` wires the stages; `main.rs` only parses the command line. See
@@ -38,6 +39,7 @@ pub mod pipeline;
 pub mod privilege;
 pub mod progress;
 pub mod sim;
+pub mod sink;
 pub mod stats;
 pub mod time;
 pub mod train;

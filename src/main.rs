@@ -4,14 +4,14 @@
 //! Exit codes: 0 success (also when the reader of stdout went away); 1 runtime error
 //! (e.g. output unwritable); 2 invalid command line or config; 3 an input could not be read
 //! completely (every event for what was read is still written); 4 `--fail-on` matched
-//! (anomaly or incident events were produced; all events were written).
+//! (anomaly or incident events were produced; all events were written); 5 a sink dropped
+//! events (its spill cap was reached or its spill could not be written; counted in `stats`).
 
 mod cli;
 
 use clap::Parser;
 use cli::{Cli, Command, ConfigCommand};
 use flowsentry::error::OutputError;
-use flowsentry::event::EventWriter;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
@@ -21,6 +21,8 @@ const EXIT_INPUT: u8 = 3;
 const EXIT_USAGE: u8 = 2;
 /// Exit code: `--fail-on` matched (anomaly or incident events were produced).
 const EXIT_ALERTS: u8 = 4;
+/// Exit code: a sink dropped events (spill cap reached or spill unwritable).
+const EXIT_SINK_LOSS: u8 = 5;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         },
         Command::Train(a) => train(&a),
         Command::Eval(a) => eval(&a),
+        Command::Tail(a) => tail(&a),
         Command::Config(ConfigCommand::Check { file }) => {
             match flowsentry::config::ConfigFile::load(&file).and_then(|c| c.validate()) {
                 Ok(()) => {
@@ -52,18 +55,18 @@ fn main() -> ExitCode {
 }
 
 fn replay(a: &cli::ReplayArgs) -> ExitCode {
-    let (opts, out) = match a.to_options() {
+    let (opts, _out) = match a.to_options() {
         Ok(o) => o,
         Err(e) => {
             eprintln!("flowsentry replay: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let writer = match EventWriter::open(&out) {
+    let writer = match a.sinks.writer(&a.config, &a.out, None) {
         Ok(w) => w,
-        Err(e) => {
+        Err((code, e)) => {
             eprintln!("flowsentry replay: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(code);
         }
     };
     let mut writer = match a.detect.output(writer) {
@@ -73,10 +76,15 @@ fn replay(a: &cli::ReplayArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    match flowsentry::pipeline::replay(&opts, &mut writer) {
+    let result = flowsentry::pipeline::replay(&opts, &mut writer);
+    let sink_loss = cli::report_sinks("flowsentry replay", &writer.writer.sink_stats());
+    match result {
         Ok(outcome) => {
             for e in &outcome.input_errors {
                 eprintln!("flowsentry replay: {e}");
+            }
+            if sink_loss {
+                return ExitCode::from(EXIT_SINK_LOSS);
             }
             if !outcome.input_errors.is_empty() {
                 return ExitCode::from(EXIT_INPUT);
@@ -129,16 +137,11 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let writer = if s.out == "-" {
-        EventWriter::open("-")
-    } else {
-        EventWriter::open_rotating(std::path::Path::new(&s.out), s.rotation)
-    };
-    let writer = match writer {
+    let writer = match a.sinks.writer(&a.config, &a.out, Some(s.rotation)) {
         Ok(w) => w,
-        Err(e) => {
+        Err((code, e)) => {
             eprintln!("flowsentry live: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(code);
         }
     };
     let mut writer = match a.detect.output(writer) {
@@ -149,12 +152,17 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
         }
     };
     if let Some(user) = &s.run.user {
-        if let Err(e) = flowsentry::privilege::drop_to(user) {
+        let state = writer.writer.state_paths();
+        if let Err(e) = flowsentry::privilege::give_to(user, &state)
+            .and_then(|()| flowsentry::privilege::drop_to(user))
+        {
             eprintln!("flowsentry live: {e}");
             return ExitCode::FAILURE;
         }
     }
-    match flowsentry::pipeline::live(&s.run, sources, &mut writer, &control) {
+    let result = flowsentry::pipeline::live(&s.run, sources, &mut writer, &control);
+    let sink_loss = cli::report_sinks("flowsentry live", &writer.writer.sink_stats());
+    match result {
         Ok(o) => {
             for e in &o.capture_errors {
                 eprintln!("flowsentry live: {e}");
@@ -163,7 +171,9 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
                 "flowsentry live: stopped: {} frames, {} flow events, {} dropped (queue full), {} dropped by the kernel",
                 o.frames, o.flow_events, o.queue_full, o.pcap_dropped
             );
-            if o.capture_errors.is_empty() || control.stop.load(Ordering::Relaxed) {
+            if sink_loss {
+                ExitCode::from(EXIT_SINK_LOSS)
+            } else if o.capture_errors.is_empty() || control.stop.load(Ordering::Relaxed) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -206,6 +216,23 @@ fn eval(a: &cli::EvalArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("flowsentry eval: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn tail(a: &flowsentry::sink::tail::TailArgs) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match flowsentry::sink::tail::run(a, &mut out) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(flowsentry::sink::tail::TailError::Stdout(e))
+            if e.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("flowsentry tail: {e}");
             ExitCode::FAILURE
         }
     }

@@ -66,6 +66,9 @@ struct WithDetection<'a, T: Serialize> {
     base: &'a T,
     #[serde(skip_serializing_if = "Option::is_none")]
     detection: Option<serde_json::Value>,
+    /// Per-sink delivery counters (only when `--sink` is used).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sinks: Vec<crate::sink::SinkStats>,
 }
 
 impl Output {
@@ -153,7 +156,8 @@ impl Output {
         self.writer.written()
     }
 
-    /// Writes a `stats` event (the detector's counters included under `detection`).
+    /// Writes a `stats` event (the detector's counters included under `detection`, the
+    /// sinks' under `sinks`).
     pub fn write_stats<T: Serialize>(
         &mut self,
         ts: Timestamp,
@@ -162,6 +166,7 @@ impl Output {
         let body = WithDetection {
             base: stats,
             detection: self.observer.as_ref().map(|o| o.stats()),
+            sinks: self.writer.sink_stats(),
         };
         self.writer.write_stats(ts, &body)
     }
@@ -174,6 +179,18 @@ impl Output {
     /// Flushes and fsyncs.
     pub fn close(&mut self) -> Result<(), OutputError> {
         self.writer.close()
+    }
+
+    /// End of a run: waits (bounded by the drain time) for the sinks to deliver what is
+    /// queued, so the final `stats` event reports it.
+    pub fn drain_sinks(&mut self) -> Result<(), OutputError> {
+        self.writer.drain_sinks()
+    }
+
+    /// After the final `stats` event: closes the sinks (what is undelivered stays in their
+    /// spill directories) and returns their final counters.
+    pub fn close_sinks(&mut self) -> Result<Vec<crate::sink::SinkStats>, OutputError> {
+        self.writer.close_sinks()
     }
 
     /// Reopens a file output (SIGHUP).

@@ -329,6 +329,7 @@ fn finish(
         Timestamp(0)
     };
     writer.finish(ts)?;
+    writer.drain_sinks()?;
     front.stats.events = writer.written();
     outcome.frames = front.stats.frames;
     let json = front
@@ -336,6 +337,7 @@ fn finish(
         .to_json(counters, active, wall.elapsed().as_secs_f64());
     writer.write_stats(ts, &json)?;
     writer.flush()?;
+    writer.close_sinks()?;
     Ok(outcome)
 }
 
@@ -1044,7 +1046,9 @@ pub fn live(
     outcome.queue_full = stats.queue_full.iter().sum();
     outcome.pcap_dropped = stats.pcap.map(|p| p.dropped + p.if_dropped).unwrap_or(0);
     writer.finish(wall_now())?;
+    writer.drain_sinks()?;
     write_stats_event(&stats, &merger, writer, wall, wall_now())?;
     writer.close()?;
+    writer.close_sinks()?;
     Ok(outcome)
 }

@@ -35,3 +35,27 @@ pub fn drop_to(name: &str) -> Result<(), PrivilegeError> {
     setuid(user.uid).map_err(sys("set the user id"))?;
     Ok(())
 }
+
+/// Gives `paths` (and, for directories, what they contain) to user `name`, so the sinks'
+/// spill directories stay writable after [`drop_to`].
+pub fn give_to(name: &str, paths: &[std::path::PathBuf]) -> Result<(), PrivilegeError> {
+    use nix::unistd::{chown, User};
+    let sys = |what: &'static str| {
+        let user = name.to_string();
+        move |source| PrivilegeError::Sys { user, what, source }
+    };
+    let user = User::from_name(name)
+        .map_err(sys("look up the user"))?
+        .ok_or_else(|| PrivilegeError::NoUser(name.to_string()))?;
+    for p in paths {
+        chown(p, Some(user.uid), Some(user.gid))
+            .map_err(sys("hand a sink's state directory to the user"))?;
+        if p.is_dir() {
+            for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+                chown(&e.path(), Some(user.uid), Some(user.gid))
+                    .map_err(sys("hand a sink's spill file to the user"))?;
+            }
+        }
+    }
+    Ok(())
+}

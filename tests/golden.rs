@@ -3,8 +3,10 @@
 //! fields removed). Small fixtures are stored whole under `tests/golden/`; the large scan
 //! and flood fixtures as a SHA-1 digest in `tests/golden/digests.txt`.
 //!
-//! Detection is off here (`--no-detect`): the engine's output is what these pin down; the
-//! detection events depend on the trained model and are checked in the detection tests.
+//! Every event carries `"sensor_id":"golden"` (fixed here so the files do not depend on the
+//! host name) and its `seq`. The first test runs with detection off (`--no-detect`): the
+//! engine's output; the second pins the detection events (`--alerts-only` with the
+//! fixture's inventory and the built-in model) under `tests/golden/alerts/`.
 //! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test --test golden`
 //! and review the diff.
 
@@ -25,14 +27,27 @@ fn root() -> PathBuf {
 }
 
 fn normalised(pcap: &Path, workers: &str) -> String {
+    run_normalised(pcap, workers, &["--no-detect"])
+}
+
+/// The detection events (`--alerts-only`, the fixture's inventory, the built-in model).
+fn normalised_alerts(pcap: &Path, workers: &str) -> String {
+    let inv = pcap.with_extension("inventory.toml");
+    let inv = inv.to_string_lossy().into_owned();
+    run_normalised(pcap, workers, &["--alerts-only", "--inventory", &inv])
+}
+
+fn run_normalised(pcap: &Path, workers: &str, extra: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_flowsentry"))
         .args([
             "replay",
             "--no-progress",
-            "--no-detect",
+            "--sensor-id",
+            "golden",
             "--workers",
             workers,
         ])
+        .args(extra)
         .arg(pcap)
         .output()
         .expect("run flowsentry");
@@ -66,9 +81,23 @@ fn digest(s: &str) -> String {
 
 #[test]
 fn fixture_outputs_equal_golden_files() {
+    check_goldens(&root().join("tests/golden"), normalised);
+}
+
+/// The anomaly, incident and stats events of every fixture with the shipped default model
+/// and the fixture's inventory: the detection output format and the default model's
+/// verdicts, pinned (regenerate after retraining the model with `UPDATE_GOLDEN=1`).
+#[test]
+fn fixture_alerts_equal_golden_files() {
+    check_goldens(&root().join("tests/golden/alerts"), normalised_alerts);
+}
+
+fn check_goldens(gdir: &Path, run: fn(&Path, &str) -> String) {
     let update = std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1");
     let dir = root().join("fixtures/pcaps");
-    let gdir = root().join("tests/golden");
+    if update {
+        std::fs::create_dir_all(gdir).expect("golden dir");
+    }
     let digests_path = gdir.join("digests.txt");
     let mut digests: BTreeMap<String, String> = std::fs::read_to_string(&digests_path)
         .unwrap_or_default()
@@ -91,10 +120,10 @@ fn fixture_outputs_equal_golden_files() {
             .and_then(|s| s.to_str())
             .expect("name")
             .to_string();
-        let a = normalised(&pcap, "0");
-        let b = normalised(&pcap, "0");
+        let a = run(&pcap, "0");
+        let b = run(&pcap, "0");
         assert_eq!(a, b, "{name}: output differs between two runs");
-        let c = normalised(&pcap, "2");
+        let c = run(&pcap, "2");
         assert_eq!(a, c, "{name}: output differs between 0 and 2 workers");
         if DIGEST_ONLY.contains(&name.as_str()) {
             let d = digest(&a);

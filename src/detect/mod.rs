@@ -497,12 +497,15 @@ impl Detector {
             .entry(inc.device_id.clone())
             .or_default()
             .incidents += 1;
-        w.write_value(&IncidentEvent {
-            timestamp: inc.closed_at.to_eve_string(),
-            event_type: "incident",
-            incident: inc,
-            model_id: &self.model_id,
-        })
+        w.write_keyed(
+            &inc.device_id,
+            &IncidentEvent {
+                timestamp: inc.closed_at.to_eve_string(),
+                event_type: "incident",
+                incident: inc,
+                model_id: &self.model_id,
+            },
+        )
     }
 
     fn advance(&mut self, now: Timestamp, w: &mut EventWriter) -> Result<(), OutputError> {
@@ -630,7 +633,7 @@ impl FlowObserver for Detector {
                 },
                 rule,
             };
-            w.write_value(&ev)?;
+            w.write_keyed(&v.device.id, &ev)?;
             let alert = AlertRef {
                 device_id: &v.device.id,
                 class: v.device.assignment.class.as_str(),
@@ -691,7 +694,7 @@ impl FlowObserver for Detector {
                         ),
                     }),
                 };
-                w.write_value(&ev)?;
+                w.write_keyed(&dev.id, &ev)?;
                 let alert = AlertRef {
                     device_id: &dev.id,
                     class: dev.assignment.class.as_str(),
@@ -762,11 +765,11 @@ impl FlowObserver for Detector {
                 ),
             },
         };
-        w.write_value(&ev)?;
         let id = dev
             .as_ref()
             .map(|d| d.id.to_string())
             .unwrap_or_else(|| ip.to_ip().to_string());
+        w.write_keyed(&id, &ev)?;
         let alert = AlertRef {
             device_id: &id,
             class: dev

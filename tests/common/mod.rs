@@ -223,3 +223,12 @@ pub fn par_map<T: Sync, R: Send>(
 pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()) + 2
 }
+
+/// A JSON event line without its trailing `"seq":N` field, for comparing the same events
+/// of two runs whose event numbering differs (e.g. a BPF-filtered run writes fewer events).
+pub fn without_seq(line: &str) -> String {
+    match line.rfind(",\"seq\":") {
+        Some(i) if line.ends_with('}') => format!("{}}}", &line[..i]),
+        _ => line.to_string(),
+    }
+}
