@@ -18,7 +18,7 @@ release: ## optimised build of the flowsentry binary
 	$(CARGO) build --release
 
 test: ## run every test (unit, integration, real-capture checks) with cargo test
-	$(CARGO) test --release --all-targets 2>&1 | tee target/test.log; exit $${PIPESTATUS[0]}
+	mkdir -p target && $(CARGO) test --profile ci --all-targets 2>&1 | tee target/test.log; exit $${PIPESTATUS[0]}
 
 check: fmt clippy doc ## formatting, lints and docs (what CI enforces)
 

@@ -10,25 +10,7 @@ use std::process::Command;
 type Key = (String, u64, String, u64, String, String, i64, i64);
 
 fn iso_to_us(s: &str) -> i64 {
-    // 2026-01-05T00:00:03.746799+0000
-    let b = s.as_bytes();
-    let num = |a: usize, z: usize| -> i64 {
-        s.get(a..z)
-            .and_then(|t| t.parse::<i64>().ok())
-            .unwrap_or_else(|| panic!("bad timestamp {s}"))
-    };
-    assert!(b.len() >= 26, "bad timestamp {s}");
-    let (y, m, d) = (num(0, 4), num(5, 7), num(8, 10));
-    let (hh, mm, ss, us) = (num(11, 13), num(14, 16), num(17, 19), num(20, 26));
-    // days from civil (Howard Hinnant)
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    ((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + us
+    flowsentry::eval::parse_eve_us(s).unwrap_or_else(|| panic!("bad timestamp {s}"))
 }
 
 fn fixtures() -> Vec<PathBuf> {
