@@ -378,7 +378,8 @@ impl Detector {
                 .scored_by_class
                 .entry(m.class.as_str())
                 .or_insert(0) += 1;
-            if self.seen_devices.insert(dev.id.to_string()) {
+            if !self.seen_devices.contains(&*dev.id) {
+                self.seen_devices.insert(dev.id.to_string());
                 *self.counters.devices.entry(source_name(&dev)).or_insert(0) += 1;
             }
             self.verdicts.push(Verdict {

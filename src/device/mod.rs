@@ -339,21 +339,15 @@ impl DeviceResolver {
             if self.inventory.lookup(ep.mac, a).is_some() {
                 continue;
             }
-            if !self.unlisted.contains_key(&a) {
-                if self.unlisted.len() >= self.cfg.max_profiles {
-                    continue;
-                }
-                self.unlisted.insert(
-                    a,
-                    Unlisted {
-                        id: Arc::from(a.to_ip().to_string()),
-                        profile: DeviceProfile::new(),
-                        locked: None,
-                    },
-                );
-            }
-            let Some(u) = self.unlisted.get_mut(&a) else {
-                continue;
+            let full = self.unlisted.len() >= self.cfg.max_profiles;
+            let u = match self.unlisted.entry(a) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(_) if full => continue,
+                std::collections::btree_map::Entry::Vacant(v) => v.insert(Unlisted {
+                    id: Arc::from(a.to_ip().to_string()),
+                    profile: DeviceProfile::new(),
+                    locked: None,
+                }),
             };
             u.profile.observe(rec, side);
             if u.locked.is_none() {

@@ -18,7 +18,8 @@
 use super::{service_key, ServiceKey, Side};
 use crate::flow::FlowRecord;
 use crate::time::Nanos;
-use std::collections::{HashMap, VecDeque};
+use foldhash::HashMap;
+use std::collections::VecDeque;
 
 /// Window lengths and the per-device memory cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,8 +89,8 @@ impl DeviceContext {
             clock: None,
             long: VecDeque::new(),
             short: VecDeque::new(),
-            peers: HashMap::new(),
-            svcs: HashMap::new(),
+            peers: HashMap::default(),
+            svcs: HashMap::default(),
         }
     }
 

@@ -23,7 +23,7 @@ pub use familiarity::{peer_key, service_key, FamiliarityTables, PeerKey, Service
 use crate::device::DeviceClass;
 use crate::flow::{ConnState, DirStats, FlowRecord};
 use crate::packet::{proto, Addr};
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 /// Version of the feature schema: bumped whenever a feature's definition, order, unit or
 /// transform changes, so a model trained on another schema is refused at load time.
@@ -399,7 +399,7 @@ impl FeatureExtractor {
     pub fn with_config(tables: FamiliarityTables, cfg: ContextConfig) -> Self {
         FeatureExtractor {
             tables,
-            contexts: HashMap::new(),
+            contexts: HashMap::default(),
             cfg,
         }
     }
