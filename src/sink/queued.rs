@@ -109,6 +109,15 @@ impl Shared {
             *g = Some(e);
         }
     }
+
+    /// Counts the spilled records that a failed disk write took off the spill as dropped
+    /// (`spill_error`).
+    fn account_loss(&self, spill: &mut Spill) {
+        if let Some((n, msg)) = spill.take_loss() {
+            self.counters.dropped_error.fetch_add(n, Ordering::Relaxed);
+            self.set_error(format!("{msg}; {n} spilled events lost"));
+        }
+    }
 }
 
 /// A network sink (see the module docs).
@@ -199,7 +208,9 @@ impl QueuedSink {
         }
         st.active = true;
         self.shared.spilling.store(true, Ordering::Release);
-        match st.spill.append(&rec) {
+        let res = st.spill.append(&rec);
+        self.shared.account_loss(&mut st.spill);
+        match res {
             Ok(()) => {
                 c.spilled.fetch_add(1, Ordering::Relaxed);
             }
@@ -244,9 +255,8 @@ impl Sink for QueuedSink {
     fn flush(&mut self) -> Result<(), OutputError> {
         if self.shared.spilling.load(Ordering::Acquire) {
             if let Ok(mut st) = self.shared.spill.lock() {
-                if let Err(e) = st.spill.flush() {
-                    self.shared
-                        .set_error(format!("cannot write the spill directory: {e}"));
+                if st.spill.flush().is_err() {
+                    self.shared.account_loss(&mut st.spill);
                 }
             }
         }
@@ -407,7 +417,9 @@ impl<T: Transport> Worker<T> {
                 return false;
             };
             if st.spill.unread() > 0 {
-                if let Err(e) = st.spill.read(self.batch, &mut buf) {
+                let res = st.spill.read(self.batch, &mut buf);
+                self.sh.account_loss(&mut st.spill);
+                if let Err(e) = res {
                     // Unreadable records: counted as dropped, never silently skipped.
                     let lost = st.spill.discard();
                     self.sh
@@ -592,6 +604,7 @@ impl<T: Transport> Worker<T> {
                 }
             }
             if let Err(e) = st.spill.sync() {
+                self.sh.account_loss(&mut st.spill);
                 self.sh
                     .set_error(format!("cannot sync the spill directory: {e}"));
             }

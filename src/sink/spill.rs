@@ -11,11 +11,17 @@
 //! records: `u32` LE payload length, then the payload: `u64` LE `seq`, `u8` event kind,
 //! `u16` LE key length, the key, the JSON line. A torn record at the end of a segment
 //! (a crash mid-write) is cut off on recovery.
+//!
+//! Appends are buffered (64 KiB) together with their record count. When writing them out
+//! fails (a full disk), the segment is cut back to its last complete record, the records
+//! that did not reach the disk are taken off the spill and reported by
+//! [`Spill::take_loss`] (the caller counts them as dropped), and the next append starts a
+//! new segment: the spill never holds a record it cannot give back, nor a torn one.
 
 use super::{EventKind, Record};
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -27,6 +33,18 @@ const BASE_ID: u64 = 1 << 40;
 const MAX_PAYLOAD: u32 = 64 << 20;
 /// Bytes of the fixed part of a record (length, seq, kind, key length).
 const FIXED: u64 = 4 + 8 + 1 + 2;
+/// Buffered appends are written out at this size.
+const WRITE_BUF: usize = 1 << 16;
+
+/// The open tail segment: its file and the appends not yet written to it.
+struct Tail {
+    file: File,
+    buf: Vec<u8>,
+    /// Records in `buf`.
+    records: u64,
+    /// Bytes of the file on disk (everything before `buf`).
+    durable: u64,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Seg {
@@ -75,7 +93,7 @@ pub struct Spill {
     seg_target: u64,
     _lock: nix::fcntl::Flock<File>,
     segs: VecDeque<Seg>,
-    writer: Option<BufWriter<File>>,
+    tail: Option<Tail>,
     reader: Option<Reader>,
     /// Committed position: everything up to here was delivered.
     commit_id: u64,
@@ -89,6 +107,9 @@ pub struct Spill {
     total: u64,
     /// The recovered cursor: (segment id, offset) where reading that segment resumes.
     resume: Option<(u64, u64)>,
+    /// Records lost to failed writes since the last [`Spill::take_loss`], and why.
+    lost: u64,
+    lost_error: Option<String>,
 }
 
 /// What a scan of one segment found.
@@ -232,7 +253,7 @@ impl Spill {
             seg_target: (cap / 8).clamp(4096, 64 << 20),
             _lock: lock,
             segs,
-            writer: None,
+            tail: None,
             reader: None,
             commit_id,
             commit_off,
@@ -242,6 +263,8 @@ impl Spill {
             unread: rec.records,
             total,
             resume,
+            lost: 0,
+            lost_error: None,
         };
         Ok((spill, rec))
     }
@@ -323,12 +346,14 @@ impl Spill {
         self.total
     }
 
-    /// Appends one record at the end.
+    /// Appends one record at the end. `Ok` means the spill holds it (possibly still in
+    /// the write buffer: a later failed write takes it off again and reports it through
+    /// [`Spill::take_loss`]); an error means it was not stored.
     pub fn append(&mut self, rec: &Record) -> Result<(), AppendError> {
         let mut buf = Vec::with_capacity(rec.line.len() + rec.key.len() + FIXED as usize);
         encode(rec, &mut buf);
         let need = buf.len() as u64;
-        let roll = self.writer.is_none()
+        let roll = self.tail.is_none()
             || self
                 .segs
                 .back()
@@ -340,51 +365,116 @@ impl Spill {
         if roll {
             self.roll().map_err(AppendError::Io)?;
         }
-        let (Some(w), Some(seg)) = (self.writer.as_mut(), self.segs.back_mut()) else {
+        let (Some(t), Some(seg)) = (self.tail.as_mut(), self.segs.back_mut()) else {
             return Err(AppendError::Io(std::io::Error::other("no open segment")));
         };
-        w.write_all(&buf).map_err(AppendError::Io)?;
+        t.buf.extend_from_slice(&buf);
+        t.records += 1;
         seg.bytes += need;
         self.total += need;
         self.pending += 1;
         self.unread += 1;
+        if t.buf.len() >= WRITE_BUF {
+            // A failure is accounted (take_loss); this record was stored and is lost now.
+            let _ = self.write_tail();
+        }
         Ok(())
+    }
+
+    /// Writes the buffered appends to the tail segment. On failure the segment is cut
+    /// back to its last complete record, the buffered records are taken off the spill
+    /// and added to the loss, and the segment is closed (the next append rolls a new one).
+    fn write_tail(&mut self) -> std::io::Result<()> {
+        let Some(t) = self.tail.as_mut() else {
+            return Ok(());
+        };
+        if t.buf.is_empty() {
+            return Ok(());
+        }
+        match t.file.write_all(&t.buf) {
+            Ok(()) => {
+                t.durable += t.buf.len() as u64;
+                t.buf.clear();
+                t.records = 0;
+                Ok(())
+            }
+            Err(e) => {
+                // Cut off whatever part of the buffer reached the disk. If even that fails
+                // the torn bytes stay past `seg.bytes`: never read now, cut on recovery.
+                let _ = t.file.set_len(t.durable);
+                let (bytes, n) = (t.buf.len() as u64, t.records);
+                let durable = t.durable;
+                self.tail = None;
+                if let Some(seg) = self.segs.back_mut() {
+                    seg.bytes = durable;
+                }
+                self.total = self.total.saturating_sub(bytes);
+                self.pending = self.pending.saturating_sub(n);
+                self.unread = self.unread.saturating_sub(n);
+                self.lost += n;
+                let msg = format!(
+                    "cannot write the spill directory {}: {e}",
+                    self.dir.display()
+                );
+                self.lost_error = Some(msg);
+                Err(e)
+            }
+        }
+    }
+
+    /// Records lost to failed writes since the last call, with the last error; the
+    /// caller counts them as dropped.
+    pub fn take_loss(&mut self) -> Option<(u64, String)> {
+        if self.lost == 0 {
+            return None;
+        }
+        let n = std::mem::take(&mut self.lost);
+        Some((n, self.lost_error.take().unwrap_or_default()))
     }
 
     /// Starts a new tail segment.
     fn roll(&mut self) -> std::io::Result<()> {
-        if let Some(mut w) = self.writer.take() {
-            w.flush()?;
-        }
+        // The old tail's buffered records are written (or accounted as lost) first.
+        let _ = self.write_tail();
+        self.tail = None;
         let id = self.segs.back().map_or(BASE_ID, |s| s.id + 1);
+        let path = seg_path(&self.dir, id);
         let mut f = std::fs::OpenOptions::new()
             .create_new(true)
             .write(true)
-            .open(seg_path(&self.dir, id))?;
-        f.write_all(MAGIC)?;
+            .open(&path)?;
+        if let Err(e) = f.write_all(MAGIC) {
+            // Leave no half-made segment behind (the next roll reuses the id).
+            drop(f);
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         if self.segs.is_empty() {
             self.commit_id = id;
             self.commit_off = 8;
         }
         self.segs.push_back(Seg { id, bytes: 8 });
         self.total += 8;
-        self.writer = Some(BufWriter::with_capacity(1 << 16, f));
+        self.tail = Some(Tail {
+            file: f,
+            buf: Vec::with_capacity(WRITE_BUF + 4096),
+            records: 0,
+            durable: 8,
+        });
         Ok(())
     }
 
-    /// Flushes buffered appends to the file.
+    /// Writes buffered appends to the file (on failure they are lost, see
+    /// [`Spill::take_loss`]).
     pub fn flush(&mut self) -> std::io::Result<()> {
-        match self.writer.as_mut() {
-            Some(w) => w.flush(),
-            None => Ok(()),
-        }
+        self.write_tail()
     }
 
     /// Flushes and fsyncs, and records the read position (close).
     pub fn sync(&mut self) -> std::io::Result<()> {
-        if let Some(w) = self.writer.as_mut() {
-            w.flush()?;
-            w.get_ref().sync_all()?;
+        self.write_tail()?;
+        if let Some(t) = self.tail.as_ref() {
+            t.file.sync_all()?;
         }
         let tmp = self.dir.join("cursor.tmp");
         std::fs::write(&tmp, format!("{} {}\n", self.commit_id, self.commit_off))?;
@@ -418,9 +508,13 @@ impl Spill {
                     None => return Ok(()),
                 }
             }
-            if si + 1 == self.segs.len() {
-                // The tail segment: make buffered appends visible to the reader.
-                self.flush()?;
+            if si + 1 == self.segs.len() && self.tail.is_some() {
+                // The tail segment: make buffered appends visible to the reader. If that
+                // fails they are lost (accounted by take_loss) and the segment now ends
+                // at its last durable record.
+                if self.write_tail().is_err() {
+                    continue;
+                }
             }
             let Some(rd) = self.reader.as_mut() else {
                 return Ok(());
@@ -492,7 +586,7 @@ impl Spill {
 
     /// Deletes every segment (nothing is pending).
     fn reset(&mut self) {
-        self.writer = None;
+        self.tail = None;
         self.reader = None;
         for s in self.segs.drain(..) {
             let _ = std::fs::remove_file(seg_path(&self.dir, s.id));
