@@ -8,6 +8,10 @@
 //! Needs root (network namespaces), `ip` and `tcpreplay`. Without them the tests fail when
 //! `CI=true` and print a note otherwise. Traffic never leaves the namespace.
 
+#[path = "common/events.rs"]
+mod events;
+
+use events::{assert_same, by_seq};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -107,6 +111,26 @@ impl Netns {
         let mut v = vec!["ip", "netns", "exec", &self.name];
         v.extend_from_slice(args);
         run(&v);
+    }
+
+    /// Replays `pcap` into veth0 at `pps` packets/s and waits for it to finish.
+    fn tcpreplay(&self, pps: u32, pcap: &Path) {
+        let st = self
+            .tcpreplay_bg(pps, pcap)
+            .wait_with_output()
+            .expect("tcpreplay");
+        assert!(
+            st.status.success(),
+            "tcpreplay of {} failed",
+            pcap.display()
+        );
+    }
+
+    /// Starts replaying `pcap` into veth0 at `pps` packets/s.
+    fn tcpreplay_bg(&self, pps: u32, pcap: &Path) -> Child {
+        let pps = pps.to_string();
+        let path = pcap.to_str().expect("utf-8 path");
+        self.spawn(&["tcpreplay", "-q", "-i", "veth0", "--pps", &pps, path])
     }
 
     fn spawn(&self, args: &[&str]) -> Child {
@@ -279,15 +303,7 @@ fn live_capture_equals_replay_with_zero_drops() {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("events.jsonl");
         let sensor = start_sensor(&ns, &out, &[]);
-        ns.exec(&[
-            "tcpreplay",
-            "-q",
-            "-i",
-            "veth0",
-            "--pps",
-            "4000",
-            pcap.to_str().expect("path"),
-        ]);
+        ns.tcpreplay(4000, &pcap);
         std::thread::sleep(Duration::from_millis(500));
         stop_sensor(sensor);
         let live_text = std::fs::read_to_string(&out).expect("read live events");
@@ -335,15 +351,7 @@ fn sighup_reopen_and_rotation_lose_no_event() {
     let out = dir.path().join("events.jsonl");
     let sensor = start_sensor(&ns, &out, &["--out-rotate-secs", "1"]);
     let pid = sensor.id().to_string();
-    let replayer = ns.spawn(&[
-        "tcpreplay",
-        "-q",
-        "-i",
-        "veth0",
-        "--pps",
-        "3000",
-        pcap.to_str().expect("path"),
-    ]);
+    let replayer = ns.tcpreplay_bg(3000, &pcap);
     // logrotate-style: move the file away, then SIGHUP, twice during the replay.
     for k in 1..=2 {
         std::thread::sleep(Duration::from_millis(700));
@@ -393,15 +401,7 @@ fn sighup_refuses_a_bad_new_model_and_keeps_the_old_one() {
     std::fs::write(&model, b"FSMODEL\0garbage").expect("write bad model");
     run(&["kill", "-HUP", &pid]);
     std::thread::sleep(Duration::from_millis(400));
-    ns.exec(&[
-        "tcpreplay",
-        "-q",
-        "-i",
-        "veth0",
-        "--pps",
-        "4000",
-        pcap.to_str().expect("path"),
-    ]);
+    ns.tcpreplay(4000, &pcap);
     std::thread::sleep(Duration::from_millis(500));
     stop_sensor(sensor);
     let text = std::fs::read_to_string(&out).expect("read events");
@@ -477,15 +477,7 @@ fn two_capture_threads_in_a_fanout_group_equal_replay() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("events.jsonl");
     let sensor = start_sensor(&ns, &out, &["--capture-threads", "2", "--workers", "1"]);
-    ns.exec(&[
-        "tcpreplay",
-        "-q",
-        "-i",
-        "veth0",
-        "--pps",
-        "4000",
-        pcap.to_str().expect("path"),
-    ]);
+    ns.tcpreplay(4000, &pcap);
     std::thread::sleep(Duration::from_millis(500));
     stop_sensor(sensor);
     let text = std::fs::read_to_string(&out).expect("read events");
@@ -573,16 +565,9 @@ impl<'a> NsRedis<'a> {
 
     /// Every event the stream holds, one JSON line each (`flowsentry tail`).
     fn tail(&self, url: &str) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns.name, BIN, "tail", url])
-            .output()
-            .expect("run tail");
-        assert!(
-            out.status.success(),
-            "tail {url}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8")
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns.name, BIN, "tail", url]);
+        events::run_tail(cmd, url)
     }
 }
 
@@ -593,20 +578,6 @@ impl Drop for NsRedis<'_> {
             let _ = c.wait();
         }
     }
-}
-
-/// Events of a JSON Lines text by `seq`, each line verbatim (the first of duplicates).
-fn by_seq(text: &str, what: &str) -> BTreeMap<u64, String> {
-    let mut m = BTreeMap::new();
-    for (i, l) in text.lines().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(l)
-            .unwrap_or_else(|e| panic!("{what}: line {} is not JSON ({e}): {l}", i + 1));
-        let seq = v["seq"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{what}: line {} has no seq: {l}", i + 1));
-        m.entry(seq).or_insert_with(|| l.to_string());
-    }
-    m
 }
 
 /// The live sensor's writer feeds a Redis sink while capturing; Redis is stopped for two
@@ -655,15 +626,7 @@ fn live_sensor_feeds_a_redis_sink_through_an_outage() {
             "30",
         ],
     );
-    let replayer = ns.spawn(&[
-        "tcpreplay",
-        "-q",
-        "-i",
-        "veth0",
-        "--pps",
-        "1500",
-        pcap.to_str().expect("path"),
-    ]);
+    let replayer = ns.tcpreplay_bg(1500, &pcap);
     let t0 = Instant::now();
     while redis.tail(&url).lines().count() < 10 {
         assert!(
@@ -692,27 +655,7 @@ fn live_sensor_feeds_a_redis_sink_through_an_outage() {
 
     let text = std::fs::read_to_string(&out).expect("read events");
     let file = by_seq(&text, "file");
-    let got_text = redis.tail(&url);
-    let got = by_seq(&got_text, "redis");
-    let missing: Vec<u64> = file
-        .keys()
-        .filter(|s| !got.contains_key(s))
-        .copied()
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} events missing from Redis, first {:?}",
-        missing.len(),
-        file.len(),
-        &missing[..missing.len().min(10)]
-    );
-    for (seq, line) in &file {
-        assert_eq!(&got[seq], line, "event seq {seq} differs in Redis");
-    }
-    assert!(
-        got.keys().all(|s| file.contains_key(s)),
-        "Redis holds events the file does not"
-    );
+    assert_same(&file, &redis.tail(&url), "redis after the live outage");
     let flows_n = text
         .lines()
         .filter(|l| l.contains("\"event_type\":\"flow\""))

@@ -12,9 +12,12 @@
 //! tansu keeps topics in memory only, so its outage is a network cut by a proxy in front
 //! of it rather than a restart.
 
+#[path = "common/events.rs"]
+mod events;
 #[path = "common/servers.rs"]
 mod servers;
 
+use events::{assert_same, by_seq};
 use serde_json::Value;
 use servers::{line_count, poll};
 use std::collections::BTreeMap;
@@ -57,20 +60,6 @@ fn steady_capture(dir: &Path) -> PathBuf {
     out.join("capture.pcap")
 }
 
-/// The events of a JSON Lines file by `seq` (each line kept verbatim).
-fn by_seq(text: &str, what: &str) -> BTreeMap<u64, String> {
-    let mut m = BTreeMap::new();
-    for (i, l) in text.lines().enumerate() {
-        let v: Value = serde_json::from_str(l)
-            .unwrap_or_else(|e| panic!("{what}: line {} is not JSON ({e}): {l}", i + 1));
-        let seq = v["seq"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{what}: line {} has no seq: {l}", i + 1));
-        m.entry(seq).or_insert_with(|| l.to_string());
-    }
-    m
-}
-
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -85,50 +74,9 @@ fn final_sinks(events: &str) -> Vec<Value> {
 
 /// `flowsentry tail URL` (everything the server holds now).
 fn tail(url: &str, extra: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .arg("tail")
-        .arg(url)
-        .args(extra)
-        .output()
-        .expect("run tail");
-    assert!(
-        out.status.success(),
-        "tail {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-/// Every event of the file must be at the receiver, byte for byte; returns how many
-/// receiver lines there were (duplicates included).
-fn assert_same(file: &BTreeMap<u64, String>, got_text: &str, what: &str) -> usize {
-    let got = by_seq(got_text, what);
-    let missing: Vec<u64> = file
-        .keys()
-        .filter(|s| !got.contains_key(s))
-        .copied()
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{what}: {} of {} events missing, first {:?}",
-        missing.len(),
-        file.len(),
-        &missing[..missing.len().min(10)]
-    );
-    let extra: Vec<u64> = got
-        .keys()
-        .filter(|s| !file.contains_key(s))
-        .copied()
-        .collect();
-    assert!(
-        extra.is_empty(),
-        "{what}: events not in the file output: {:?}",
-        &extra[..extra.len().min(10)]
-    );
-    for (seq, line) in file {
-        assert_eq!(&got[seq], line, "{what}: event seq {seq} differs");
-    }
-    got_text.lines().count()
+    let mut cmd = Command::new(BIN);
+    cmd.arg("tail").arg(url).args(extra);
+    events::run_tail(cmd, url)
 }
 
 /// A replay reading the capture from stdin, fed part by part.
