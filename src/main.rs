@@ -80,6 +80,9 @@ fn replay(a: &cli::ReplayArgs) -> ExitCode {
     let sink_loss = cli::report_sinks("flowsentry replay", &writer.writer.sink_stats());
     match result {
         Ok(outcome) => {
+            for w in &outcome.input_warnings {
+                eprintln!("flowsentry replay: warning: {w}");
+            }
             for e in &outcome.input_errors {
                 eprintln!("flowsentry replay: {e}");
             }

@@ -21,7 +21,7 @@ use crate::fragment::{FragOutcome, FragmentTable};
 use crate::order::Item;
 use crate::order::Reorder;
 use crate::output::Output;
-use crate::packet::{ArpPacket, Frame, IpPacket, PacketSummary, Tunnel};
+use crate::packet::{ArpPacket, Frame, IpPacket, LinkType, PacketSummary, Tunnel};
 use crate::progress::Progress;
 use crate::stats::{InputStats, Stats};
 use crate::time::{Nanos, Timestamp};
@@ -89,6 +89,10 @@ pub struct Front {
     clock_set: bool,
     /// Frame-level counters.
     pub stats: Stats,
+    /// The link type of the last frame skipped as unsupported (for the input's warning).
+    unsupported_link: Option<u32>,
+    /// Notes for the user about inputs that were read but partly skipped.
+    pub warnings: Vec<String>,
 }
 
 /// A decoded packet handed downstream from the front half.
@@ -108,6 +112,8 @@ impl Front {
             clock: Timestamp(i64::MIN),
             clock_set: false,
             stats: Stats::default(),
+            unsupported_link: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -122,6 +128,9 @@ impl Front {
         }
         match crate::decode::decode(frame) {
             Err(e) => {
+                if let LinkType::Other(n) = frame.link {
+                    self.unsupported_link = Some(n);
+                }
                 self.stats.decode_error(e);
                 None
             }
@@ -230,6 +239,8 @@ impl Engine {
 pub struct ReplayOutcome {
     /// One message per input that could not be read completely.
     pub input_errors: Vec<String>,
+    /// Notes about inputs read completely but partly skipped (unsupported link types).
+    pub input_warnings: Vec<String>,
     /// Flow events written.
     pub flow_events: u64,
     /// Frames read.
@@ -261,6 +272,10 @@ fn read_inputs<D: Downstream>(
             ..InputStats::default()
         };
         let mut stop = false;
+        let unsupported = |f: &Front| {
+            f.stats.decode_errors[crate::packet::DecodeError::UnsupportedLinkType.index()]
+        };
+        let unsupported_before = unsupported(front);
         match Source::open(input, opts.backend, opts.bpf.as_deref()) {
             Err(e) => {
                 istats.error = Some(e.to_string());
@@ -293,6 +308,15 @@ fn read_inputs<D: Downstream>(
             }
         }
         front.stats.inputs.push(istats);
+        let skipped = unsupported(front) - unsupported_before;
+        if skipped > 0 {
+            let link = front.unsupported_link.take().unwrap_or_default();
+            front.warnings.push(format!(
+                "{name}: {skipped} frames have link type {link}, which flowsentry does not \
+                 decode (it reads Ethernet, Linux SLL/SLL2, raw IPv4/IPv6 and BSD loopback); \
+                 they were skipped and counted as decode_errors.unsupported_link_type"
+            ));
+        }
         if stop {
             break;
         }
@@ -411,6 +435,7 @@ fn replay_inline(opts: &ReplayOptions, writer: &mut Output) -> Result<ReplayOutc
     } = down;
     let mut outcome = ReplayOutcome {
         input_errors: errors,
+        input_warnings: std::mem::take(&mut front.warnings),
         flow_events: written,
         frames: 0,
     };
@@ -839,12 +864,13 @@ fn replay_threaded(
     if let Some(e) = failure {
         return Err(e);
     }
-    let CaptureResult { front, errors } = joined.map_err(|_| OutputError::Thread {
+    let CaptureResult { mut front, errors } = joined.map_err(|_| OutputError::Thread {
         what: "capture thread".into(),
         detail: "stopped unexpectedly".into(),
     })?;
     let outcome = ReplayOutcome {
         input_errors: errors,
+        input_warnings: std::mem::take(&mut front.warnings),
         flow_events: merger.flow_events,
         frames: 0,
     };

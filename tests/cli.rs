@@ -267,3 +267,46 @@ fn several_files_share_one_flow_table() {
     want.pop();
     assert_eq!(got, want, "flows across the good files are unchanged");
 }
+
+/// A capture of a link type flowsentry does not decode (147, USER0) next to a good one:
+/// the frames are counted and skipped, the user is told which file and link type, and
+/// the good file's flows are all there (both readers, inline and threaded).
+#[test]
+fn unsupported_link_type_is_counted_and_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut odd = sample();
+    odd[20..24].copy_from_slice(&147u32.to_le_bytes());
+    let odd = write(dir.path(), "user0.pcap", &odd);
+    let good = write(dir.path(), "good.pcap", &sample());
+    for reader in ["native", "libpcap"] {
+        for workers in ["0", "2"] {
+            let what = format!("{reader}, {workers} workers");
+            let o = run(
+                &[
+                    "replay",
+                    "--no-progress",
+                    "--reader",
+                    reader,
+                    "--workers",
+                    workers,
+                    s(&odd),
+                    s(&good),
+                ],
+                None,
+            );
+            assert_eq!(exit_code(&o, &what), 0, "{what}: {}", stderr(&o));
+            let e = stderr(&o);
+            assert_eq!(e.lines().count(), 1, "{what}: {e}");
+            assert!(
+                e.contains("user0.pcap") && e.contains("5 frames have link type 147"),
+                "{what}: {e}"
+            );
+            let ev = parse_lines(&o.stdout, &what);
+            let st = stats_of(&ev, &what);
+            assert_eq!(st["frames"], 10, "{what}");
+            assert_eq!(st["decode_errors"]["unsupported_link_type"], 5, "{what}");
+            let flows = ev.iter().filter(|v| v["event_type"] == "flow").count();
+            assert_eq!(flows, 2, "{what}: the good file's flows");
+        }
+    }
+}
