@@ -505,10 +505,19 @@ impl EventWriter {
         Ok(())
     }
 
-    /// Writes one `flow` event (keyed by its originator).
-    pub fn write_flow(&mut self, rec: &FlowRecord) -> Result<(), OutputError> {
+    /// Writes one `flow` event, keyed by the `device` it belongs to when the detector
+    /// knows it, else by its originator address.
+    pub fn write_flow(
+        &mut self,
+        rec: &FlowRecord,
+        device: Option<&str>,
+    ) -> Result<(), OutputError> {
         let ev = flow_json(rec, "flow");
-        self.emit(&ev, EventKey::Ip(rec.orig.addr.to_ip()))
+        let key = match device {
+            Some(d) => EventKey::Device(d),
+            None => EventKey::Ip(rec.orig.addr.to_ip()),
+        };
+        self.emit(&ev, key)
     }
 
     /// Writes a `stats` event stamped with packet time `ts`.

@@ -27,6 +27,12 @@ pub trait FlowObserver: Send {
     fn human_summary(&self) -> String;
     /// Switches to a new model (SIGHUP reload); open incidents are kept.
     fn replace_model(&mut self, bundle: std::sync::Arc<crate::model::ModelBundle>, id: String);
+    /// The device id that keys the `flow` event of the record last passed to
+    /// [`FlowObserver::on_flow`] (its first monitored side), so a device's flows go to
+    /// the same Kafka partition as its alerts; `None` keys it by the originator address.
+    fn flow_key(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Where the loaded model came from, so SIGHUP can reload it when the file changed.
@@ -127,7 +133,8 @@ impl Output {
             obs.on_flow(&rec, &mut self.writer)?;
         }
         if self.emit_flows {
-            self.writer.write_flow(&rec)?;
+            let device = self.observer.as_ref().and_then(|o| o.flow_key());
+            self.writer.write_flow(&rec, device)?;
         }
         if let Some(c) = self.collected.as_mut() {
             c.push(rec);

@@ -228,6 +228,8 @@ fn kafka_sink_delivers_what_the_file_sink_writes_one_partition_per_device() {
     // key -> partition; (partition) -> seqs in offset order
     let mut part_of: BTreeMap<String, i64> = BTreeMap::new();
     let mut by_part: BTreeMap<i64, Vec<(i64, u64, String)>> = BTreeMap::new();
+    // Event types keyed by the inventory camera's device id.
+    let mut cam_types: BTreeMap<String, u64> = BTreeMap::new();
     for l in got.lines() {
         // `{"key":..,"offset":..,"partition":..,"event":<the event as stored>}`
         let at = l.find(",\"event\":").expect("event field");
@@ -245,6 +247,10 @@ fn kafka_sink_delivers_what_the_file_sink_writes_one_partition_per_device() {
             "key {key} in partitions {prev:?} and {p}"
         );
         let ev: Value = serde_json::from_str(raw).expect("event json");
+        if key == "test-sensor/cam-01" {
+            let t = ev["event_type"].as_str().unwrap_or("").to_string();
+            *cam_types.entry(t).or_insert(0) += 1;
+        }
         by_part
             .entry(p)
             .or_default()
@@ -253,7 +259,13 @@ fn kafka_sink_delivers_what_the_file_sink_writes_one_partition_per_device() {
         events.push('\n');
     }
     assert_same(&file, &events, "kafka");
-    // Keys: `<sensor_id>/<device id>` for anomalies, the originator for flows.
+    // Keys: `<sensor_id>/<device id>` for anomalies and for the flows of a scored device
+    // (so the camera's flows and alerts share a partition), the originator for the rest.
+    assert!(
+        cam_types.get("flow").is_some_and(|&n| n > 100)
+            && cam_types.get("anomaly").is_some_and(|&n| n > 0),
+        "the camera's flows and anomalies are keyed by its device id: {cam_types:?}"
+    );
     let anomalies: Vec<&String> = file
         .values()
         .filter(|l| l.contains("\"event_type\":\"anomaly\""))

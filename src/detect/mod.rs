@@ -808,6 +808,10 @@ impl FlowObserver for Detector {
         (self.counters.alerts.values().sum(), self.counters.incidents)
     }
 
+    fn flow_key(&self) -> Option<&str> {
+        self.verdicts.first().map(|v| &*v.device.id)
+    }
+
     fn human_summary(&self) -> String {
         Detector::human_summary(self)
     }
