@@ -161,6 +161,13 @@ impl QueuedSink {
             .counters
             .recovered
             .store(recovered.records, Ordering::Relaxed);
+        if recovered.corrupt_records > 0 {
+            shared.set_error(format!(
+                "spill {}: {} records fail their checksum; they are skipped and counted as dropped",
+                dir.display(),
+                recovered.corrupt_records
+            ));
+        }
         if recovered.damaged_bytes > 0 {
             shared.set_error(format!(
                 "spill {}: {} damaged bytes cut off (a torn write from a crash)",

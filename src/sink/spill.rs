@@ -7,10 +7,13 @@
 //!
 //! Layout: `<dir>/lock` (held with `flock` while a process uses the directory),
 //! `<dir>/<20-digit id>.seg` segments, `<dir>/cursor` (the read position in the first
-//! segment, written at close). A segment starts with the 8-byte magic `FSSPILL1`, then
-//! records: `u32` LE payload length, then the payload: `u64` LE `seq`, `u8` event kind,
-//! `u16` LE key length, the key, the JSON line. A torn record at the end of a segment
-//! (a crash mid-write) is cut off on recovery.
+//! segment, written at close). A segment starts with the 8-byte magic `FSSPILL2`, then
+//! records: `u32` LE payload length, `u32` LE CRC-32 (IEEE) of the payload, then the
+//! payload: `u64` LE `seq`, `u8` event kind, `u16` LE key length, the key, the JSON line.
+//! A torn record at the end of a segment (a crash mid-write) is cut off on recovery; a
+//! record whose checksum fails (the disk changed it) is skipped when read and reported by
+//! [`Spill::take_loss`], never sent. Segments of the first format (`FSSPILL1`, the same
+//! without the checksum) left by an older version are still read.
 //!
 //! Appends are buffered (64 KiB) together with their record count. When writing them out
 //! fails (a full disk), the segment is cut back to its last complete record, the records
@@ -25,14 +28,16 @@ use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const MAGIC: &[u8; 8] = b"FSSPILL1";
+const MAGIC: &[u8; 8] = b"FSSPILL2";
+/// The first format, without checksums: still read.
+const MAGIC_V1: &[u8; 8] = b"FSSPILL1";
 /// The first segment id; leaves room below for segments prepended at close.
 const BASE_ID: u64 = 1 << 40;
 /// Largest payload accepted when reading back (an event line is far smaller); anything
 /// bigger means the segment is damaged.
 const MAX_PAYLOAD: u32 = 64 << 20;
-/// Bytes of the fixed part of a record (length, seq, kind, key length).
-const FIXED: u64 = 4 + 8 + 1 + 2;
+/// Bytes of the fixed part of a record (length, checksum, seq, kind, key length).
+const FIXED: u64 = 4 + 4 + 8 + 1 + 2;
 /// Buffered appends are written out at this size.
 const WRITE_BUF: usize = 1 << 16;
 
@@ -49,6 +54,8 @@ struct Tail {
 #[derive(Debug, Clone, Copy)]
 struct Seg {
     id: u64,
+    /// The segment has per-record checksums (`FSSPILL2`).
+    crc: bool,
     /// Bytes of the file including buffered, unflushed appends.
     bytes: u64,
 }
@@ -64,6 +71,7 @@ pub struct Pos {
 
 struct Reader {
     id: u64,
+    crc: bool,
     off: u64,
     file: BufReader<File>,
 }
@@ -84,6 +92,9 @@ pub struct Recovered {
     pub records: u64,
     /// Bytes cut off damaged segments (torn writes).
     pub damaged_bytes: u64,
+    /// Records among `records` whose checksum fails: they are skipped when read (and
+    /// reported by [`Spill::take_loss`]).
+    pub corrupt_records: u64,
 }
 
 /// One sink's spill directory (see the module docs).
@@ -118,19 +129,32 @@ struct Scan {
     start: u64,
     records: u64,
     damaged: u64,
+    crc: bool,
+    corrupt: u64,
+}
+
+/// What reading at a record boundary found.
+enum Next {
+    /// A clean end of the segment.
+    End,
+    /// A record and its size on disk.
+    Record(Record, u64),
+    /// A whole record whose checksum fails, and its size on disk (skip it).
+    Corrupt(u64),
 }
 
 fn seg_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.seg"))
 }
 
-/// Reads one record from `r`; `Ok(None)` at a clean end, `Err` on a torn or damaged record.
-fn read_record<R: Read>(r: &mut R) -> std::io::Result<Option<(Record, u64)>> {
+/// Reads one record from `r` (with its checksum when `crc`); `Err` on a torn or damaged
+/// record.
+fn read_record<R: Read>(r: &mut R, crc: bool) -> std::io::Result<Next> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
         match r.read(&mut len[got..]) {
-            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) if got == 0 => return Ok(Next::End),
             Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -144,8 +168,16 @@ fn read_record<R: Read>(r: &mut R) -> std::io::Result<Option<(Record, u64)>> {
             format!("record length {len} out of range"),
         ));
     }
+    let mut sum = [0u8; 4];
+    if crc {
+        r.read_exact(&mut sum)?;
+    }
     let mut buf = vec![0u8; len as usize];
     r.read_exact(&mut buf)?;
+    let size = 4 + u64::from(len) + if crc { 4 } else { 0 };
+    if crc && crc32fast::hash(&buf) != u32::from_le_bytes(sum) {
+        return Ok(Next::Corrupt(size));
+    }
     let seq = u64::from_le_bytes(buf[0..8].try_into().unwrap_or([0; 8]));
     let kind = EventKind::from_code(buf[8]);
     let klen = u16::from_le_bytes([buf[9], buf[10]]) as usize;
@@ -157,26 +189,31 @@ fn read_record<R: Read>(r: &mut R) -> std::io::Result<Option<(Record, u64)>> {
     }
     let key = String::from_utf8_lossy(&buf[11..11 + klen]).into_owned();
     let line = buf[11 + klen..].to_vec();
-    Ok(Some((
+    Ok(Next::Record(
         Record {
             seq,
             kind,
             key: key.into(),
             line: line.into(),
         },
-        4 + u64::from(len),
-    )))
+        size,
+    ))
 }
 
 fn encode(rec: &Record, out: &mut Vec<u8>) {
     let key = &rec.key.as_bytes()[..rec.key.len().min(u16::MAX as usize)];
     let payload = 8 + 1 + 2 + key.len() + rec.line.len();
     out.extend_from_slice(&(payload as u32).to_le_bytes());
+    let sum_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let start = out.len();
     out.extend_from_slice(&rec.seq.to_le_bytes());
     out.push(rec.kind.code());
     out.extend_from_slice(&(key.len() as u16).to_le_bytes());
     out.extend_from_slice(key);
     out.extend_from_slice(&rec.line);
+    let sum = crc32fast::hash(&out[start..]);
+    out[sum_at..start].copy_from_slice(&sum.to_le_bytes());
 }
 
 impl Spill {
@@ -221,6 +258,7 @@ impl Spill {
             let sc = Self::scan(&path, cursor.filter(|c| c.0 == id).map(|c| c.1))
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             rec.damaged_bytes += sc.damaged;
+            rec.corrupt_records += sc.corrupt;
             if sc.records == 0 {
                 let _ = std::fs::remove_file(&path);
                 continue;
@@ -243,6 +281,7 @@ impl Spill {
             rec.records += sc.records;
             segs.push_back(Seg {
                 id,
+                crc: sc.crc,
                 bytes: sc.valid,
             });
         }
@@ -277,26 +316,44 @@ impl Spill {
         let len = f.metadata()?.len();
         let mut r = BufReader::with_capacity(1 << 16, f);
         let mut magic = [0u8; 8];
-        if len < 8 || r.read_exact(&mut magic).is_err() || &magic != MAGIC {
+        let crc = if len < 8 || r.read_exact(&mut magic).is_err() {
+            None
+        } else if &magic == MAGIC {
+            Some(true)
+        } else if &magic == MAGIC_V1 {
+            Some(false)
+        } else {
+            None
+        };
+        let Some(crc) = crc else {
             return Ok(Scan {
                 valid: 0,
                 start: 8,
                 records: 0,
                 damaged: len,
+                crc: true,
+                corrupt: 0,
             });
-        }
+        };
         let (mut off, mut count, mut before) = (8u64, 0u64, None);
         let mut damaged = 0;
+        // Ordinal (in `count`) of each record whose checksum fails.
+        let mut corrupt_at: Vec<u64> = Vec::new();
         loop {
             if cursor == Some(off) {
                 before = Some(count);
             }
-            match read_record(&mut r) {
-                Ok(Some((_, n))) => {
+            match read_record(&mut r, crc) {
+                Ok(Next::Record(_, n)) => {
                     off += n;
                     count += 1;
                 }
-                Ok(None) => break,
+                Ok(Next::Corrupt(n)) => {
+                    off += n;
+                    corrupt_at.push(count);
+                    count += 1;
+                }
+                Ok(Next::End) => break,
                 Err(_) => {
                     damaged = len - off;
                     break;
@@ -306,19 +363,17 @@ impl Spill {
         if cursor == Some(off) {
             before = Some(count);
         }
-        Ok(match (before, cursor) {
-            (Some(b), Some(c)) => Scan {
-                valid: off,
-                start: c,
-                records: count - b,
-                damaged,
-            },
-            _ => Scan {
-                valid: off,
-                start: 8,
-                records: count,
-                damaged,
-            },
+        let (start, first) = match (before, cursor) {
+            (Some(b), Some(c)) => (c, b),
+            _ => (8, 0),
+        };
+        Ok(Scan {
+            valid: off,
+            start,
+            records: count - first,
+            damaged,
+            crc,
+            corrupt: corrupt_at.iter().filter(|&&i| i >= first).count() as u64,
         })
     }
 
@@ -453,7 +508,11 @@ impl Spill {
             self.commit_id = id;
             self.commit_off = 8;
         }
-        self.segs.push_back(Seg { id, bytes: 8 });
+        self.segs.push_back(Seg {
+            id,
+            crc: true,
+            bytes: 8,
+        });
         self.total += 8;
         self.tail = Some(Tail {
             file: f,
@@ -519,8 +578,20 @@ impl Spill {
             let Some(rd) = self.reader.as_mut() else {
                 return Ok(());
             };
-            match read_record(&mut rd.file)? {
-                Some((rec, n)) => {
+            match read_record(&mut rd.file, rd.crc)? {
+                Next::Corrupt(n) => {
+                    // Skipped, never sent; it was counted in `pending` and `unread`.
+                    rd.off += n;
+                    self.unread = self.unread.saturating_sub(1);
+                    self.pending = self.pending.saturating_sub(1);
+                    self.lost += 1;
+                    self.lost_error = Some(format!(
+                        "spill {}: a record in segment {} fails its checksum (the disk changed it); skipped",
+                        self.dir.display(),
+                        rd.id
+                    ));
+                }
+                Next::Record(rec, n) => {
                     rd.off += n;
                     self.read_n += 1;
                     self.unread = self.unread.saturating_sub(1);
@@ -533,7 +604,7 @@ impl Spill {
                         },
                     ));
                 }
-                None => return Ok(()),
+                Next::End => return Ok(()),
             }
         }
         Ok(())
@@ -542,8 +613,10 @@ impl Spill {
     fn open_reader(&mut self, id: u64, off: u64) -> std::io::Result<()> {
         let mut f = File::open(seg_path(&self.dir, id))?;
         f.seek(SeekFrom::Start(off))?;
+        let crc = self.segs.iter().find(|s| s.id == id).is_none_or(|s| s.crc);
         self.reader = Some(Reader {
             id,
+            crc,
             off,
             file: BufReader::with_capacity(1 << 16, f),
         });
@@ -629,6 +702,7 @@ impl Spill {
         }
         self.segs.push_front(Seg {
             id,
+            crc: true,
             bytes: buf.len() as u64,
         });
         self.total += buf.len() as u64;
@@ -769,6 +843,30 @@ mod tests {
         let (mut s, r) = Spill::open(dir.path(), 1 << 20).expect("reopen");
         assert_eq!(r.records, 4);
         assert!(r.damaged_bytes > 0);
+        assert_eq!(drain(&mut s), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn segments_of_the_first_format_are_still_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut data = MAGIC_V1.to_vec();
+        for i in 1..=3u64 {
+            let r = rec(i);
+            let key = r.key.as_bytes();
+            let payload = 8 + 1 + 2 + key.len() + r.line.len();
+            data.extend_from_slice(&(payload as u32).to_le_bytes());
+            data.extend_from_slice(&r.seq.to_le_bytes());
+            data.push(r.kind.code());
+            data.extend_from_slice(&(key.len() as u16).to_le_bytes());
+            data.extend_from_slice(key);
+            data.extend_from_slice(&r.line);
+        }
+        std::fs::write(seg_path(dir.path(), BASE_ID), &data).expect("write v1 segment");
+        let (mut s, r) = Spill::open(dir.path(), 1 << 20).expect("open");
+        assert_eq!(r.records, 3);
+        assert_eq!(r.damaged_bytes, 0);
+        // New appends go to a new (checksummed) segment after the old one.
+        s.append(&rec(4)).expect("append");
         assert_eq!(drain(&mut s), vec![1, 2, 3, 4]);
     }
 }
