@@ -483,6 +483,7 @@ impl DetectArgs {
     pub fn output(
         &self,
         writer: flowsentry::event::EventWriter,
+        flow: &flowsentry::flow::FlowConfig,
     ) -> Result<flowsentry::output::Output, String> {
         let mut out = flowsentry::output::Output::flows_only(writer);
         out.emit_flows = !self.alerts_only;
@@ -523,7 +524,10 @@ impl DetectArgs {
             std::sync::Arc::new(bundle),
             id,
             inventory,
-            flowsentry::detect::DetectorConfig::default(),
+            flowsentry::detect::DetectorConfig {
+                max_record_lag: Some(flow.max_record_lag()),
+                ..Default::default()
+            },
         );
         out.observer = Some(Box::new(det));
         Ok(out)

@@ -69,7 +69,7 @@ fn replay(a: &cli::ReplayArgs) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let mut writer = match a.detect.output(writer) {
+    let mut writer = match a.detect.output(writer, &opts.flow) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("flowsentry replay: {e}");
@@ -147,7 +147,7 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let mut writer = match a.detect.output(writer) {
+    let mut writer = match a.detect.output(writer, &s.run.flow) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("flowsentry live: {e}");

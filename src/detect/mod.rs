@@ -59,6 +59,11 @@ pub struct DetectorConfig {
     pub new_public_peer: bool,
     /// The forest alone: no envelope guard and no rules (an evaluation ablation).
     pub forest_only: bool,
+    /// How far behind the flow clock a record can end (largest idle timeout plus TCP
+    /// close linger): with it, device contexts idle longer than that plus the window are
+    /// dropped, so memory stays bounded on a long run without changing any feature
+    /// ([`FeatureExtractor::retire_idle_contexts`]). `None` keeps every context.
+    pub max_record_lag: Option<Nanos>,
 }
 
 impl Default for DetectorConfig {
@@ -71,6 +76,7 @@ impl Default for DetectorConfig {
             global_model: false,
             new_public_peer: true,
             forest_only: false,
+            max_record_lag: None,
         }
     }
 }
@@ -245,6 +251,11 @@ struct IncidentEvent<'a> {
     model_id: &'a str,
 }
 
+/// Distinct devices tracked one by one in the `devices` counter and the per-device
+/// summary; beyond it (e.g. a flood from spoofed local sources on a long run) those two
+/// stop growing: memory stays bounded, and the summary says how much it left out.
+pub const DEVICE_TRACK_CAP: usize = 65_536;
+
 /// Per-device summary for the human report of `--fail-on`.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceSummary {
@@ -284,6 +295,8 @@ pub struct Detector {
     /// Per-device summary (alerts, incidents, max score).
     pub summary: BTreeMap<String, DeviceSummary>,
     seen_devices: std::collections::BTreeSet<String>,
+    /// Alerts and incidents of devices beyond [`DEVICE_TRACK_CAP`] in `summary`.
+    untracked: DeviceSummary,
     verdicts: Vec<Verdict>,
     pending: Vec<Incident>,
     /// Last new-public-peer alert per (device, network), for suppression.
@@ -301,7 +314,10 @@ impl Detector {
         cfg: DetectorConfig,
     ) -> Detector {
         let resolver = DeviceResolver::new(inventory, bundle.inference.clone(), cfg.resolver);
-        let extractor = FeatureExtractor::new(bundle.familiarity.clone());
+        let mut extractor = FeatureExtractor::new(bundle.familiarity.clone());
+        if let Some(lag) = cfg.max_record_lag {
+            extractor.retire_idle_contexts(lag);
+        }
         let modbus = ModbusWriteRule::new(&bundle.modbus_write_masters);
         Detector {
             bundle,
@@ -319,6 +335,7 @@ impl Detector {
             counters: DetectCounters::default(),
             summary: BTreeMap::new(),
             seen_devices: Default::default(),
+            untracked: DeviceSummary::default(),
             verdicts: Vec::new(),
             pending: Vec::new(),
             peer_alerts: BTreeMap::new(),
@@ -378,7 +395,7 @@ impl Detector {
                 .scored_by_class
                 .entry(m.class.as_str())
                 .or_insert(0) += 1;
-            if !self.seen_devices.contains(&*dev.id) {
+            if self.seen_devices.len() < DEVICE_TRACK_CAP && !self.seen_devices.contains(&*dev.id) {
                 self.seen_devices.insert(dev.id.to_string());
                 *self.counters.devices.entry(source_name(&dev)).or_insert(0) += 1;
             }
@@ -480,7 +497,7 @@ impl Detector {
 
     fn note_alert(&mut self, alert: &AlertRef<'_>, w: &mut EventWriter) -> Result<(), OutputError> {
         *self.counters.alerts.entry(alert.detector).or_insert(0) += 1;
-        let s = self.summary.entry(alert.device_id.to_string()).or_default();
+        let s = Self::summary_of(&mut self.summary, &mut self.untracked, alert.device_id);
         s.class = alert.class;
         s.alerts += 1;
         if alert.score > s.max_score {
@@ -494,10 +511,7 @@ impl Detector {
 
     fn write_incident(&mut self, inc: &Incident, w: &mut EventWriter) -> Result<(), OutputError> {
         self.counters.incidents += 1;
-        self.summary
-            .entry(inc.device_id.clone())
-            .or_default()
-            .incidents += 1;
+        Self::summary_of(&mut self.summary, &mut self.untracked, &inc.device_id).incidents += 1;
         w.write_keyed(
             &inc.device_id,
             &IncidentEvent {
@@ -529,6 +543,20 @@ impl Detector {
         Ok(())
     }
 
+    /// The summary entry of a device, or the shared one of untracked devices once
+    /// [`DEVICE_TRACK_CAP`] devices have one.
+    fn summary_of<'s>(
+        summary: &'s mut BTreeMap<String, DeviceSummary>,
+        untracked: &'s mut DeviceSummary,
+        id: &str,
+    ) -> &'s mut DeviceSummary {
+        if summary.contains_key(id) || summary.len() < DEVICE_TRACK_CAP {
+            summary.entry(id.to_string()).or_default()
+        } else {
+            untracked
+        }
+    }
+
     /// Human summary (devices with alerts, by class, top scores) for stderr.
     pub fn human_summary(&self) -> String {
         let mut s = String::new();
@@ -548,6 +576,12 @@ impl Detector {
             s.push_str(&format!(
                 "  {:<24} {:<10} alerts {:>6}  incidents {:>4}  max score {:.3}\n",
                 id, d.class, d.alerts, d.incidents, d.max_score
+            ));
+        }
+        if self.untracked.alerts + self.untracked.incidents > 0 {
+            s.push_str(&format!(
+                "  (more than {DEVICE_TRACK_CAP} devices alerted: {} alerts and {} incidents of the others are not listed)\n",
+                self.untracked.alerts, self.untracked.incidents
             ));
         }
         s
@@ -820,6 +854,9 @@ impl FlowObserver for Detector {
         let inventory = self.resolver.inventory().clone();
         self.resolver = DeviceResolver::new(inventory, bundle.inference.clone(), self.cfg.resolver);
         self.extractor = FeatureExtractor::new(bundle.familiarity.clone());
+        if let Some(lag) = self.cfg.max_record_lag {
+            self.extractor.retire_idle_contexts(lag);
+        }
         self.modbus = ModbusWriteRule::new(&bundle.modbus_write_masters);
         self.bundle = bundle;
         self.model_id = id;

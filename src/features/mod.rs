@@ -23,6 +23,7 @@ pub use familiarity::{peer_key, service_key, FamiliarityTables, PeerKey, Service
 use crate::device::DeviceClass;
 use crate::flow::{ConnState, DirStats, FlowRecord};
 use crate::packet::{proto, Addr};
+use crate::time::Nanos;
 use foldhash::HashMap;
 
 /// Version of the feature schema: bumped whenever a feature's definition, order, unit or
@@ -387,6 +388,12 @@ pub struct FeatureExtractor {
     tables: FamiliarityTables,
     contexts: HashMap<String, DeviceContext>,
     cfg: ContextConfig,
+    /// Contexts idle this long (ns) behind the newest record are dropped (None: never).
+    retire_after: Option<i64>,
+    /// Largest `last_ts` seen (ns).
+    newest: i64,
+    /// Next `newest` at which idle contexts are swept.
+    next_sweep: i64,
 }
 
 impl FeatureExtractor {
@@ -401,7 +408,37 @@ impl FeatureExtractor {
             tables,
             contexts: HashMap::default(),
             cfg,
+            retire_after: None,
+            newest: i64::MIN,
+            next_sweep: i64::MIN,
         }
+    }
+
+    /// Bounds the memory of device contexts on a long run: once a minute of record time,
+    /// contexts of devices whose last record is more than `max_record_lag` plus the long
+    /// window behind the newest record are dropped. `max_record_lag` is how far behind
+    /// the flow clock a record's `last_ts` can be when it is emitted (the largest idle
+    /// timeout plus the TCP close linger). A later record of such a device finds every
+    /// window entry expired either way, so the features are exactly the same as without
+    /// retiring; only a capture whose time jumps backwards by more than that could differ.
+    pub fn retire_idle_contexts(&mut self, max_record_lag: Nanos) {
+        self.retire_after = Some(max_record_lag.0.saturating_add(self.cfg.long_window.0));
+    }
+
+    fn sweep(&mut self, t: i64) {
+        let Some(after) = self.retire_after else {
+            return;
+        };
+        if t > self.newest {
+            self.newest = t;
+        }
+        if self.newest < self.next_sweep {
+            return;
+        }
+        let cutoff = self.newest.saturating_sub(after);
+        self.contexts
+            .retain(|_, c| c.clock().is_some_and(|k| k >= cutoff));
+        self.next_sweep = self.newest.saturating_add(Nanos::from_secs(60).0);
     }
 
     /// The familiarity tables in use.
@@ -433,6 +470,7 @@ impl FeatureExtractor {
         side: Side,
         device: &DeviceRef<'_>,
     ) -> FeatureVector {
+        self.sweep(rec.last_ts.0);
         let mut fv = flow_features(rec, side);
         fv.0[idx::SVC_PORT_FAM] = fin(self.tables.service_familiarity(device.class, rec));
         fv.0[idx::PEER_FAM] = fin(self

@@ -733,3 +733,56 @@ fn extractor_fills_every_feature_group() {
     assert_eq!(ex.devices(), 1);
     assert_eq!(flow_features(&r, Side::Orig).0[idx::PL_MAX], f[idx::PL_MAX]);
 }
+
+/// Retiring idle contexts bounds their number on a long run (a new spoofed-looking local
+/// source every second for two hours) and changes no feature, also for devices that come
+/// back after being retired and for records that end up to `lag` behind the newest.
+#[test]
+fn retiring_idle_contexts_bounds_memory_and_changes_no_feature() {
+    let lag = Nanos::from_secs(121);
+    let mut kept = FeatureExtractor::new(FamiliarityTables::new());
+    let mut retired = FeatureExtractor::new(FamiliarityTables::new());
+    retired.retire_idle_contexts(lag);
+    let mut peak = 0;
+    for i in 0..7200u32 {
+        // A returning device (every 5 minutes), a device that talks every second, and a
+        // new one-off device each second.
+        let t = f64::from(i);
+        let mut recs = vec![
+            (
+                format!("10.9.{}.{}", (i >> 8) & 255, i & 255),
+                Addr::v4([10, 9, (i >> 8) as u8, i as u8]),
+                t,
+            ),
+            ("busy".to_string(), v4(192, 168, 1, 2), t),
+        ];
+        if i % 300 == 0 {
+            recs.push(("returning".to_string(), v4(192, 168, 1, 3), t));
+        }
+        // A record that ended `lag` minus a second ago (an idle-timed-out flow).
+        if i % 97 == 0 && t > 121.0 {
+            recs.push(("busy".to_string(), v4(192, 168, 1, 2), t - 120.0));
+        }
+        for (id, addr, ts) in recs {
+            let r = at(
+                rec(
+                    proto::UDP,
+                    (addr, 4000),
+                    (v4(192, 168, 1, 200), (i % 7) as u16 + 1),
+                ),
+                ts,
+            );
+            let device = DeviceRef {
+                id: &id,
+                class: DeviceClass::Plug,
+            };
+            let a = kept.extract(&r, Side::Orig, &device).0;
+            let b = retired.extract(&r, Side::Orig, &device).0;
+            assert_eq!(a, b, "record {i} of {id}");
+        }
+        peak = peak.max(retired.devices());
+    }
+    assert_eq!(kept.devices(), 7200 + 2);
+    // 181 s of retention plus up to a minute between sweeps, one new device a second.
+    assert!(peak <= 181 + 60 + 3, "peak {peak} contexts");
+}

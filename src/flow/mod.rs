@@ -102,6 +102,21 @@ pub struct FlowConfig {
     pub max_flows: usize,
 }
 
+impl FlowConfig {
+    /// How far behind the flow clock the last packet of a record can be when the record
+    /// is emitted: the largest idle timeout plus the TCP close linger (an open flow is
+    /// never older than its idle timeout; a closed one waits out the linger).
+    pub fn max_record_lag(&self) -> Nanos {
+        let idle = self
+            .tcp_idle
+            .0
+            .max(self.tcp_syn_idle.0)
+            .max(self.udp_idle.0)
+            .max(self.other_idle.0);
+        Nanos(idle.saturating_add(self.tcp_close_linger.0))
+    }
+}
+
 impl Default for FlowConfig {
     fn default() -> Self {
         FlowConfig {
