@@ -299,7 +299,11 @@ impl DeviceResolver {
                     } else {
                         Arc::from(format!("{}@{}", e.name, ep.addr.to_ip()))
                     };
-                    self.listed.insert(key, id.clone());
+                    // A wide CIDR entry can match any number of addresses: the cache of
+                    // ids stays bounded (beyond it an id is built for each lookup).
+                    if self.listed.len() < self.cfg.max_profiles {
+                        self.listed.insert(key, id.clone());
+                    }
                     id
                 }
             };
