@@ -54,6 +54,29 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// The records of `sizes` (key length, line length), seq 1, 2, ...
+fn records(sizes: &[(usize, usize)]) -> Vec<Record> {
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &(k, l))| record(i as u64 + 1, k, l))
+        .collect()
+}
+
+/// Writes `recs` into one segment of a fresh spill in `dir` (a large cap) and closes it.
+fn one_segment(dir: &Path, recs: &[Record]) -> PathBuf {
+    {
+        let (mut s, _) = Spill::open(dir, 1 << 30).expect("open");
+        for r in recs {
+            s.append(r).expect("append");
+        }
+        s.sync().expect("sync");
+    }
+    let segs = segments(dir);
+    assert_eq!(segs.len(), 1, "one segment");
+    segs[0].clone()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -67,11 +90,7 @@ proptest! {
         cap_kib in 16u64..512,
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let recs: Vec<Record> = sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &(k, l))| record(i as u64 + 1, k, l))
-            .collect();
+        let recs = records(&sizes);
         let mut stored = Vec::new();
         {
             let (mut s, _) = Spill::open(dir.path(), cap_kib << 10).expect("open");
@@ -118,26 +137,13 @@ proptest! {
         cut_frac in 0.0f64..1.0,
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let recs: Vec<Record> = sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &(k, l))| record(i as u64 + 1, k, l))
-            .collect();
-        {
-            // A large cap: one segment.
-            let (mut s, _) = Spill::open(dir.path(), 1 << 30).expect("open");
-            for r in &recs {
-                s.append(r).expect("append");
-            }
-            s.sync().expect("sync");
-        }
-        let segs = segments(dir.path());
-        prop_assert_eq!(segs.len(), 1);
-        let len = std::fs::metadata(&segs[0]).expect("meta").len();
+        let recs = records(&sizes);
+        let seg = one_segment(dir.path(), &recs);
+        let len = std::fs::metadata(&seg).expect("meta").len();
         let cut = (len as f64 * cut_frac) as u64;
         std::fs::OpenOptions::new()
             .write(true)
-            .open(&segs[0])
+            .open(&seg)
             .expect("open segment")
             .set_len(cut)
             .expect("truncate");
@@ -208,19 +214,8 @@ proptest! {
         at_frac in 0.0f64..1.0,
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let recs: Vec<Record> = sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &(k, l))| record(i as u64 + 1, k, l))
-            .collect();
-        {
-            let (mut s, _) = Spill::open(dir.path(), 1 << 30).expect("open");
-            for r in &recs {
-                s.append(r).expect("append");
-            }
-            s.sync().expect("sync");
-        }
-        let seg = segments(dir.path()).remove(0);
+        let recs = records(&sizes);
+        let seg = one_segment(dir.path(), &recs);
         let mut data = std::fs::read(&seg).expect("read segment");
         let victim = ((recs.len() as f64 * victim_frac) as usize).min(recs.len() - 1);
         let mut off = 8usize;
