@@ -859,6 +859,12 @@ fn full_disk_under_the_spill_is_counted_not_a_crash() {
         file.len() as u64 - 1,
         "accounting: {s}"
     );
+    assert!(
+        s["last_spill_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("No space left")),
+        "the stats name the spill's cause: {s}"
+    );
     let held = u(s, "spill_events");
     assert!(held > 0, "the spill holds what fitted: {s}");
 

@@ -240,6 +240,10 @@ pub struct SinkStats {
     /// The last delivery or connection error, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The last problem of the spill directory (write, read, checksum), if any: the cause
+    /// of `dropped.spill_error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_spill_error: Option<String>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -287,6 +291,13 @@ impl SinkStats {
         }
         if let Some(e) = &self.last_error {
             s.push_str(&format!("; last error: {e}"));
+        }
+        if let Some(e) = self
+            .last_spill_error
+            .as_ref()
+            .filter(|e| Some(*e) != self.last_error.as_ref())
+        {
+            s.push_str(&format!("; last spill error: {e}"));
         }
         s
     }

@@ -101,6 +101,7 @@ struct Shared {
     ctl: Mutex<Ctl>,
     cv: Condvar,
     last_error: Mutex<Option<String>>,
+    last_spill_error: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -110,12 +111,21 @@ impl Shared {
         }
     }
 
+    /// A problem of the spill directory (events may be lost): kept apart from delivery
+    /// errors so a later "connection refused" does not hide it.
+    fn set_spill_error(&self, e: String) {
+        if let Ok(mut g) = self.last_spill_error.lock() {
+            *g = Some(e.clone());
+        }
+        self.set_error(e);
+    }
+
     /// Counts the spilled records that a failed disk write took off the spill as dropped
     /// (`spill_error`).
     fn account_loss(&self, spill: &mut Spill) {
         if let Some((n, msg)) = spill.take_loss() {
             self.counters.dropped_error.fetch_add(n, Ordering::Relaxed);
-            self.set_error(format!("{msg}; {n} spilled events lost"));
+            self.set_spill_error(format!("{msg}; {n} spilled events lost"));
         }
     }
 }
@@ -156,20 +166,21 @@ impl QueuedSink {
             ctl: Mutex::new(Ctl::default()),
             cv: Condvar::new(),
             last_error: Mutex::new(None),
+            last_spill_error: Mutex::new(None),
         });
         shared
             .counters
             .recovered
             .store(recovered.records, Ordering::Relaxed);
         if recovered.corrupt_records > 0 {
-            shared.set_error(format!(
+            shared.set_spill_error(format!(
                 "spill {}: {} records fail their checksum; they are skipped and counted as dropped",
                 dir.display(),
                 recovered.corrupt_records
             ));
         }
         if recovered.damaged_bytes > 0 {
-            shared.set_error(format!(
+            shared.set_spill_error(format!(
                 "spill {}: {} damaged bytes cut off (a torn write from a crash)",
                 dir.display(),
                 recovered.damaged_bytes
@@ -227,7 +238,7 @@ impl QueuedSink {
             Err(AppendError::Io(e)) => {
                 c.dropped_error.fetch_add(1, Ordering::Relaxed);
                 self.shared
-                    .set_error(format!("cannot write the spill directory: {e}"));
+                    .set_spill_error(format!("cannot write the spill directory: {e}"));
             }
         }
     }
@@ -306,6 +317,12 @@ impl Sink for QueuedSink {
             buffered: 0,
             rotations: 0,
             last_error: self.shared.last_error.lock().ok().and_then(|g| g.clone()),
+            last_spill_error: self
+                .shared
+                .last_spill_error
+                .lock()
+                .ok()
+                .and_then(|g| g.clone()),
         }
     }
 
@@ -433,7 +450,7 @@ impl<T: Transport> Worker<T> {
                         .counters
                         .dropped_error
                         .fetch_add(lost, Ordering::Relaxed);
-                    self.sh.set_error(format!(
+                    self.sh.set_spill_error(format!(
                         "cannot read the spill directory: {e}; {lost} events lost"
                     ));
                 }
@@ -604,7 +621,7 @@ impl<T: Transport> Worker<T> {
                 Err(e) => {
                     c.dropped_error
                         .fetch_add(front.len() as u64, Ordering::Relaxed);
-                    self.sh.set_error(format!(
+                    self.sh.set_spill_error(format!(
                         "cannot keep {} undelivered events in the spill directory: {e}",
                         front.len()
                     ));
@@ -613,7 +630,7 @@ impl<T: Transport> Worker<T> {
             if let Err(e) = st.spill.sync() {
                 self.sh.account_loss(&mut st.spill);
                 self.sh
-                    .set_error(format!("cannot sync the spill directory: {e}"));
+                    .set_spill_error(format!("cannot sync the spill directory: {e}"));
             }
         }
         c.in_flight.store(0, Ordering::Relaxed);
