@@ -90,7 +90,7 @@ pub struct EvalArgs {
     /// inferred from traffic), global (one pooled forest: the baseline), and the forests
     /// alone without the envelope guard and rules (per-class-forest, global-forest).
     #[arg(long, value_enum, value_delimiter = ',', default_values = ["per-class", "inferred", "global", "per-class-forest", "global-forest"])]
-    pub modes: Vec<EvalMode>,
+    pub modes: Vec<flowsentry::eval::Mode>,
     /// The report as one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -105,19 +105,20 @@ pub struct EvalArgs {
     pub flow: FlowArgs,
 }
 
-/// `flowsentry eval --modes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum EvalMode {
-    /// Per-class forests, classes from the inventory.
-    PerClass,
-    /// Per-class forests, classes inferred from traffic.
-    Inferred,
-    /// One global forest for every device (baseline).
-    Global,
-    /// Ablation: the per-class forests alone, no envelope guard or rules.
-    PerClassForest,
-    /// Ablation: the global forest alone.
-    GlobalForest,
+/// The bytes of the model file `path` and its name for messages, or the model built into
+/// the binary (empty in a build without `models/default.fsm`).
+fn model_bytes(path: Option<&std::path::Path>) -> Result<(Vec<u8>, String), String> {
+    match path {
+        Some(p) => Ok((
+            std::fs::read(p)
+                .map_err(|e| format!("{}: cannot read model file: {e}", p.display()))?,
+            p.display().to_string(),
+        )),
+        None => Ok((
+            flowsentry::model::BUILTIN_MODEL.to_vec(),
+            "<built-in default model>".to_string(),
+        )),
+    }
 }
 
 impl EvalArgs {
@@ -150,31 +151,11 @@ impl EvalArgs {
             let p = sibling("inventory.toml");
             p.exists().then_some(p)
         });
-        let model = match &self.model {
-            Some(p) => (
-                std::fs::read(p)
-                    .map_err(|e| format!("{}: cannot read model file: {e}", p.display()))?,
-                p.display().to_string(),
-            ),
-            None if flowsentry::model::BUILTIN_MODEL.is_empty() => {
-                return Err("this build has no built-in model; pass --model FILE".into())
-            }
-            None => (
-                flowsentry::model::BUILTIN_MODEL.to_vec(),
-                "<built-in default model>".to_string(),
-            ),
-        };
-        let mut modes: Vec<flowsentry::eval::Mode> = self
-            .modes
-            .iter()
-            .map(|m| match m {
-                EvalMode::PerClass => flowsentry::eval::Mode::PerClass,
-                EvalMode::Inferred => flowsentry::eval::Mode::Inferred,
-                EvalMode::Global => flowsentry::eval::Mode::Global,
-                EvalMode::PerClassForest => flowsentry::eval::Mode::PerClassForest,
-                EvalMode::GlobalForest => flowsentry::eval::Mode::GlobalForest,
-            })
-            .collect();
+        let model = model_bytes(self.model.as_deref())?;
+        if self.model.is_none() && model.0.is_empty() {
+            return Err("this build has no built-in model; pass --model FILE".into());
+        }
+        let mut modes = self.modes.clone();
         modes.sort();
         modes.dedup();
         Ok(flowsentry::eval::EvalOptions {
@@ -490,17 +471,7 @@ impl DetectArgs {
         if self.no_detect {
             return Ok(out);
         }
-        let (bytes, name) = match &self.model {
-            Some(p) => (
-                std::fs::read(p)
-                    .map_err(|e| format!("{}: cannot read model file: {e}", p.display()))?,
-                p.display().to_string(),
-            ),
-            None => (
-                flowsentry::model::BUILTIN_MODEL.to_vec(),
-                "<built-in default model>".to_string(),
-            ),
-        };
+        let (bytes, name) = model_bytes(self.model.as_deref())?;
         if bytes.is_empty() {
             // A build without models/default.fsm (e.g. before `make models`): flows only.
             eprintln!("flowsentry: note: this build has no built-in model (models/default.fsm was absent when building); detection is off; pass --model FILE to enable it");

@@ -69,8 +69,8 @@ pub enum EvalError {
     Data(String),
 }
 
-/// Which detectors one evaluation runs side by side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+/// Which detectors one evaluation runs side by side (also the values of `--modes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Per-class forests, classes from the inventory (the product as configured).

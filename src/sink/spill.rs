@@ -335,13 +335,12 @@ impl Spill {
                 corrupt: 0,
             });
         };
-        let (mut off, mut count, mut before) = (8u64, 0u64, None);
+        // Records and checksum failures so far, and both as they were at the cursor.
+        let (mut off, mut count, mut corrupt, mut before) = (8u64, 0u64, 0u64, None);
         let mut damaged = 0;
-        // Ordinal (in `count`) of each record whose checksum fails.
-        let mut corrupt_at: Vec<u64> = Vec::new();
         loop {
             if cursor == Some(off) {
-                before = Some(count);
+                before = Some((count, corrupt));
             }
             match read_record(&mut r, crc) {
                 Ok(Next::Record(_, n)) => {
@@ -350,8 +349,8 @@ impl Spill {
                 }
                 Ok(Next::Corrupt(n)) => {
                     off += n;
-                    corrupt_at.push(count);
                     count += 1;
+                    corrupt += 1;
                 }
                 Ok(Next::End) => break,
                 Err(_) => {
@@ -361,11 +360,11 @@ impl Spill {
             }
         }
         if cursor == Some(off) {
-            before = Some(count);
+            before = Some((count, corrupt));
         }
-        let (start, first) = match (before, cursor) {
+        let (start, (first, corrupt_first)) = match (before, cursor) {
             (Some(b), Some(c)) => (c, b),
-            _ => (8, 0),
+            _ => (8, (0, 0)),
         };
         Ok(Scan {
             valid: off,
@@ -373,7 +372,7 @@ impl Spill {
             records: count - first,
             damaged,
             crc,
-            corrupt: corrupt_at.iter().filter(|&&i| i >= first).count() as u64,
+            corrupt: corrupt - corrupt_first,
         })
     }
 
@@ -466,15 +465,20 @@ impl Spill {
                 self.total = self.total.saturating_sub(bytes);
                 self.pending = self.pending.saturating_sub(n);
                 self.unread = self.unread.saturating_sub(n);
-                self.lost += n;
                 let msg = format!(
                     "cannot write the spill directory {}: {e}",
                     self.dir.display()
                 );
-                self.lost_error = Some(msg);
+                self.note_loss(n, msg);
                 Err(e)
             }
         }
+    }
+
+    /// Adds `n` records to the loss reported by [`Spill::take_loss`].
+    fn note_loss(&mut self, n: u64, why: String) {
+        self.lost += n;
+        self.lost_error = Some(why);
     }
 
     /// Records lost to failed writes since the last call, with the last error; the
@@ -584,12 +588,12 @@ impl Spill {
                     rd.off += n;
                     self.unread = self.unread.saturating_sub(1);
                     self.pending = self.pending.saturating_sub(1);
-                    self.lost += 1;
-                    self.lost_error = Some(format!(
+                    let msg = format!(
                         "spill {}: a record in segment {} fails its checksum (the disk changed it); skipped",
                         self.dir.display(),
                         rd.id
-                    ));
+                    );
+                    self.note_loss(1, msg);
                 }
                 Next::Record(rec, n) => {
                     rd.off += n;
