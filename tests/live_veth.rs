@@ -10,6 +10,8 @@
 
 #[path = "common/events.rs"]
 mod events;
+#[path = "common/servers.rs"]
+mod servers;
 
 use events::{assert_same, by_seq};
 use std::collections::BTreeMap;
@@ -526,25 +528,10 @@ impl<'a> NsRedis<'a> {
     }
 
     fn spawn(&mut self) {
-        let port = self.port.to_string();
-        let dir = self.dir.to_str().expect("utf-8 path").to_string();
-        self.child = Some(self.ns.spawn(&[
-            "redis-server",
-            "--port",
-            &port,
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            &dir,
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-        ]));
+        let args = servers::redis_args(self.port, &self.dir, "yes", "always");
+        let mut argv = vec!["redis-server"];
+        argv.extend(args.iter().map(String::as_str));
+        self.child = Some(self.ns.spawn(&argv));
         let t0 = Instant::now();
         while !self.ping() {
             assert!(

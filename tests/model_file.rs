@@ -2,19 +2,14 @@
 //! byte-identical file, another seed a different one), and every kind of damage to a model
 //! file is a clear error naming the file, never a panic or a huge allocation.
 
+mod common;
+
 use flowsentry::model::{ModelBundle, ModelError};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_flowsentry")
-}
-
 fn run(args: &[&str]) {
-    let out = Command::new(bin())
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run flowsentry {args:?}: {e}"));
+    let out = common::run(args, None);
     assert!(
         out.status.success(),
         "flowsentry {args:?} failed: {}",
@@ -155,7 +150,7 @@ fn train_is_deterministic_and_damage_is_a_clear_error() {
     let bad = dir.path().join("bad.fsm");
     std::fs::write(&bad, &v).unwrap_or_else(|e| panic!("{e}"));
     let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pcaps/fixture-mirai.pcap");
-    let out = Command::new(bin())
+    let out = Command::new(common::BIN)
         .arg("replay")
         .arg("--model")
         .arg(&bad)

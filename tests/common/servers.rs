@@ -223,13 +223,21 @@ pub fn redis_with(appendfsync: &str) -> Option<Server> {
     let bin = require("redis-server", "apt-get install redis-server")?;
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let args = [
+    let args = redis_args(port, dir.path(), aof, appendfsync);
+    Some(server("redis-server", bin, port, 0, args, dir))
+}
+
+/// The arguments of a foreground redis-server on 127.0.0.1:`port` keeping its files in
+/// `dir`, append-only file on or off (`aof` = `yes` / `no`) with the given fsync policy,
+/// no RDB snapshots.
+pub fn redis_args(port: u16, dir: &Path, aof: &str, appendfsync: &str) -> Vec<String> {
+    [
         "--port",
         &port.to_string(),
         "--bind",
         "127.0.0.1",
         "--dir",
-        &dir.path().display().to_string(),
+        &dir.display().to_string(),
         "--appendonly",
         aof,
         "--appendfsync",
@@ -243,8 +251,7 @@ pub fn redis_with(appendfsync: &str) -> Option<Server> {
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect();
-    Some(server("redis-server", bin, port, 0, args, dir))
+    .collect()
 }
 
 /// rsyslogd in the foreground: imtcp on `port` (octet counting is on by default) and imudp
