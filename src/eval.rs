@@ -563,6 +563,13 @@ struct Collector {
 }
 
 impl FlowObserver for Collector {
+    fn prepare(&mut self, recs: &mut dyn Iterator<Item = &FlowRecord>) {
+        let recs: Vec<&FlowRecord> = recs.collect();
+        for r in &mut self.runs {
+            r.det.prepare(&mut recs.iter().copied());
+        }
+    }
+
     fn on_flow(&mut self, rec: &FlowRecord, _w: &mut EventWriter) -> Result<(), OutputError> {
         let label = self.labels.find(rec);
         if label.is_none() {

@@ -6,6 +6,7 @@
 use crate::error::OutputError;
 use crate::event::EventWriter;
 use crate::flow::FlowRecord;
+use crate::order::Item;
 use crate::packet::ArpPacket;
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -15,6 +16,13 @@ use serde::Serialize;
 pub trait FlowObserver: Send {
     /// One flow record, in output order. Alerts it raises are written to `w`.
     fn on_flow(&mut self, rec: &FlowRecord, w: &mut EventWriter) -> Result<(), OutputError>;
+    /// A run of consecutive flow records that will be handed to [`FlowObserver::on_flow`]
+    /// next, one by one and in this order, with no ARP packet between them: the observer
+    /// may do their order-dependent work now and batch the rest (the detector scores the
+    /// run's forests together). The default does nothing.
+    fn prepare(&mut self, recs: &mut dyn Iterator<Item = &FlowRecord>) {
+        let _ = recs;
+    }
     /// One ARP packet, in capture order relative to flows ending at the same time.
     fn on_arp(&mut self, arp: &ArpPacket, w: &mut EventWriter) -> Result<(), OutputError>;
     /// The input ended or the sensor stops at packet time `ts`: close what is open.
@@ -50,6 +58,10 @@ struct ErrorEvent<'a> {
     event_type: &'static str,
     error: &'a str,
 }
+
+/// Most flow records handed to [`FlowObserver::prepare`] at once (bounds the verdicts
+/// held ahead of their events).
+pub const PREPARE_RUN: usize = 256;
 
 /// The output stage of a run.
 pub struct Output {
@@ -127,15 +139,64 @@ impl Output {
         }
     }
 
-    /// Handles one ordered flow record.
-    pub fn on_record(&mut self, rec: FlowRecord) -> Result<(), OutputError> {
+    /// Handles ordered items (flow records and ARP packets), draining `items`. The flow
+    /// records between two ARP packets, up to [`PREPARE_RUN`] at a time, are first handed
+    /// to the observer together ([`FlowObserver::prepare`]); the events are the same as
+    /// handling the items one by one.
+    pub fn on_items(&mut self, items: &mut Vec<Item>) -> Result<(), OutputError> {
+        let done = self.handle_items(items);
+        items.clear();
+        done
+    }
+
+    fn handle_items(&mut self, items: &[Item]) -> Result<(), OutputError> {
+        let mut start = 0;
+        while start < items.len() {
+            let run = items[start..]
+                .iter()
+                .take(PREPARE_RUN)
+                .take_while(|i| matches!(i, Item::Flow(_)))
+                .count()
+                .max(1);
+            let run = &items[start..start + run];
+            start += run.len();
+            if run.len() > 1 {
+                if let Some(obs) = self.observer.as_mut() {
+                    obs.prepare(&mut run.iter().filter_map(|i| match i {
+                        Item::Flow(r) => Some(r),
+                        Item::Arp(..) => None,
+                    }));
+                }
+            }
+            for item in run {
+                match item {
+                    Item::Flow(rec) => {
+                        self.handle_record(rec)?;
+                        if let Some(c) = self.collected.as_mut() {
+                            c.push(*rec);
+                        }
+                    }
+                    Item::Arp(a, _, _) => self.on_arp(a)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_record(&mut self, rec: &FlowRecord) -> Result<(), OutputError> {
         if let Some(obs) = self.observer.as_mut() {
-            obs.on_flow(&rec, &mut self.writer)?;
+            obs.on_flow(rec, &mut self.writer)?;
         }
         if self.emit_flows {
             let device = self.observer.as_ref().and_then(|o| o.flow_key());
-            self.writer.write_flow(&rec, device)?;
+            self.writer.write_flow(rec, device)?;
         }
+        Ok(())
+    }
+
+    /// Handles one ordered flow record.
+    pub fn on_record(&mut self, rec: FlowRecord) -> Result<(), OutputError> {
+        self.handle_record(&rec)?;
         if let Some(c) = self.collected.as_mut() {
             c.push(rec);
         }

@@ -280,6 +280,45 @@ fn source_name(d: &DeviceInfo) -> &'static str {
     d.assignment.source.as_str()
 }
 
+/// A Modbus write the rule flagged, with the PLC resolved when the record was analysed.
+#[derive(Debug, Clone)]
+struct ModbusHit {
+    plc: Addr,
+    master: Addr,
+    side: Side,
+    device: Option<DeviceInfo>,
+}
+
+/// Enough of a record to check that `on_flow` gets the record `prepare` queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RecordIdent {
+    first_ts: Timestamp,
+    last_ts: Timestamp,
+    emit_ts: Timestamp,
+    ports: (u16, u16),
+    pkts: u64,
+}
+
+impl RecordIdent {
+    fn of(rec: &FlowRecord) -> RecordIdent {
+        RecordIdent {
+            first_ts: rec.first_ts,
+            last_ts: rec.last_ts,
+            emit_ts: rec.emit_ts,
+            ports: (rec.orig.port, rec.resp.port),
+            pkts: rec.pkts(),
+        }
+    }
+}
+
+/// One record analysed ahead of its `on_flow`.
+#[derive(Debug)]
+struct Queued {
+    ident: RecordIdent,
+    sides: usize,
+    modbus: Option<ModbusHit>,
+}
+
 /// The detector stage.
 pub struct Detector {
     bundle: Arc<ModelBundle>,
@@ -294,10 +333,18 @@ pub struct Detector {
     pub counters: DetectCounters,
     /// Per-device summary (alerts, incidents, max score).
     pub summary: BTreeMap<String, DeviceSummary>,
-    seen_devices: std::collections::BTreeSet<String>,
+    seen_devices: foldhash::HashSet<Arc<str>>,
     /// Alerts and incidents of devices beyond [`DEVICE_TRACK_CAP`] in `summary`.
     untracked: DeviceSummary,
     verdicts: Vec<Verdict>,
+    /// Records analysed ahead by [`FlowObserver::prepare`], oldest first, and their
+    /// verdicts (`sides` of them per record, in the same order).
+    queued: std::collections::VecDeque<Queued>,
+    queued_verdicts: std::collections::VecDeque<Verdict>,
+    /// Reused buffers of the batch scorer.
+    batch_verdicts: Vec<Verdict>,
+    batch_rows: Vec<f32>,
+    batch_scores: Vec<f64>,
     pending: Vec<Incident>,
     /// Last new-public-peer alert per (device, network), for suppression.
     peer_alerts: BTreeMap<(String, crate::features::PeerKey), Timestamp>,
@@ -337,6 +384,11 @@ impl Detector {
             seen_devices: Default::default(),
             untracked: DeviceSummary::default(),
             verdicts: Vec::new(),
+            queued: Default::default(),
+            queued_verdicts: Default::default(),
+            batch_verdicts: Vec::new(),
+            batch_rows: Vec::new(),
+            batch_scores: Vec::new(),
             pending: Vec::new(),
             peer_alerts: BTreeMap::new(),
             clock: Timestamp(i64::MIN),
@@ -351,27 +403,38 @@ impl Detector {
 
     /// Scores every monitored side of `rec` (no events written). Used by evaluation.
     pub fn score(&mut self, rec: &FlowRecord) -> &[Verdict] {
-        self.verdicts.clear();
+        let mut vs = std::mem::take(&mut self.verdicts);
+        vs.clear();
+        self.analyse(rec, &mut vs);
+        self.score_forests(&mut vs);
+        self.verdicts = vs;
+        &self.verdicts
+    }
+
+    /// The model that scores a device of `class` (the pooled one in global mode).
+    fn model_of(&self, class: DeviceClass) -> &crate::model::ClassModel {
+        if self.cfg.global_model {
+            &self.bundle.pooled
+        } else {
+            self.bundle.model_for(class)
+        }
+    }
+
+    /// Everything of one record that depends on record order: updates the device
+    /// profiles and per-device feature contexts, pushes one verdict per monitored side
+    /// onto `out` with its features, envelope and rule flags (its forest score still
+    /// `NaN`: [`Detector::score_forests`] fills it in), and runs the Modbus rule (whose
+    /// PLC is resolved now, so it sees the device state of this point in the order).
+    fn analyse(&mut self, rec: &FlowRecord, out: &mut Vec<Verdict>) -> Option<ModbusHit> {
         let sides = self.resolver.monitored(rec);
         for (side, dev) in sides.into_iter().flatten() {
             let class = dev.assignment.class;
-            let m = if self.cfg.global_model {
-                &self.bundle.pooled
-            } else {
-                self.bundle.model_for(class)
-            };
             let fv = self.extractor.extract(
                 rec,
                 side,
                 &crate::features::DeviceRef { id: &dev.id, class },
             );
-            // The fast scorer for every flow; the attribution (a few logarithms per split)
-            // only for the rare flows above the threshold, which need an explanation.
-            let mut contrib = [0f64; N_FEATURES];
-            let mut score = m.forest.score(&fv.0);
-            if score > m.threshold {
-                score = m.forest.score_explained(&fv.0, &mut contrib);
-            }
+            let m = self.model_of(class);
             let mut excess = [0f64; N_FEATURES];
             // The guard compares a device with its class's training envelope, which only
             // describes it when the operator listed its class (an inferred "camera" may
@@ -389,23 +452,13 @@ impl Detector {
                 && !self.cfg.forest_only
                 && fv.0[crate::features::idx::PEER_PUBLIC] >= 1.0
                 && fv.0[crate::features::idx::PEER_FAM] <= 0.0;
-            self.counters.scored += 1;
-            *self
-                .counters
-                .scored_by_class
-                .entry(m.class.as_str())
-                .or_insert(0) += 1;
-            if self.seen_devices.len() < DEVICE_TRACK_CAP && !self.seen_devices.contains(&*dev.id) {
-                self.seen_devices.insert(dev.id.to_string());
-                *self.counters.devices.entry(source_name(&dev)).or_insert(0) += 1;
-            }
-            self.verdicts.push(Verdict {
+            let verdict = Verdict {
                 side,
                 model_class: m.class,
-                score,
+                score: f64::NAN,
                 threshold: m.threshold,
                 features: fv,
-                contributions: contrib,
+                contributions: [0f64; N_FEATURES],
                 envelope: env,
                 envelope_threshold: if self.cfg.forest_only {
                     f64::INFINITY
@@ -415,9 +468,115 @@ impl Detector {
                 excess,
                 new_public_peer,
                 device: dev,
+            };
+            self.counters.scored += 1;
+            *self
+                .counters
+                .scored_by_class
+                .entry(verdict.model_class.as_str())
+                .or_insert(0) += 1;
+            if self.seen_devices.len() < DEVICE_TRACK_CAP
+                && self.seen_devices.insert(verdict.device.id.clone())
+            {
+                *self
+                    .counters
+                    .devices
+                    .entry(source_name(&verdict.device))
+                    .or_insert(0) += 1;
+            }
+            out.push(verdict);
+        }
+        if self.cfg.forest_only {
+            return None;
+        }
+        let (plc, master) = self.modbus.check(rec)?;
+        // The PLC is the device; resolve it (it may not be scored by the forest).
+        let (plc_ep, side) = if rec.resp.addr == plc {
+            (rec.resp, Side::Resp)
+        } else {
+            (rec.orig, Side::Orig)
+        };
+        Some(ModbusHit {
+            plc,
+            master,
+            side,
+            device: self.resolver.resolve(&plc_ep),
+        })
+    }
+
+    /// Fills in the forest score of every verdict, model by model, in batches: one pass
+    /// over a forest's trees for all rows it scores (a forest is ~1.6 MB, so scoring row
+    /// by row between flow-table work misses the cache on most nodes). Same bits as one
+    /// [`IsolationForest::score`](crate::forest::IsolationForest::score) per row. Flows
+    /// above the threshold get their attribution (`score_explained`, same score).
+    fn score_forests(&mut self, vs: &mut [Verdict]) {
+        let mut rows = std::mem::take(&mut self.batch_rows);
+        let mut scores = std::mem::take(&mut self.batch_scores);
+        let mut todo: u64 = 0; // bit per class code still to score
+        for v in vs.iter() {
+            todo |= 1u64 << (v.model_class.code() & 63);
+        }
+        while todo != 0 {
+            let code = todo.trailing_zeros() as u8;
+            todo &= todo - 1;
+            rows.clear();
+            for v in vs.iter().filter(|v| v.model_class.code() & 63 == code) {
+                rows.extend_from_slice(&v.features.0);
+            }
+            let Some(class) = vs
+                .iter()
+                .find(|v| v.model_class.code() & 63 == code)
+                .map(|v| v.model_class)
+            else {
+                continue;
+            };
+            let m = self.model_of(class);
+            scores.clear();
+            scores.resize(rows.len() / N_FEATURES.max(1), f64::NAN);
+            let batch = m.forest.score_batch(&rows, &mut scores);
+            for (i, v) in vs
+                .iter_mut()
+                .filter(|v| v.model_class.code() & 63 == code)
+                .enumerate()
+            {
+                v.score = match batch {
+                    Ok(()) => scores[i],
+                    // Unreachable for a validated bundle (its schema has N_FEATURES).
+                    Err(_) => m.forest.score(&v.features.0),
+                };
+                // The attribution (a few logarithms per split) only for the rare flows
+                // above the threshold, which need an explanation.
+                if v.score > m.threshold {
+                    v.score = m
+                        .forest
+                        .score_explained(&v.features.0, &mut v.contributions);
+                }
+            }
+        }
+        self.batch_rows = rows;
+        self.batch_scores = scores;
+    }
+
+    /// Analyses and scores a run of consecutive flow records (no ARP packet between
+    /// them) ahead of their [`FlowObserver::on_flow`] calls, so their forests are scored
+    /// in one batch; `on_flow` then takes the queued verdicts in the same order. Only
+    /// `on_flow` (incidents, alerts) depends on what is written, never the analysis, so
+    /// the events are the same as without it.
+    fn prepare_run(&mut self, recs: &mut dyn Iterator<Item = &FlowRecord>) {
+        let mut vs = std::mem::take(&mut self.batch_verdicts);
+        vs.clear();
+        for rec in recs {
+            let before = vs.len();
+            let modbus = self.analyse(rec, &mut vs);
+            self.queued.push_back(Queued {
+                ident: RecordIdent::of(rec),
+                sides: vs.len() - before,
+                modbus,
             });
         }
-        &self.verdicts
+        self.score_forests(&mut vs);
+        self.queued_verdicts.extend(vs.drain(..));
+        self.batch_verdicts = vs;
     }
 
     /// The verdicts of the last record handed to [`Detector::score`] or
@@ -589,6 +748,10 @@ impl Detector {
 }
 
 impl FlowObserver for Detector {
+    fn prepare(&mut self, recs: &mut dyn Iterator<Item = &FlowRecord>) {
+        self.prepare_run(recs);
+    }
+
     fn on_flow(&mut self, rec: &FlowRecord, w: &mut EventWriter) -> Result<(), OutputError> {
         let now = if rec.emit_ts.0 == i64::MAX {
             rec.last_ts
@@ -597,8 +760,29 @@ impl FlowObserver for Detector {
         };
         self.advance(now, w)?;
         let detected_at = now.to_eve_string();
-        self.score(rec);
-        let verdicts = std::mem::take(&mut self.verdicts);
+        let mut verdicts = std::mem::take(&mut self.verdicts);
+        verdicts.clear();
+        let modbus = match self.queued.front() {
+            Some(q) if q.ident == RecordIdent::of(rec) => {
+                let q = self.queued.pop_front();
+                let (n, hit) = q.map(|q| (q.sides, q.modbus)).unwrap_or((0, None));
+                verdicts.extend(
+                    self.queued_verdicts
+                        .drain(..n.min(self.queued_verdicts.len())),
+                );
+                hit
+            }
+            _ => {
+                // Not prepared (or the caller skipped records it prepared: never the case
+                // for `Output`, which hands on every prepared record in order).
+                debug_assert!(self.queued.is_empty(), "on_flow out of prepared order");
+                self.queued.clear();
+                self.queued_verdicts.clear();
+                let hit = self.analyse(rec, &mut verdicts);
+                self.score_forests(&mut verdicts);
+                hit
+            }
+        };
         for v in &verdicts {
             let peer = match v.side {
                 Side::Orig => rec.resp.addr,
@@ -686,25 +870,14 @@ impl FlowObserver for Detector {
             };
             self.note_alert(&alert, w)?;
         }
-        let modbus = if self.cfg.forest_only {
-            None
-        } else {
-            self.modbus.check(rec)
-        };
-        if let Some((plc, master)) = modbus {
-            // The PLC is the device; resolve it (it may not be scored by the forest).
-            let plc_ep = if rec.resp.addr == plc {
-                rec.resp
-            } else {
-                rec.orig
-            };
-            let side = if rec.resp.addr == plc {
-                Side::Resp
-            } else {
-                Side::Orig
-            };
-            if let Some(dev) = self.resolver.resolve(&plc_ep) {
-                let ev = AnomalyEvent {
+        if let Some(ModbusHit {
+            plc,
+            master,
+            side,
+            device: Some(dev),
+        }) = modbus
+        {
+            let ev = AnomalyEvent {
                     flow: flow_json(rec, "anomaly"),
                     detector: DETECTOR_MODBUS,
                     detectors: Vec::new(),
@@ -729,20 +902,19 @@ impl FlowObserver for Detector {
                         ),
                     }),
                 };
-                w.write_keyed(&dev.id, &ev)?;
-                let alert = AlertRef {
-                    device_id: &dev.id,
-                    class: dev.assignment.class.as_str(),
-                    class_source: source_name(&dev),
-                    ts: rec.last_ts,
-                    detector: DETECTOR_MODBUS,
-                    score: 1.0,
-                    peer: master.to_ip().to_string(),
-                    flow_id: flow_id(rec),
-                    top_feature: None,
-                };
-                self.note_alert(&alert, w)?;
-            }
+            w.write_keyed(&dev.id, &ev)?;
+            let alert = AlertRef {
+                device_id: &dev.id,
+                class: dev.assignment.class.as_str(),
+                class_source: source_name(&dev),
+                ts: rec.last_ts,
+                detector: DETECTOR_MODBUS,
+                score: 1.0,
+                peer: master.to_ip().to_string(),
+                flow_id: flow_id(rec),
+                top_feature: None,
+            };
+            self.note_alert(&alert, w)?;
         }
         self.verdicts = verdicts;
         Ok(())
@@ -851,6 +1023,8 @@ impl FlowObserver for Detector {
     }
 
     fn replace_model(&mut self, bundle: Arc<ModelBundle>, id: String) {
+        self.queued.clear();
+        self.queued_verdicts.clear();
         let inventory = self.resolver.inventory().clone();
         self.resolver = DeviceResolver::new(inventory, bundle.inference.clone(), self.cfg.resolver);
         self.extractor = FeatureExtractor::new(bundle.familiarity.clone());

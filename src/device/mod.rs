@@ -249,7 +249,9 @@ pub struct DeviceResolver {
     inference: Option<ClassInference>,
     cfg: ResolverConfig,
     listed: BTreeMap<(Option<[u8; 6]>, Addr), Arc<str>>,
-    unlisted: BTreeMap<Addr, Unlisted>,
+    /// Hashed (looked up twice per record side); never iterated in an order that
+    /// reaches output ([`DeviceResolver::profiles`] sorts).
+    unlisted: foldhash::HashMap<Addr, Unlisted>,
 }
 
 impl DeviceResolver {
@@ -264,7 +266,7 @@ impl DeviceResolver {
             inference,
             cfg,
             listed: BTreeMap::new(),
-            unlisted: BTreeMap::new(),
+            unlisted: Default::default(),
         }
     }
 
@@ -273,14 +275,18 @@ impl DeviceResolver {
         &self.inventory
     }
 
-    /// The profile of an unlisted device, if one is kept.
+    /// The profile of an unlisted device, if one is kept (it stops growing when the
+    /// device's class is locked by inference).
     pub fn profile(&self, addr: &Addr) -> Option<&DeviceProfile> {
         self.unlisted.get(addr).map(|u| &u.profile)
     }
 
     /// Profiles of all unlisted devices, by address (for training the inference model).
     pub fn profiles(&self) -> impl Iterator<Item = (&Addr, &DeviceProfile)> {
-        self.unlisted.iter().map(|(a, u)| (a, &u.profile))
+        let mut all: Vec<(&Addr, &DeviceProfile)> =
+            self.unlisted.iter().map(|(a, u)| (a, &u.profile)).collect();
+        all.sort_unstable_by_key(|(a, _)| **a);
+        all.into_iter()
     }
 
     /// Resolves one endpoint without updating any profile (see the module rule).
@@ -345,31 +351,35 @@ impl DeviceResolver {
             }
             let full = self.unlisted.len() >= self.cfg.max_profiles;
             let u = match self.unlisted.entry(a) {
-                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::btree_map::Entry::Vacant(_) if full => continue,
-                std::collections::btree_map::Entry::Vacant(v) => v.insert(Unlisted {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(_) if full => continue,
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(Unlisted {
                     id: Arc::from(a.to_ip().to_string()),
                     profile: DeviceProfile::new(),
                     locked: None,
                 }),
             };
+            // The class is locked once: from then on the profile would only feed a
+            // decision already made, so it stops growing (a third of the detector's
+            // per-record device work on a busy network).
+            if u.locked.is_some() {
+                continue;
+            }
             u.profile.observe(rec, side);
-            if u.locked.is_none() {
-                if let Some(m) = &self.inference {
-                    if u.profile.flows >= m.config.min_flows
-                        && u.profile.span_secs() >= m.config.min_span_secs
-                    {
-                        let (class, confidence) = m.predict(&u.profile);
-                        u.locked = Some(ClassAssignment {
-                            class,
-                            source: if class.is_iot() {
-                                ClassSource::Inferred
-                            } else {
-                                ClassSource::Unknown
-                            },
-                            confidence,
-                        });
-                    }
+            if let Some(m) = &self.inference {
+                if u.profile.flows >= m.config.min_flows
+                    && u.profile.span_secs() >= m.config.min_span_secs
+                {
+                    let (class, confidence) = m.predict(&u.profile);
+                    u.locked = Some(ClassAssignment {
+                        class,
+                        source: if class.is_iot() {
+                            ClassSource::Inferred
+                        } else {
+                            ClassSource::Unknown
+                        },
+                        confidence,
+                    });
                 }
             }
         }
