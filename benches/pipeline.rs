@@ -6,14 +6,16 @@
 //! binary: `cargo build --release`). Without `--bench` (as `cargo test` runs it) it only
 //! checks that the binary and the capture can be found.
 
-use flowsentry::benchgen::ensure_bench_pcap;
+use flowsentry::benchgen::{ensure_bench_pcap, BENCH_FLOWS, BENCH_FRAMES, BENCH_SEED};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-const FRAMES: u64 = 2_000_000;
-const FLOWS: u32 = 50_000;
-const SEED: u64 = 42;
+// The replay bench's capture (same parameters, so the two benches share one file
+// instead of regenerating it for each other).
+const FRAMES: u64 = BENCH_FRAMES;
+const FLOWS: u32 = BENCH_FLOWS;
+const SEED: u64 = BENCH_SEED;
 
 fn die(msg: String) -> ! {
     eprintln!("pipeline bench: {msg}");
