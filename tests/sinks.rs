@@ -792,6 +792,68 @@ impl Drop for TinyFs {
     }
 }
 
+/// A spill whose close-time write fails on a full disk still records how far delivery got:
+/// the records delivered before are not sent again by the next run (before, `sync`
+/// returned at the failed write without writing the cursor, so they were).
+#[test]
+fn full_disk_at_close_keeps_the_delivery_cursor() {
+    use flowsentry::sink::spill::Spill;
+    use flowsentry::sink::{EventKind, Record};
+    let Some(fs) = TinyFs::mount(256) else {
+        return;
+    };
+    let dir = fs.dir.path().join("spill");
+    let rec = |seq: u64| Record {
+        seq,
+        kind: EventKind::from_code(0),
+        key: "sensor/dev".into(),
+        line: format!("{{\"seq\":{seq},\"pad\":\"{}\"}}", "x".repeat(1000))
+            .into_bytes()
+            .into(),
+    };
+    let (mut sp, _) = Spill::open(&dir, 1 << 30).expect("open spill");
+    for seq in 0..50 {
+        sp.append(&rec(seq)).expect("append");
+    }
+    sp.sync().expect("first sync");
+    // All 50 are read and the first 30 delivered (committed), not synced yet.
+    let mut got = Vec::new();
+    sp.read(100, &mut got).expect("read");
+    assert_eq!(got.len(), 50);
+    sp.commit(got[29].1);
+    // Fill the disk, then free two pages: room for the cursor, not for 40 KB of appends.
+    let filler = fs.dir.path().join("filler");
+    let mut f = std::fs::File::create(&filler).expect("filler");
+    let page = [0u8; 4096];
+    let mut len = 0u64;
+    while f.write_all(&page).is_ok() {
+        len += 4096;
+    }
+    f.set_len(len.saturating_sub(8192))
+        .expect("truncate filler");
+    drop(f);
+    for seq in 50..90 {
+        sp.append(&rec(seq)).expect("buffered append");
+    }
+    let err = sp
+        .sync()
+        .expect_err("the tail cannot be written on a full disk");
+    assert!(err.to_string().contains("No space left"), "{err}");
+    let lost = sp.take_loss().map(|(n, _)| n);
+    assert_eq!(lost, Some(40), "the unwritten appends are reported lost");
+    drop(sp);
+    // The next run sends exactly the 20 undelivered records that reached the disk.
+    let (mut again, _) = Spill::open(&dir, 1 << 30).expect("reopen spill");
+    let mut resent = Vec::new();
+    again.read(100, &mut resent).expect("read after reopen");
+    let seqs: Vec<u64> = resent.iter().map(|(r, _)| r.seq).collect();
+    assert_eq!(
+        seqs,
+        (30..50).collect::<Vec<u64>>(),
+        "what the next run sends"
+    );
+}
+
 /// The receiver is down for the whole run and the spill directory is on a disk that
 /// fills up (a 128 KiB tmpfs, far below the spill cap): the replay must not panic, the
 /// file output must still hold every flow, the events the full disk refused must be

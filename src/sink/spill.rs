@@ -535,13 +535,17 @@ impl Spill {
 
     /// Flushes and fsyncs, and records the read position (close).
     pub fn sync(&mut self) -> std::io::Result<()> {
-        self.write_tail()?;
-        if let Some(t) = self.tail.as_ref() {
-            t.file.sync_all()?;
-        }
+        let tail = self.write_tail().and_then(|()| match self.tail.as_ref() {
+            Some(t) => t.file.sync_all(),
+            None => Ok(()),
+        });
+        // The cursor is written even when the tail was not: the delivered records it
+        // marks are durable already, and leaving the old cursor would make the next run
+        // send them again. The first error is returned.
         let tmp = self.dir.join("cursor.tmp");
-        std::fs::write(&tmp, format!("{} {}\n", self.commit_id, self.commit_off))?;
-        std::fs::rename(&tmp, self.dir.join("cursor"))
+        let cursor = std::fs::write(&tmp, format!("{} {}\n", self.commit_id, self.commit_off))
+            .and_then(|()| std::fs::rename(&tmp, self.dir.join("cursor")));
+        tail.and(cursor)
     }
 
     /// Reads up to `max` records after the last one read (not yet committed).
