@@ -275,16 +275,23 @@ impl DeviceResolver {
         &self.inventory
     }
 
-    /// The profile of an unlisted device, if one is kept (it stops growing when the
-    /// device's class is locked by inference).
+    /// The profile of an unlisted device whose class is not locked yet (inference drops
+    /// a profile once it has locked the device's class from it).
     pub fn profile(&self, addr: &Addr) -> Option<&DeviceProfile> {
-        self.unlisted.get(addr).map(|u| &u.profile)
+        self.unlisted
+            .get(addr)
+            .filter(|u| u.locked.is_none())
+            .map(|u| &u.profile)
     }
 
-    /// Profiles of all unlisted devices, by address (for training the inference model).
+    /// Profiles of the unlisted devices whose class is not locked, by address.
     pub fn profiles(&self) -> impl Iterator<Item = (&Addr, &DeviceProfile)> {
-        let mut all: Vec<(&Addr, &DeviceProfile)> =
-            self.unlisted.iter().map(|(a, u)| (a, &u.profile)).collect();
+        let mut all: Vec<(&Addr, &DeviceProfile)> = self
+            .unlisted
+            .iter()
+            .filter(|(_, u)| u.locked.is_none())
+            .map(|(a, u)| (a, &u.profile))
+            .collect();
         all.sort_unstable_by_key(|(a, _)| **a);
         all.into_iter()
     }
@@ -360,8 +367,8 @@ impl DeviceResolver {
                 }),
             };
             // The class is locked once: from then on the profile would only feed a
-            // decision already made, so it stops growing (a third of the detector's
-            // per-record device work on a busy network).
+            // decision already made, so it is no longer kept up (a third of the
+            // detector's per-record device work on a busy network).
             if u.locked.is_some() {
                 continue;
             }
@@ -380,6 +387,9 @@ impl DeviceResolver {
                         },
                         confidence,
                     });
+                    // Its only use is over: free its peer and service sets (up to
+                    // ~7 KB per device).
+                    u.profile = DeviceProfile::default();
                 }
             }
         }

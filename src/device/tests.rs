@@ -416,9 +416,9 @@ fn resolver_rule() {
         d.map(|a| (a.class, a.source)),
         Some((DeviceClass::Plc, ClassSource::Inferred))
     );
-    // The profile stopped growing when the class was locked.
-    let locked_at = r.profile(&plc).map(|p| p.flows);
-    assert!(locked_at.is_some_and(|n| n > 0 && n < 40), "{locked_at:?}");
+    // The profile was dropped when the class was locked.
+    assert!(r.profile(&plc).is_none());
+    assert!(r.profiles().all(|(a, _)| *a != plc));
     // With score_unknown off, an abstained/unclassified device is not monitored.
     let mut r2 = DeviceResolver::new(
         Inventory::empty(),
