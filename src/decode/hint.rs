@@ -75,21 +75,66 @@ fn dns(msg: &[u8]) -> AppHint {
 /// Shannon entropy in bits per character of `label`, ASCII case folded (DNS names are
 /// case-insensitive). 0 for an empty label.
 pub(super) fn shannon_entropy(label: &[u8]) -> f32 {
-    if label.is_empty() {
+    let n = label.len();
+    if n == 0 {
         return 0.0;
+    }
+    let mut h = 0.0f64;
+    if n < TERM_N {
+        // A DNS label (at most 63 bytes): sort its case-folded bytes, so the runs give
+        // the count of each distinct byte in ascending byte order, and take the terms
+        // from a table computed once with the same operations. The sum is bitwise the
+        // one of the general path below (same terms, same order).
+        let mut bytes = [0u8; TERM_N];
+        for (o, b) in bytes.iter_mut().zip(label) {
+            *o = b.to_ascii_lowercase();
+        }
+        let bytes = &mut bytes[..n];
+        bytes.sort_unstable();
+        let terms = &entropy_terms()[n];
+        for run in bytes.chunk_by(|a, b| a == b) {
+            h -= terms[run.len()];
+        }
+        return h as f32;
     }
     let mut counts = [0u8; 256];
     for &b in label {
         let c = &mut counts[usize::from(b.to_ascii_lowercase())];
         *c = c.saturating_add(1);
     }
-    let n = label.len() as f64;
-    let mut h = 0.0f64;
     for &c in counts.iter().filter(|&&c| c > 0) {
-        let p = f64::from(c) / n;
-        h -= p * p.log2();
+        h -= entropy_term(c, n);
     }
     h as f32
+}
+
+/// Label lengths (and counts) covered by the entropy table.
+const TERM_N: usize = 64;
+
+/// `p log2 p` for `p = c / n`, as [`shannon_entropy`] computes it.
+#[inline]
+fn entropy_term(c: u8, n: usize) -> f64 {
+    let p = f64::from(c) / n as f64;
+    p * p.log2()
+}
+
+/// `entropy_term(c, n)` for every `n, c < 64`, computed on first use (one allocation per
+/// process; DNS packets are a large share of IoT traffic and each needs ~10 logarithms).
+fn entropy_terms() -> &'static [[f64; TERM_N]] {
+    static TERMS: std::sync::OnceLock<Vec<[f64; TERM_N]>> = std::sync::OnceLock::new();
+    TERMS.get_or_init(|| {
+        (0..TERM_N)
+            .map(|n| {
+                let mut row = [0.0f64; TERM_N];
+                if n > 0 {
+                    for (c, t) in row.iter_mut().enumerate().take(n + 1).skip(1) {
+                        *t = entropy_term(c as u8, n);
+                    }
+                }
+                row
+            })
+            .collect()
+    })
 }
 
 /// Modbus/TCP: MBAP header (transaction id, protocol id 0, length 2..=254, unit id) and the
