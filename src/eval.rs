@@ -14,7 +14,7 @@ use crate::capture::{Backend, Input};
 use crate::detect::{Detector, DetectorConfig};
 use crate::device::Inventory;
 use crate::error::OutputError;
-use crate::event::EventWriter;
+use crate::event::{EventWriter, SharedBuf};
 use crate::flow::{FlowConfig, FlowRecord};
 use crate::model::ModelBundle;
 use crate::output::{FlowObserver, Output};
@@ -23,7 +23,6 @@ use crate::pipeline::ReplayOptions;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -419,25 +418,6 @@ pub fn quantile(v: &[f64], q: f64) -> Option<f64> {
 // ---------------------------------------------------------------------------------------
 // Collection: a FlowObserver that runs one detector per mode.
 
-/// A `Write` into a shared buffer, so events a detector writes can be read back.
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        match self.0.lock() {
-            Ok(mut v) => {
-                v.extend_from_slice(b);
-                Ok(b.len())
-            }
-            Err(_) => Err(std::io::Error::other("evaluation buffer poisoned")),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// One alert as the detector wrote it.
 #[derive(Debug, Clone)]
 struct AlertObs {
@@ -487,10 +467,7 @@ impl ModeRun {
     /// handled (for its anomaly events).
     fn drain(&mut self, label: Option<u32>, last_us: i64) -> Result<(u32, bool), OutputError> {
         self.writer.flush()?;
-        let bytes = match self.buf.0.lock() {
-            Ok(mut v) => std::mem::take(&mut *v),
-            Err(_) => return Ok((0, false)),
-        };
+        let bytes = self.buf.take();
         let (mut n_flow_alerts, mut rule) = (0u32, false);
         for line in bytes.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
             let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {

@@ -292,6 +292,36 @@ pub enum EventKey<'a> {
     Sensor,
 }
 
+/// A `Write` into a shared in-memory buffer, so the events a detector writes can be read
+/// back (evaluation, tests): clones share the buffer.
+#[derive(Clone, Default)]
+pub struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    /// Takes out everything written so far (empty if a writer panicked while holding it).
+    pub fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self.0.lock() {
+            Ok(mut v) => {
+                v.extend_from_slice(b);
+                Ok(b.len())
+            }
+            Err(_) => Err(std::io::Error::other("event buffer poisoned")),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Serialises events as JSON Lines, stamps each with `sensor_id` and a `seq` (1, 2, ...
 /// per run, or continuing a seq file across runs), and hands the line to the primary output (`--out`: stdout or a file,
 /// rotated, reopened on SIGHUP, fsynced on rotation, reopen and close) and to every

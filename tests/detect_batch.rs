@@ -7,14 +7,13 @@
 use flowsentry::capture::Input;
 use flowsentry::detect::{Detector, DetectorConfig};
 use flowsentry::device::Inventory;
-use flowsentry::event::EventWriter;
+use flowsentry::event::{EventWriter, SharedBuf};
 use flowsentry::flow::FlowRecord;
 use flowsentry::model::{ModelBundle, BUILTIN_MODEL};
 use flowsentry::output::{FlowObserver, Output};
 use flowsentry::pipeline::{replay, ReplayOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,24 +34,6 @@ fn records(pcap: &Path) -> Vec<FlowRecord> {
     out.collected.take().unwrap_or_default()
 }
 
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Shared {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        match self.0.lock() {
-            Ok(mut v) => {
-                v.extend_from_slice(b);
-                Ok(b.len())
-            }
-            Err(_) => Err(std::io::Error::other("poisoned")),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The events a detector writes for `recs`, handed over in runs of `run` records
 /// (`None`: no `prepare` at all).
 fn events(recs: &[FlowRecord], inventory: &Inventory, run: Option<usize>) -> String {
@@ -63,7 +44,7 @@ fn events(recs: &[FlowRecord], inventory: &Inventory, run: Option<usize>) -> Str
         inventory.clone(),
         DetectorConfig::default(),
     );
-    let buf = Shared::default();
+    let buf = SharedBuf::default();
     let mut w = EventWriter::new(Box::new(buf.clone()), "mem");
     match run {
         None => {
@@ -84,8 +65,7 @@ fn events(recs: &[FlowRecord], inventory: &Inventory, run: Option<usize>) -> Str
     det.finish(end, &mut w).expect("finish");
     w.flush().expect("flush");
     drop(w);
-    let bytes = buf.0.lock().map(|v| v.clone()).unwrap_or_default();
-    String::from_utf8(bytes).expect("utf-8 events")
+    String::from_utf8(buf.take()).expect("utf-8 events")
 }
 
 #[test]
