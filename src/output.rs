@@ -194,15 +194,6 @@ impl Output {
         Ok(())
     }
 
-    /// Handles one ordered flow record.
-    pub fn on_record(&mut self, rec: FlowRecord) -> Result<(), OutputError> {
-        self.handle_record(&rec)?;
-        if let Some(c) = self.collected.as_mut() {
-            c.push(rec);
-        }
-        Ok(())
-    }
-
     /// Handles one ARP packet.
     pub fn on_arp(&mut self, arp: &ArpPacket) -> Result<(), OutputError> {
         match self.observer.as_mut() {

@@ -361,10 +361,7 @@ impl Detector {
         cfg: DetectorConfig,
     ) -> Detector {
         let resolver = DeviceResolver::new(inventory, bundle.inference.clone(), cfg.resolver);
-        let mut extractor = FeatureExtractor::new(bundle.familiarity.clone());
-        if let Some(lag) = cfg.max_record_lag {
-            extractor.retire_idle_contexts(lag);
-        }
+        let extractor = Self::extractor(&bundle, &cfg);
         let modbus = ModbusWriteRule::new(&bundle.modbus_write_masters);
         Detector {
             bundle,
@@ -394,6 +391,15 @@ impl Detector {
             clock: Timestamp(i64::MIN),
             next_expiry: Timestamp(i64::MIN),
         }
+    }
+
+    /// A fresh feature extractor over the bundle's familiarity tables.
+    fn extractor(bundle: &ModelBundle, cfg: &DetectorConfig) -> FeatureExtractor {
+        let mut extractor = FeatureExtractor::new(bundle.familiarity.clone());
+        if let Some(lag) = cfg.max_record_lag {
+            extractor.retire_idle_contexts(lag);
+        }
+        extractor
     }
 
     /// The model id.
@@ -512,35 +518,28 @@ impl Detector {
     fn score_forests(&mut self, vs: &mut [Verdict]) {
         let mut rows = std::mem::take(&mut self.batch_rows);
         let mut scores = std::mem::take(&mut self.batch_scores);
-        let mut todo: u64 = 0; // bit per class code still to score
-        for v in vs.iter() {
-            todo |= 1u64 << (v.model_class.code() & 63);
-        }
-        while todo != 0 {
-            let code = todo.trailing_zeros() as u8;
-            todo &= todo - 1;
+        let mut done: Vec<DeviceClass> = Vec::new(); // a handful of classes at most
+        for i in 0..vs.len() {
+            let class = vs[i].model_class;
+            if done.contains(&class) {
+                continue;
+            }
+            done.push(class);
             rows.clear();
-            for v in vs.iter().filter(|v| v.model_class.code() & 63 == code) {
+            for v in vs[i..].iter().filter(|v| v.model_class == class) {
                 rows.extend_from_slice(&v.features.0);
             }
-            let Some(class) = vs
-                .iter()
-                .find(|v| v.model_class.code() & 63 == code)
-                .map(|v| v.model_class)
-            else {
-                continue;
-            };
             let m = self.model_of(class);
             scores.clear();
             scores.resize(rows.len() / N_FEATURES.max(1), f64::NAN);
             let batch = m.forest.score_batch(&rows, &mut scores);
-            for (i, v) in vs
+            for (v, &s) in vs[i..]
                 .iter_mut()
-                .filter(|v| v.model_class.code() & 63 == code)
-                .enumerate()
+                .filter(|v| v.model_class == class)
+                .zip(&scores)
             {
                 v.score = match batch {
-                    Ok(()) => scores[i],
+                    Ok(()) => s,
                     // Unreachable for a validated bundle (its schema has N_FEATURES).
                     Err(_) => m.forest.score(&v.features.0),
                 };
@@ -762,17 +761,17 @@ impl FlowObserver for Detector {
         let detected_at = now.to_eve_string();
         let mut verdicts = std::mem::take(&mut self.verdicts);
         verdicts.clear();
-        let modbus = match self.queued.front() {
-            Some(q) if q.ident == RecordIdent::of(rec) => {
-                let q = self.queued.pop_front();
-                let (n, hit) = q.map(|q| (q.sides, q.modbus)).unwrap_or((0, None));
-                verdicts.extend(
-                    self.queued_verdicts
-                        .drain(..n.min(self.queued_verdicts.len())),
-                );
-                hit
+        let prepared = self
+            .queued
+            .front()
+            .is_some_and(|q| q.ident == RecordIdent::of(rec));
+        let modbus = match prepared.then(|| self.queued.pop_front()).flatten() {
+            Some(q) => {
+                let n = q.sides.min(self.queued_verdicts.len());
+                verdicts.extend(self.queued_verdicts.drain(..n));
+                q.modbus
             }
-            _ => {
+            None => {
                 // Not prepared (or the caller skipped records it prepared: never the case
                 // for `Output`, which hands on every prepared record in order).
                 debug_assert!(self.queued.is_empty(), "on_flow out of prepared order");
@@ -1027,10 +1026,7 @@ impl FlowObserver for Detector {
         self.queued_verdicts.clear();
         let inventory = self.resolver.inventory().clone();
         self.resolver = DeviceResolver::new(inventory, bundle.inference.clone(), self.cfg.resolver);
-        self.extractor = FeatureExtractor::new(bundle.familiarity.clone());
-        if let Some(lag) = self.cfg.max_record_lag {
-            self.extractor.retire_idle_contexts(lag);
-        }
+        self.extractor = Self::extractor(&bundle, &self.cfg);
         self.modbus = ModbusWriteRule::new(&bundle.modbus_write_masters);
         self.bundle = bundle;
         self.model_id = id;
