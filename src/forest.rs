@@ -65,13 +65,16 @@
 //!
 //! When every tree has depth <= 8 (always with `psi <= 256`) and there are at most 256
 //! features, each tree is re-laid out as a complete binary tree of depth 8 in heap order
-//! (one `u64` per internal slot: threshold key and feature; one `f64` path-length value
-//! per bottom slot; shallower leaves padded with always-left nodes), so a walk is exactly
-//! 8 branch-free steps `i = 2i + (key(x[f]) > key(thr))` without child pointers or bounds
-//! checks. Keys are an order-preserving `f32 -> u32` map and the `f64` threshold is first
-//! rounded down to the largest `f32` not above it, so the comparison is exactly
-//! scikit-learn's `(x as f32) as f64 <= thr`. `score` walks 8 trees side by side for one
-//! row; `score_batch` walks each tree for blocks of 64 rows, 8 at a time (tree in L1).
+//! (per internal slot a `u32` threshold key and a `u8` feature; one `f64` path-length
+//! value per bottom slot; shallower leaves padded with always-left nodes), so a walk is
+//! exactly 8 branch-free steps `i = 2i + (key(x[f]) > key(thr))` without child pointers
+//! or bounds checks. Keys are an order-preserving `f32 -> u32` map and the `f64`
+//! threshold is first rounded down to the largest `f32` not above it, so the comparison
+//! is exactly scikit-learn's `(x as f32) as f64 <= thr`. `score` walks 10 trees side by
+//! side for one row; `score_batch` walks each tree for blocks of 60 rows, 10 at a time
+//! (tree in L1). On x86-64 the ten walks are one `asm!` block of four instructions per
+//! step (LLVM's code for the same step takes about nine and spills registers), which
+//! doubled `score_batch` (docs/benchmarks.md); elsewhere the same steps are plain Rust.
 //! Other forests use a flat node array with the same semantics. Every path adds the trees
 //! in order, so all entry points give bitwise-identical scores.
 
@@ -95,12 +98,12 @@ pub const NONE: u32 = u32::MAX;
 const LANES: usize = 8;
 
 /// Trees evaluated side by side in the complete-tree layout.
-const PERFECT_LANES: usize = 8;
+const PERFECT_LANES: usize = 10;
 
 /// Rows per block in the tree-major batch kernel of the complete-tree layout.
-const BLOCK_ROWS: usize = 64;
+const BLOCK_ROWS: usize = 60;
 /// Rows walked side by side per tree in the batch kernel.
-const BLOCK_LANES: usize = 8;
+const BLOCK_LANES: usize = 10;
 /// Feature count (power of two) up to which the batch kernel is used (row keys padded to
 /// this width).
 const NARROW: usize = 64;
@@ -317,31 +320,162 @@ const PERFECT_SLOTS: usize = 1 << PERFECT_DEPTH;
 /// nodes (always left) down to the bottom slot that stores its value.
 #[derive(Clone, PartialEq)]
 struct Perfect {
-    /// Per tree and internal slot: `sort_key(floor_f32(threshold)) << 8 | feature`, one
-    /// load per step (padding slots: key of `+inf`, feature 0).
-    node: Vec<[u64; PERFECT_SLOTS]>,
+    /// Per tree: the walk arrays of its internal slots.
+    tree: Vec<PerfectTree>,
     /// Path-length contribution of each bottom slot (see `Compiled::leaf_value`).
     leaf: Vec<[f64; PERFECT_SLOTS]>,
 }
 
-/// Packs a threshold key and a feature index into a [`Perfect`] node word.
-fn pack(key: u32, feature: u8) -> u64 {
-    (u64::from(key) << 8) | u64::from(feature)
+/// The arrays one walk step reads: per internal slot the threshold key
+/// (`sort_key(floor_f32(threshold))`; padding: key of `+inf`) and the feature index
+/// (padding: 0). Two plain arrays rather than one packed word: a step is then a byte
+/// load, a key load and a compare against memory, with no shifts or masks to unpack.
+#[derive(Clone, PartialEq)]
+#[repr(C)]
+struct PerfectTree {
+    thr: [u32; PERFECT_SLOTS],
+    feature: [u8; PERFECT_SLOTS],
 }
 
 /// One step of a walk in the complete-tree layout: from heap slot `slot` (1..=255) to
 /// its child, comparing the row's key of the node's feature with the node's key.
 #[inline(always)]
-fn step<const N: usize>(node: &[u64; PERFECT_SLOTS], keys: &[u32; N], slot: usize) -> usize {
-    let w = node[slot & (PERFECT_SLOTS - 1)];
-    let v = keys[(w as usize & 0xff) & (N - 1)];
-    2 * slot + usize::from(u64::from(v) > (w >> 8))
+fn step<const N: usize>(t: &PerfectTree, keys: &[u32; N], slot: usize) -> usize {
+    let s = slot & (PERFECT_SLOTS - 1);
+    let v = keys[usize::from(t.feature[s]) & (N - 1)];
+    2 * slot + usize::from(v > t.thr[s])
+}
+
+/// Walks tree `t` for `BLOCK_LANES` rows side by side; returns each row's bottom slot
+/// (256..=511).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn walk_rows(t: &PerfectTree, keys: &[[u32; NARROW]; BLOCK_LANES]) -> [usize; BLOCK_LANES] {
+    let mut idx = [1usize; BLOCK_LANES];
+    for _ in 0..PERFECT_DEPTH {
+        for (slot, keys) in idx.iter_mut().zip(keys) {
+            *slot = step(t, keys, *slot);
+        }
+    }
+    idx
+}
+
+/// Walks `PERFECT_LANES` consecutive trees for one row; returns each tree's bottom slot
+/// (256..=511).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn walk_trees(trees: &[PerfectTree; PERFECT_LANES], keys: &[u32; 256]) -> [usize; PERFECT_LANES] {
+    let mut idx = [1usize; PERFECT_LANES];
+    for _ in 0..PERFECT_DEPTH {
+        for (slot, t) in idx.iter_mut().zip(trees) {
+            *slot = step(t, keys, *slot);
+        }
+    }
+    idx
+}
+
+/// Ten walks of 8 [`step`]s in one `asm!` block, every walk's slot in its own register
+/// (ten independent chains keep the two dependent loads of a step, feature byte then
+/// key, from limiting throughput; LLVM's own code for [`step`] needs about 9
+/// instructions and spills). Lane `i` walks the `PerfectTree` at `$tp + TOFF_i` with the
+/// row keys at `$kp + KOFF_i` (byte offsets, literals); one step is four instructions:
+/// load the node's feature byte, load the row's key of that feature, compare the node's
+/// threshold key (in memory) with it (carry = threshold < key) and `adc s, s`
+/// (s = 2 s + carry). Evaluates to the ten bottom slots (256..=511).
+///
+/// The caller guarantees, for every read to stay in bounds: `$tp + TOFF_i` points at a
+/// `PerfectTree` (repr(C): `thr` at bytes 0..1024, `feature` at 1024..1280), and
+/// `$kp + KOFF_i` at 4-byte keys for every feature index that tree's nodes hold.
+#[cfg(target_arch = "x86_64")]
+macro_rules! walk10_asm {
+    ($tp:expr, $kp:expr, $(($s:ident, $toff:literal, $koff:literal)),* $(,)?) => {{
+        $(let mut $s = 1usize;)*
+        // SAFETY: reads only (`pure, readonly, nostack`; the flags are clobbered, no
+        // other register or memory is written). Before step k (0..8) every slot is in
+        // 2^k..2^(k+1), so at most 255: inside `thr` and `feature` of its tree; the key
+        // reads are in bounds by the caller's guarantee above.
+        unsafe {
+            std::arch::asm!(
+                ".rept 8",
+                $(concat!(
+                    "movzx {f:e}, byte ptr [{t} + {", stringify!($s), "} + ", $toff, " + 1024]\n",
+                    "mov {f:e}, dword ptr [{k} + {f} * 4 + ", $koff, "]\n",
+                    "cmp dword ptr [{t} + {", stringify!($s), "} * 4 + ", $toff, "], {f:e}\n",
+                    "adc {", stringify!($s), "}, {", stringify!($s), "}",
+                ),)*
+                ".endr",
+                t = in(reg) $tp,
+                k = in(reg) $kp,
+                f = out(reg) _,
+                $($s = inout(reg) $s,)*
+                options(pure, readonly, nostack),
+            );
+        }
+        [$($s),*]
+    }};
+}
+
+/// Walks tree `t` for `BLOCK_LANES` (10) rows side by side ([`walk10_asm`]); returns each
+/// row's bottom slot (256..=511).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(unsafe_code)]
+fn walk_rows(t: &PerfectTree, keys: &[[u32; NARROW]; BLOCK_LANES]) -> [usize; BLOCK_LANES] {
+    // Bounds: `Perfect::build` stores features below `n_features`, and this kernel runs
+    // only when `n_features <= NARROW` (`score_batch`), so feature `f` of row `i` is at
+    // byte `i * NARROW * 4 + f * 4` of `keys` (the offsets below: NARROW = 64).
+    const _: () = assert!(NARROW == 64 && BLOCK_LANES == 10);
+    walk10_asm!(
+        std::ptr::from_ref(t),
+        keys.as_ptr(),
+        (s0, "0", "0"),
+        (s1, "0", "256"),
+        (s2, "0", "512"),
+        (s3, "0", "768"),
+        (s4, "0", "1024"),
+        (s5, "0", "1280"),
+        (s6, "0", "1536"),
+        (s7, "0", "1792"),
+        (s8, "0", "2048"),
+        (s9, "0", "2304"),
+    )
+}
+
+/// Walks `PERFECT_LANES` (10) consecutive trees for one row ([`walk10_asm`]); returns
+/// each tree's bottom slot (256..=511).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(unsafe_code)]
+fn walk_trees(trees: &[PerfectTree; PERFECT_LANES], keys: &[u32; 256]) -> [usize; PERFECT_LANES] {
+    // Bounds: tree `i` starts at byte `i * size_of::<PerfectTree>()` (1280) of the
+    // array; a feature byte is at most 255 and `keys` has 256 entries.
+    const _: () = assert!(std::mem::size_of::<PerfectTree>() == 1280 && PERFECT_LANES == 10);
+    walk10_asm!(
+        trees.as_ptr(),
+        keys.as_ptr(),
+        (s0, "0", "0"),
+        (s1, "1280", "0"),
+        (s2, "2560", "0"),
+        (s3, "3840", "0"),
+        (s4, "5120", "0"),
+        (s5, "6400", "0"),
+        (s6, "7680", "0"),
+        (s7, "8960", "0"),
+        (s8, "10240", "0"),
+        (s9, "11520", "0"),
+    )
 }
 
 impl Perfect {
     fn build(trees: &[Tree]) -> Perfect {
         let mut p = Perfect {
-            node: vec![[pack(sort_key(f32::INFINITY), 0); PERFECT_SLOTS]; trees.len()],
+            tree: vec![
+                PerfectTree {
+                    thr: [sort_key(f32::INFINITY); PERFECT_SLOTS],
+                    feature: [0; PERFECT_SLOTS],
+                };
+                trees.len()
+            ],
             leaf: vec![[0.0f64; PERFECT_SLOTS]; trees.len()],
         };
         // (original node, heap slot, depth)
@@ -355,10 +489,8 @@ impl Perfect {
                     let bottom = slot << (PERFECT_DEPTH - d);
                     p.leaf[t][bottom - PERFECT_SLOTS] = leaf_value(d, tree.n_samples[i]);
                 } else {
-                    p.node[t][slot] = pack(
-                        sort_key(floor_f32(tree.threshold[i])),
-                        tree.feature[i] as u8,
-                    );
+                    p.tree[t].thr[slot] = sort_key(floor_f32(tree.threshold[i]));
+                    p.tree[t].feature[slot] = tree.feature[i] as u8;
                     stack.push((tree.left[i] as usize, 2 * slot, d + 1));
                     stack.push((tree.right[i] as usize, 2 * slot + 1, d + 1));
                 }
@@ -373,26 +505,21 @@ impl Perfect {
     fn path_sum(&self, xs: &[u32; 256]) -> f64 {
         const W: usize = PERFECT_LANES;
         let mut sum = 0.0f64;
-        for (node, leaf) in self.node.chunks(W).zip(self.leaf.chunks(W)) {
-            if let (Ok(node), Ok(leaf)) = (
-                <&[[u64; PERFECT_SLOTS]; W]>::try_from(node),
+        for (tree, leaf) in self.tree.chunks(W).zip(self.leaf.chunks(W)) {
+            if let (Ok(tree), Ok(leaf)) = (
+                <&[PerfectTree; W]>::try_from(tree),
                 <&[[f64; PERFECT_SLOTS]; W]>::try_from(leaf),
             ) {
-                let mut idx = [1usize; W];
-                for _ in 0..PERFECT_DEPTH {
-                    for (slot, node) in idx.iter_mut().zip(node) {
-                        *slot = step(node, xs, *slot);
-                    }
-                }
+                let idx = walk_trees(tree, xs);
                 for (&slot, leaf) in idx.iter().zip(leaf) {
                     sum += leaf[slot & (PERFECT_SLOTS - 1)];
                 }
             } else {
                 // The last, partial chunk.
-                for (node, leaf) in node.iter().zip(leaf) {
+                for (t, leaf) in tree.iter().zip(leaf) {
                     let mut slot = 1usize;
                     for _ in 0..PERFECT_DEPTH {
-                        slot = step(node, xs, slot);
+                        slot = step(t, xs, slot);
                     }
                     sum += leaf[slot & (PERFECT_SLOTS - 1)];
                 }
@@ -401,27 +528,31 @@ impl Perfect {
         sum
     }
 
-    /// Tree-major scoring of `BLOCK_ROWS` rows (keys padded to `NARROW` features): each
-    /// tree stays in L1 while every row of the block walks it, `PERFECT_LANES` rows side
-    /// by side. `acc[r]` gets row `r`'s sum over trees, added in tree order (so it is
-    /// bitwise equal to `path_sum`).
-    fn path_sums_block(&self, keys: &[[u32; NARROW]; BLOCK_ROWS], acc: &mut [f64; BLOCK_ROWS]) {
+    /// Tree-major scoring of the first `8 * groups` of `BLOCK_ROWS` rows (keys padded to
+    /// `NARROW` features): each tree stays in L1 while every row of the block walks it,
+    /// `BLOCK_LANES` rows side by side. `acc[r]` gets row `r`'s sum over trees, added in
+    /// tree order (so it is bitwise equal to `path_sum`).
+    fn path_sums_block(
+        &self,
+        keys: &[[u32; NARROW]; BLOCK_ROWS],
+        groups: usize,
+        acc: &mut [f64; BLOCK_ROWS],
+    ) {
         const W: usize = BLOCK_LANES;
         acc.fill(0.0);
-        for (node, leaf) in self.node.iter().zip(&self.leaf) {
-            for (keys, acc) in keys.chunks_exact(W).zip(acc.chunks_exact_mut(W)) {
+        for (t, leaf) in self.tree.iter().zip(&self.leaf) {
+            for (keys, acc) in keys
+                .chunks_exact(W)
+                .zip(acc.chunks_exact_mut(W))
+                .take(groups)
+            {
                 let (Ok(keys), Ok(acc)) = (
                     <&[[u32; NARROW]; W]>::try_from(keys),
                     <&mut [f64; W]>::try_from(acc),
                 ) else {
                     continue; // unreachable: BLOCK_ROWS is a multiple of W
                 };
-                let mut idx = [1usize; W];
-                for _ in 0..PERFECT_DEPTH {
-                    for (slot, keys) in idx.iter_mut().zip(keys) {
-                        *slot = step(node, keys, *slot);
-                    }
-                }
+                let idx = walk_rows(t, keys);
                 for (a, &slot) in acc.iter_mut().zip(&idx) {
                     *a += leaf[slot & (PERFECT_SLOTS - 1)];
                 }
@@ -971,30 +1102,26 @@ impl IsolationForest {
             let mut xs = [0u32; 256];
             let mut block_keys = [[0u32; NARROW]; BLOCK_ROWS];
             let mut acc = [0.0f64; BLOCK_ROWS];
-            let full = if d <= NARROW {
-                out.len() / BLOCK_ROWS
+            // Rows in blocks of up to `BLOCK_ROWS` through the tree-major kernel, in
+            // whole groups of `BLOCK_LANES`; the rest row by row.
+            let blocked = if d <= NARROW {
+                out.len() - out.len() % BLOCK_LANES
             } else {
                 0
             };
-            let (head, tail) = out.split_at_mut(full * BLOCK_ROWS);
-            for (block, out) in rows
-                .chunks_exact(BLOCK_ROWS * d)
-                .zip(head.chunks_exact_mut(BLOCK_ROWS))
-            {
+            let (head, tail) = out.split_at_mut(blocked);
+            for (block, out) in rows.chunks(BLOCK_ROWS * d).zip(head.chunks_mut(BLOCK_ROWS)) {
                 for (keys, x) in block_keys.iter_mut().zip(block.chunks_exact(d)) {
                     for (k, &v) in keys.iter_mut().zip(x) {
                         *k = sort_key(v);
                     }
                 }
-                p.path_sums_block(&block_keys, &mut acc);
+                p.path_sums_block(&block_keys, out.len() / BLOCK_LANES, &mut acc);
                 for (o, &a) in out.iter_mut().zip(&acc) {
                     *o = self.finish(a);
                 }
             }
-            for (x, o) in rows[full * BLOCK_ROWS * d..]
-                .chunks_exact(d)
-                .zip(tail.iter_mut())
-            {
+            for (x, o) in rows[blocked * d..].chunks_exact(d).zip(tail.iter_mut()) {
                 row_keys(x, &mut xs);
                 *o = self.finish(p.path_sum(&xs));
             }
