@@ -249,7 +249,7 @@ pub struct DeviceResolver {
     inference: Option<ClassInference>,
     cfg: ResolverConfig,
     listed: BTreeMap<(Option<[u8; 6]>, Addr), Arc<str>>,
-    /// Hashed (looked up twice per record side); never iterated in an order that
+    /// Hashed (looked up once per record side); never iterated in an order that
     /// reaches output ([`DeviceResolver::profiles`] sorts).
     unlisted: foldhash::HashMap<Addr, Unlisted>,
 }
@@ -372,25 +372,36 @@ impl DeviceResolver {
             if u.locked.is_some() {
                 continue;
             }
-            u.profile.observe(rec, side);
-            if let Some(m) = &self.inference {
-                if u.profile.flows >= m.config.min_flows
-                    && u.profile.span_secs() >= m.config.min_span_secs
-                {
-                    let (class, confidence) = m.predict(&u.profile);
-                    u.locked = Some(ClassAssignment {
-                        class,
-                        source: if class.is_iot() {
-                            ClassSource::Inferred
-                        } else {
-                            ClassSource::Unknown
-                        },
-                        confidence,
-                    });
-                    // Its only use is over: free its peer and service sets (up to
-                    // ~7 KB per device).
-                    u.profile = DeviceProfile::default();
-                }
+            Self::observe_unlisted(u, self.inference.as_ref(), rec, side);
+        }
+    }
+
+    /// Accounts `rec` in the profile of an unlisted device whose class is not locked,
+    /// and locks the class once the profile is large enough.
+    fn observe_unlisted(
+        u: &mut Unlisted,
+        inference: Option<&ClassInference>,
+        rec: &FlowRecord,
+        side: Side,
+    ) {
+        u.profile.observe(rec, side);
+        if let Some(m) = inference {
+            if u.profile.flows >= m.config.min_flows
+                && u.profile.span_secs() >= m.config.min_span_secs
+            {
+                let (class, confidence) = m.predict(&u.profile);
+                u.locked = Some(ClassAssignment {
+                    class,
+                    source: if class.is_iot() {
+                        ClassSource::Inferred
+                    } else {
+                        ClassSource::Unknown
+                    },
+                    confidence,
+                });
+                // Its only use is over: free its peer and service sets (up to
+                // ~7 KB per device).
+                u.profile = DeviceProfile::default();
             }
         }
     }
@@ -398,18 +409,53 @@ impl DeviceResolver {
     /// Observes the record ([`DeviceResolver::observe`]) and returns its monitored sides,
     /// originator first (see the module rule).
     pub fn monitored(&mut self, rec: &FlowRecord) -> [Option<(Side, DeviceInfo)>; 2] {
-        self.observe(rec);
-        let mut out = [None, None];
-        for (slot, (side, ep)) in out
-            .iter_mut()
-            .zip([(Side::Orig, rec.orig), (Side::Resp, rec.resp)])
-        {
-            if let Some(d) = self.resolve(&ep) {
-                if d.assignment.class.is_iot() || self.cfg.score_unknown {
-                    *slot = Some((side, d));
-                }
-            }
+        if rec.orig.addr == rec.resp.addr {
+            // Both sides are one device: both must see the profile after both updates.
+            self.observe(rec);
+            return [(Side::Orig, rec.orig), (Side::Resp, rec.resp)]
+                .map(|(side, ep)| self.monitored_side(side, &ep));
         }
-        out
+        // Distinct addresses: each side's update touches only its own entry, so a side
+        // is observed and resolved in one pass (one inventory and one map lookup instead
+        // of two each), with the same result as `observe` then `resolve`.
+        [(Side::Orig, rec.orig), (Side::Resp, rec.resp)].map(|(side, ep)| {
+            let a = ep.addr;
+            if !is_device_addr(&a) {
+                return None;
+            }
+            if self.inventory.lookup(ep.mac, a).is_some() {
+                return self.monitored_side(side, &ep);
+            }
+            if is_public(&a) {
+                return None;
+            }
+            let full = self.unlisted.len() >= self.cfg.max_profiles;
+            let u = match self.unlisted.entry(a) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(_) if full => {
+                    return self.monitored_side(side, &ep);
+                }
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(Unlisted {
+                    id: Arc::from(a.to_ip().to_string()),
+                    profile: DeviceProfile::new(),
+                    locked: None,
+                }),
+            };
+            if u.locked.is_none() {
+                Self::observe_unlisted(u, self.inference.as_ref(), rec, side);
+            }
+            let d = DeviceInfo {
+                id: u.id.clone(),
+                assignment: u.locked.unwrap_or(NOT_YET),
+            };
+            (d.assignment.class.is_iot() || self.cfg.score_unknown).then_some((side, d))
+        })
+    }
+
+    /// [`DeviceResolver::resolve`] of one side, kept when the device is scored.
+    fn monitored_side(&mut self, side: Side, ep: &Endpoint) -> Option<(Side, DeviceInfo)> {
+        self.resolve(ep)
+            .filter(|d| d.assignment.class.is_iot() || self.cfg.score_unknown)
+            .map(|d| (side, d))
     }
 }

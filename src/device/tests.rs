@@ -431,3 +431,93 @@ fn resolver_rule() {
     let f = rec(proto::TCP, (v4(10, 0, 0, 1), 1), (v4(10, 0, 0, 2), 80));
     assert!(r2.monitored(&f).iter().all(|m| m.is_none()));
 }
+
+/// The two-pass rule `monitored` is defined by: observe the record, then resolve
+/// each side.
+fn monitored_two_pass(r: &mut DeviceResolver, f: &FlowRecord) -> [Option<(Side, DeviceInfo)>; 2] {
+    r.observe(f);
+    [(Side::Orig, f.orig), (Side::Resp, f.resp)].map(|(side, ep)| {
+        r.resolve(&ep)
+            .filter(|d| d.assignment.class.is_iot() || r.cfg.score_unknown)
+            .map(|d| (side, d))
+    })
+}
+
+#[test]
+fn one_pass_monitored_equals_observe_then_resolve() {
+    // Random records over inventory hosts (exact and CIDR), unlisted local hosts that
+    // get inferred, public and multicast peers, and records whose two sides are one
+    // address; a small profile cap so the "map full" path runs too.
+    let (ps, ls) = training_set(7);
+    let model = ClassInference::train(&ps, &ls, 42).ok();
+    let inv = Inventory::parse(INV, "inv.toml").unwrap_or_default();
+    for score_unknown in [true, false] {
+        let cfg = ResolverConfig {
+            max_profiles: 6,
+            score_unknown,
+            ..ResolverConfig::default()
+        };
+        let mut one = DeviceResolver::new(inv.clone(), model.clone(), cfg.clone());
+        let mut two = DeviceResolver::new(inv.clone(), model.clone(), cfg);
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let hosts = [
+            ip("192.168.10.21"),
+            ip("192.168.10.200"),
+            ip("192.168.20.10"),
+            v4(192, 168, 50, 9),
+            v4(192, 168, 50, 5),
+            v4(10, 0, 0, 1),
+            v4(10, 0, 0, 2),
+            v4(10, 0, 0, 3),
+            v4(10, 0, 0, 4),
+            v4(10, 0, 0, 5),
+            v4(10, 0, 0, 6),
+            v4(10, 0, 0, 7),
+            v4(52, 1, 2, 3),
+            v4(224, 0, 0, 251),
+        ];
+        for i in 0..3000 {
+            let a = hosts[rng.random_range(0..hosts.len())];
+            let b = if rng.random_range(0..20) == 0 {
+                a
+            } else {
+                hosts[rng.random_range(0..hosts.len())]
+            };
+            let mut f = rec(proto::TCP, (a, 40000), (b, 502));
+            for k in 0..4 {
+                push(
+                    &mut f,
+                    k % 2 == 0,
+                    f64::from(i) * 2_000.0 + f64::from(k) * 100.0,
+                    52,
+                    12,
+                    0,
+                );
+            }
+            let got = one.monitored(&f);
+            let want = monitored_two_pass(&mut two, &f);
+            let show = |m: &[Option<(Side, DeviceInfo)>; 2]| {
+                m.iter()
+                    .map(|s| {
+                        s.as_ref()
+                            .map(|(side, d)| (*side, d.id.to_string(), d.assignment))
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                format!("{:?}", show(&got)),
+                format!("{:?}", show(&want)),
+                "record {i}"
+            );
+        }
+        let p1: Vec<_> = one
+            .profiles()
+            .map(|(a, p)| (*a, format!("{p:?}")))
+            .collect();
+        let p2: Vec<_> = two
+            .profiles()
+            .map(|(a, p)| (*a, format!("{p:?}")))
+            .collect();
+        assert_eq!(p1, p2);
+    }
+}
