@@ -455,9 +455,8 @@ fn one_pass_monitored_equals_observe_then_resolve() {
         let cfg = ResolverConfig {
             max_profiles: 6,
             score_unknown,
-            ..ResolverConfig::default()
         };
-        let mut one = DeviceResolver::new(inv.clone(), model.clone(), cfg.clone());
+        let mut one = DeviceResolver::new(inv.clone(), model.clone(), cfg);
         let mut two = DeviceResolver::new(inv.clone(), model.clone(), cfg);
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         let hosts = [
