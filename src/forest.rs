@@ -320,22 +320,37 @@ const PERFECT_SLOTS: usize = 1 << PERFECT_DEPTH;
 /// nodes (always left) down to the bottom slot that stores its value.
 #[derive(Clone, PartialEq)]
 struct Perfect {
-    /// Per tree: the walk arrays of its internal slots.
+    /// Per tree: the walk arrays of its internal slots and its bottom-slot values.
     tree: Vec<PerfectTree>,
-    /// Path-length contribution of each bottom slot (see `Compiled::leaf_value`).
-    leaf: Vec<[f64; PERFECT_SLOTS]>,
 }
 
-/// The arrays one walk step reads: per internal slot the threshold key
-/// (`sort_key(floor_f32(threshold))`; padding: key of `+inf`) and the feature index
-/// (padding: 0). Two plain arrays rather than one packed word: a step is then a byte
-/// load, a key load and a compare against memory, with no shifts or masks to unpack.
+/// One tree of the complete-tree layout: the arrays a walk step reads, per internal slot
+/// the threshold key (`sort_key(floor_f32(threshold))`; padding: key of `+inf`) and the
+/// feature index (padding: 0), then the path-length contribution of each bottom slot
+/// (see `Compiled::leaf_value`). Two plain arrays rather than one packed word: a step is
+/// then a byte load, a key load and a compare against memory, with no shifts or masks
+/// to unpack. Byte offsets (repr(C)): `thr` 0..1024, `feature` 1024..1280, `leaf`
+/// 1280..3328 (the `asm!` kernels rely on them).
 #[derive(Clone, PartialEq)]
 #[repr(C)]
 struct PerfectTree {
     thr: [u32; PERFECT_SLOTS],
     feature: [u8; PERFECT_SLOTS],
+    leaf: [f64; PERFECT_SLOTS],
 }
+
+/// `BLOCK_LANES` rows of a batch block: their keys (padded to `NARROW` features) and
+/// their path-length sums so far, side by side so that one pointer reaches both (byte
+/// offsets, repr(C): `keys` 0..2560, `acc` 2560..2640).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct RowGroup {
+    keys: [[u32; NARROW]; BLOCK_LANES],
+    acc: [f64; BLOCK_LANES],
+}
+
+/// Groups per batch block.
+const BLOCK_GROUPS: usize = BLOCK_ROWS / BLOCK_LANES;
 
 /// One step of a walk in the complete-tree layout: from heap slot `slot` (1..=255) to
 /// its child, comparing the row's key of the node's feature with the node's key.
@@ -346,18 +361,20 @@ fn step<const N: usize>(t: &PerfectTree, keys: &[u32; N], slot: usize) -> usize 
     2 * slot + usize::from(v > t.thr[s])
 }
 
-/// Walks tree `t` for `BLOCK_LANES` rows side by side; returns each row's bottom slot
-/// (256..=511).
+/// Walks tree `t` for the `BLOCK_LANES` rows of `g` side by side and adds each row's
+/// bottom-slot value to its `acc`.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-fn walk_rows(t: &PerfectTree, keys: &[[u32; NARROW]; BLOCK_LANES]) -> [usize; BLOCK_LANES] {
+fn walk_rows_add(t: &PerfectTree, g: &mut RowGroup) {
     let mut idx = [1usize; BLOCK_LANES];
     for _ in 0..PERFECT_DEPTH {
-        for (slot, keys) in idx.iter_mut().zip(keys) {
+        for (slot, keys) in idx.iter_mut().zip(&g.keys) {
             *slot = step(t, keys, *slot);
         }
     }
-    idx
+    for (a, &slot) in g.acc.iter_mut().zip(&idx) {
+        *a += t.leaf[slot & (PERFECT_SLOTS - 1)];
+    }
 }
 
 /// Walks `PERFECT_LANES` consecutive trees for one row; returns each tree's bottom slot
@@ -415,30 +432,112 @@ macro_rules! walk10_asm {
     }};
 }
 
-/// Walks tree `t` for `BLOCK_LANES` (10) rows side by side ([`walk10_asm`]); returns each
-/// row's bottom slot (256..=511).
+/// Walks tree `t` for the `BLOCK_LANES` (10) rows of `g` side by side and adds each
+/// row's bottom-slot value to its `acc`, all in one `asm!` block: the ten walks of
+/// [`walk10_asm`], then per row a load of `t.leaf[s - 256]`, an add of `acc` and a store
+/// back. Doing the adds inside the block leaves LLVM only the loop counter to keep
+/// around it (with the adds outside, it reloaded the tree pointer from the stack for
+/// every group, and that reload could wait on the previous group's `acc` stores when
+/// their addresses matched modulo 4 KiB: throughput then varied by 1.5x with the stack
+/// position).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(unsafe_code)]
-fn walk_rows(t: &PerfectTree, keys: &[[u32; NARROW]; BLOCK_LANES]) -> [usize; BLOCK_LANES] {
-    // Bounds: `Perfect::build` stores features below `n_features`, and this kernel runs
-    // only when `n_features <= NARROW` (`score_batch`), so feature `f` of row `i` is at
-    // byte `i * NARROW * 4 + f * 4` of `keys` (the offsets below: NARROW = 64).
-    const _: () = assert!(NARROW == 64 && BLOCK_LANES == 10);
-    walk10_asm!(
-        std::ptr::from_ref(t),
-        keys.as_ptr(),
-        (s0, "0", "0"),
-        (s1, "0", "256"),
-        (s2, "0", "512"),
-        (s3, "0", "768"),
-        (s4, "0", "1024"),
-        (s5, "0", "1280"),
-        (s6, "0", "1536"),
-        (s7, "0", "1792"),
-        (s8, "0", "2048"),
-        (s9, "0", "2304"),
-    )
+fn walk_rows_add(t: &PerfectTree, g: &mut RowGroup) {
+    macro_rules! lane {
+        ($s:literal, $koff:literal) => {
+            concat!(
+                "movzx {f:e}, byte ptr [{t} + {",
+                $s,
+                "} + 1024]\n",
+                "mov {f:e}, dword ptr [{k} + {f} * 4 + ",
+                $koff,
+                "]\n",
+                "cmp dword ptr [{t} + {",
+                $s,
+                "} * 4], {f:e}\n",
+                "adc {",
+                $s,
+                "}, {",
+                $s,
+                "}",
+            )
+        };
+    }
+    macro_rules! add {
+        ($s:literal, $aoff:literal) => {
+            concat!(
+                "movsd {x}, qword ptr [{t} + {",
+                $s,
+                "} * 8 - 768]\n",
+                "addsd {x}, qword ptr [{k} + ",
+                $aoff,
+                "]\n",
+                "movsd qword ptr [{k} + ",
+                $aoff,
+                "], {x}",
+            )
+        };
+    }
+    const _: () = assert!(
+        NARROW == 64
+            && BLOCK_LANES == 10
+            && std::mem::offset_of!(RowGroup, acc) == 2560
+            && std::mem::offset_of!(PerfectTree, leaf) == 1280
+    );
+    let (tp, gp) = (std::ptr::from_ref(t), std::ptr::from_mut(g));
+    // SAFETY: `t` and `g` are live references (shared and exclusive), so reading `*t`
+    // and reading and writing `*g` for the block's duration is sound; no other memory
+    // is touched, nor the stack (`nostack`); registers other than the operands are
+    // untouched, the flags are clobbered. Bounds: before walk step k (0..8) every slot
+    // is in 2^k..2^(k+1), so at most 255, inside `thr` (bytes 0..1024 of the repr(C)
+    // `PerfectTree`) and `feature` (1024..1280); after 8 steps it is in 256..=511, so
+    // `t + 8 s - 768` is `leaf[s - 256]` (bytes 1280..3328). `Perfect::build` stores
+    // features below `n_features`, and this kernel runs only when
+    // `n_features <= NARROW` (`score_batch`), so feature `f` of row `i` is at byte
+    // `i * NARROW * 4 + f * 4` of `g.keys` (offsets below: NARROW = 64); `acc[i]` is at
+    // byte `2560 + 8 i` of `g`. The adds are `leaf + acc`, bitwise equal to `acc + leaf`.
+    unsafe {
+        std::arch::asm!(
+            ".rept 8",
+            lane!("s0", "0"),
+            lane!("s1", "256"),
+            lane!("s2", "512"),
+            lane!("s3", "768"),
+            lane!("s4", "1024"),
+            lane!("s5", "1280"),
+            lane!("s6", "1536"),
+            lane!("s7", "1792"),
+            lane!("s8", "2048"),
+            lane!("s9", "2304"),
+            ".endr",
+            add!("s0", "2560"),
+            add!("s1", "2568"),
+            add!("s2", "2576"),
+            add!("s3", "2584"),
+            add!("s4", "2592"),
+            add!("s5", "2600"),
+            add!("s6", "2608"),
+            add!("s7", "2616"),
+            add!("s8", "2624"),
+            add!("s9", "2632"),
+            t = in(reg) tp,
+            k = in(reg) gp,
+            f = out(reg) _,
+            x = out(xmm_reg) _,
+            s0 = inout(reg) 1usize => _,
+            s1 = inout(reg) 1usize => _,
+            s2 = inout(reg) 1usize => _,
+            s3 = inout(reg) 1usize => _,
+            s4 = inout(reg) 1usize => _,
+            s5 = inout(reg) 1usize => _,
+            s6 = inout(reg) 1usize => _,
+            s7 = inout(reg) 1usize => _,
+            s8 = inout(reg) 1usize => _,
+            s9 = inout(reg) 1usize => _,
+            options(nostack),
+        );
+    }
 }
 
 /// Walks `PERFECT_LANES` (10) consecutive trees for one row ([`walk10_asm`]); returns
@@ -447,22 +546,22 @@ fn walk_rows(t: &PerfectTree, keys: &[[u32; NARROW]; BLOCK_LANES]) -> [usize; BL
 #[inline(always)]
 #[allow(unsafe_code)]
 fn walk_trees(trees: &[PerfectTree; PERFECT_LANES], keys: &[u32; 256]) -> [usize; PERFECT_LANES] {
-    // Bounds: tree `i` starts at byte `i * size_of::<PerfectTree>()` (1280) of the
+    // Bounds: tree `i` starts at byte `i * size_of::<PerfectTree>()` (3328) of the
     // array; a feature byte is at most 255 and `keys` has 256 entries.
-    const _: () = assert!(std::mem::size_of::<PerfectTree>() == 1280 && PERFECT_LANES == 10);
+    const _: () = assert!(std::mem::size_of::<PerfectTree>() == 3328 && PERFECT_LANES == 10);
     walk10_asm!(
         trees.as_ptr(),
         keys.as_ptr(),
         (s0, "0", "0"),
-        (s1, "1280", "0"),
-        (s2, "2560", "0"),
-        (s3, "3840", "0"),
-        (s4, "5120", "0"),
-        (s5, "6400", "0"),
-        (s6, "7680", "0"),
-        (s7, "8960", "0"),
-        (s8, "10240", "0"),
-        (s9, "11520", "0"),
+        (s1, "3328", "0"),
+        (s2, "6656", "0"),
+        (s3, "9984", "0"),
+        (s4, "13312", "0"),
+        (s5, "16640", "0"),
+        (s6, "19968", "0"),
+        (s7, "23296", "0"),
+        (s8, "26624", "0"),
+        (s9, "29952", "0"),
     )
 }
 
@@ -473,10 +572,10 @@ impl Perfect {
                 PerfectTree {
                     thr: [sort_key(f32::INFINITY); PERFECT_SLOTS],
                     feature: [0; PERFECT_SLOTS],
+                    leaf: [0.0; PERFECT_SLOTS],
                 };
                 trees.len()
             ],
-            leaf: vec![[0.0f64; PERFECT_SLOTS]; trees.len()],
         };
         // (original node, heap slot, depth)
         let mut stack: Vec<(usize, usize, usize)> = Vec::new();
@@ -487,7 +586,7 @@ impl Perfect {
                 if tree.feature[i] == NONE {
                     // Padding: the slots below stay "+inf" (always left) to the bottom.
                     let bottom = slot << (PERFECT_DEPTH - d);
-                    p.leaf[t][bottom - PERFECT_SLOTS] = leaf_value(d, tree.n_samples[i]);
+                    p.tree[t].leaf[bottom - PERFECT_SLOTS] = leaf_value(d, tree.n_samples[i]);
                 } else {
                     p.tree[t].thr[slot] = sort_key(floor_f32(tree.threshold[i]));
                     p.tree[t].feature[slot] = tree.feature[i] as u8;
@@ -505,57 +604,37 @@ impl Perfect {
     fn path_sum(&self, xs: &[u32; 256]) -> f64 {
         const W: usize = PERFECT_LANES;
         let mut sum = 0.0f64;
-        for (tree, leaf) in self.tree.chunks(W).zip(self.leaf.chunks(W)) {
-            if let (Ok(tree), Ok(leaf)) = (
-                <&[PerfectTree; W]>::try_from(tree),
-                <&[[f64; PERFECT_SLOTS]; W]>::try_from(leaf),
-            ) {
+        for tree in self.tree.chunks(W) {
+            if let Ok(tree) = <&[PerfectTree; W]>::try_from(tree) {
                 let idx = walk_trees(tree, xs);
-                for (&slot, leaf) in idx.iter().zip(leaf) {
-                    sum += leaf[slot & (PERFECT_SLOTS - 1)];
+                for (&slot, t) in idx.iter().zip(tree) {
+                    sum += t.leaf[slot & (PERFECT_SLOTS - 1)];
                 }
             } else {
                 // The last, partial chunk.
-                for (t, leaf) in tree.iter().zip(leaf) {
+                for t in tree {
                     let mut slot = 1usize;
                     for _ in 0..PERFECT_DEPTH {
                         slot = step(t, xs, slot);
                     }
-                    sum += leaf[slot & (PERFECT_SLOTS - 1)];
+                    sum += t.leaf[slot & (PERFECT_SLOTS - 1)];
                 }
             }
         }
         sum
     }
 
-    /// Tree-major scoring of the first `8 * groups` of `BLOCK_ROWS` rows (keys padded to
-    /// `NARROW` features): each tree stays in L1 while every row of the block walks it,
-    /// `BLOCK_LANES` rows side by side. `acc[r]` gets row `r`'s sum over trees, added in
-    /// tree order (so it is bitwise equal to `path_sum`).
-    fn path_sums_block(
-        &self,
-        keys: &[[u32; NARROW]; BLOCK_ROWS],
-        groups: usize,
-        acc: &mut [f64; BLOCK_ROWS],
-    ) {
-        const W: usize = BLOCK_LANES;
-        acc.fill(0.0);
-        for (t, leaf) in self.tree.iter().zip(&self.leaf) {
-            for (keys, acc) in keys
-                .chunks_exact(W)
-                .zip(acc.chunks_exact_mut(W))
-                .take(groups)
-            {
-                let (Ok(keys), Ok(acc)) = (
-                    <&[[u32; NARROW]; W]>::try_from(keys),
-                    <&mut [f64; W]>::try_from(acc),
-                ) else {
-                    continue; // unreachable: BLOCK_ROWS is a multiple of W
-                };
-                let idx = walk_rows(t, keys);
-                for (a, &slot) in acc.iter_mut().zip(&idx) {
-                    *a += leaf[slot & (PERFECT_SLOTS - 1)];
-                }
+    /// Tree-major scoring of a block of row groups: each tree stays in L1 while every
+    /// row of the block walks it, `BLOCK_LANES` rows side by side. Each group's `acc[r]`
+    /// gets row `r`'s sum over trees, added in tree order (so it is bitwise equal to
+    /// `path_sum`).
+    fn path_sums_block(&self, groups: &mut [RowGroup]) {
+        for g in groups.iter_mut() {
+            g.acc = [0.0; BLOCK_LANES];
+        }
+        for t in &self.tree {
+            for g in groups.iter_mut() {
+                walk_rows_add(t, g);
             }
         }
     }
@@ -1100,8 +1179,10 @@ impl IsolationForest {
         let c = &self.compiled;
         if let Some(p) = &c.perfect {
             let mut xs = [0u32; 256];
-            let mut block_keys = [[0u32; NARROW]; BLOCK_ROWS];
-            let mut acc = [0.0f64; BLOCK_ROWS];
+            let mut groups = [RowGroup {
+                keys: [[0u32; NARROW]; BLOCK_LANES],
+                acc: [0.0; BLOCK_LANES],
+            }; BLOCK_GROUPS];
             // Rows in blocks of up to `BLOCK_ROWS` through the tree-major kernel, in
             // whole groups of `BLOCK_LANES`; the rest row by row.
             let blocked = if d <= NARROW {
@@ -1111,13 +1192,16 @@ impl IsolationForest {
             };
             let (head, tail) = out.split_at_mut(blocked);
             for (block, out) in rows.chunks(BLOCK_ROWS * d).zip(head.chunks_mut(BLOCK_ROWS)) {
-                for (keys, x) in block_keys.iter_mut().zip(block.chunks_exact(d)) {
+                let groups = &mut groups[..out.len() / BLOCK_LANES];
+                let keys = groups.iter_mut().flat_map(|g| g.keys.iter_mut());
+                for (keys, x) in keys.zip(block.chunks_exact(d)) {
                     for (k, &v) in keys.iter_mut().zip(x) {
                         *k = sort_key(v);
                     }
                 }
-                p.path_sums_block(&block_keys, out.len() / BLOCK_LANES, &mut acc);
-                for (o, &a) in out.iter_mut().zip(&acc) {
+                p.path_sums_block(groups);
+                let acc = groups.iter().flat_map(|g| g.acc.iter());
+                for (o, &a) in out.iter_mut().zip(acc) {
                     *o = self.finish(a);
                 }
             }
