@@ -229,6 +229,18 @@ struct Unlisted {
     locked: Option<ClassAssignment>,
 }
 
+/// How one side of a record stands after [`DeviceResolver::observe_side`].
+enum Observed<'a> {
+    /// Not a device address, or a public one that no inventory entry names:
+    /// [`DeviceResolver::resolve`] gives `None`.
+    NotDevice,
+    /// Listed in the inventory, or unlisted with the profile map full: no profile was
+    /// touched, resolve it with [`DeviceResolver::resolve`].
+    Other,
+    /// An unlisted device, its profile updated.
+    Unlisted(&'a Unlisted),
+}
+
 /// Multicast, broadcast and unspecified addresses are never devices.
 fn is_device_addr(a: &Addr) -> bool {
     let unspecified = a.0 == [0; 16] || *a == Addr::v4([0, 0, 0, 0]);
@@ -349,61 +361,59 @@ impl DeviceResolver {
     /// `min_span_secs`), runs the inference once and locks the result.
     pub fn observe(&mut self, rec: &FlowRecord) {
         for (side, ep) in [(Side::Orig, &rec.orig), (Side::Resp, &rec.resp)] {
-            let a = ep.addr;
-            if !is_device_addr(&a) || is_public(&a) {
-                continue;
-            }
-            if self.inventory.lookup(ep.mac, a).is_some() {
-                continue;
-            }
-            let full = self.unlisted.len() >= self.cfg.max_profiles;
-            let u = match self.unlisted.entry(a) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(_) if full => continue,
-                std::collections::hash_map::Entry::Vacant(v) => v.insert(Unlisted {
-                    id: Arc::from(a.to_ip().to_string()),
-                    profile: DeviceProfile::new(),
-                    locked: None,
-                }),
-            };
-            // The class is locked once: from then on the profile would only feed a
-            // decision already made, so it is no longer kept up (a third of the
-            // detector's per-record device work on a busy network).
-            if u.locked.is_some() {
-                continue;
-            }
-            Self::observe_unlisted(u, self.inference.as_ref(), rec, side);
+            self.observe_side(rec, side, ep);
         }
     }
 
-    /// Accounts `rec` in the profile of an unlisted device whose class is not locked,
-    /// and locks the class once the profile is large enough.
-    fn observe_unlisted(
-        u: &mut Unlisted,
-        inference: Option<&ClassInference>,
-        rec: &FlowRecord,
-        side: Side,
-    ) {
-        u.profile.observe(rec, side);
-        if let Some(m) = inference {
-            if u.profile.flows >= m.config.min_flows
-                && u.profile.span_secs() >= m.config.min_span_secs
-            {
-                let (class, confidence) = m.predict(&u.profile);
-                u.locked = Some(ClassAssignment {
-                    class,
-                    source: if class.is_iot() {
-                        ClassSource::Inferred
-                    } else {
-                        ClassSource::Unknown
-                    },
-                    confidence,
-                });
-                // Its only use is over: free its peer and service sets (up to
-                // ~7 KB per device).
-                u.profile = DeviceProfile::default();
+    /// Observes one side of `rec` (the body of [`DeviceResolver::observe`]) and says
+    /// how that side resolves afterwards.
+    fn observe_side(&mut self, rec: &FlowRecord, side: Side, ep: &Endpoint) -> Observed<'_> {
+        let a = ep.addr;
+        if !is_device_addr(&a) {
+            return Observed::NotDevice;
+        }
+        if self.inventory.lookup(ep.mac, a).is_some() {
+            return Observed::Other;
+        }
+        if is_public(&a) {
+            return Observed::NotDevice;
+        }
+        let full = self.unlisted.len() >= self.cfg.max_profiles;
+        let u = match self.unlisted.entry(a) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(_) if full => return Observed::Other,
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(Unlisted {
+                id: Arc::from(a.to_ip().to_string()),
+                profile: DeviceProfile::new(),
+                locked: None,
+            }),
+        };
+        // The class is locked once: from then on the profile would only feed a
+        // decision already made, so it is no longer kept up (a third of the
+        // detector's per-record device work on a busy network).
+        if u.locked.is_none() {
+            u.profile.observe(rec, side);
+            if let Some(m) = &self.inference {
+                if u.profile.flows >= m.config.min_flows
+                    && u.profile.span_secs() >= m.config.min_span_secs
+                {
+                    let (class, confidence) = m.predict(&u.profile);
+                    u.locked = Some(ClassAssignment {
+                        class,
+                        source: if class.is_iot() {
+                            ClassSource::Inferred
+                        } else {
+                            ClassSource::Unknown
+                        },
+                        confidence,
+                    });
+                    // Its only use is over: free its peer and service sets (up to
+                    // ~7 KB per device).
+                    u.profile = DeviceProfile::default();
+                }
             }
         }
+        Observed::Unlisted(u)
     }
 
     /// Observes the record ([`DeviceResolver::observe`]) and returns its monitored sides,
@@ -419,34 +429,13 @@ impl DeviceResolver {
         // is observed and resolved in one pass (one inventory and one map lookup instead
         // of two each), with the same result as `observe` then `resolve`.
         [(Side::Orig, rec.orig), (Side::Resp, rec.resp)].map(|(side, ep)| {
-            let a = ep.addr;
-            if !is_device_addr(&a) {
-                return None;
-            }
-            if self.inventory.lookup(ep.mac, a).is_some() {
-                return self.monitored_side(side, &ep);
-            }
-            if is_public(&a) {
-                return None;
-            }
-            let full = self.unlisted.len() >= self.cfg.max_profiles;
-            let u = match self.unlisted.entry(a) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(_) if full => {
-                    return self.monitored_side(side, &ep);
-                }
-                std::collections::hash_map::Entry::Vacant(v) => v.insert(Unlisted {
-                    id: Arc::from(a.to_ip().to_string()),
-                    profile: DeviceProfile::new(),
-                    locked: None,
-                }),
-            };
-            if u.locked.is_none() {
-                Self::observe_unlisted(u, self.inference.as_ref(), rec, side);
-            }
-            let d = DeviceInfo {
-                id: u.id.clone(),
-                assignment: u.locked.unwrap_or(NOT_YET),
+            let d = match self.observe_side(rec, side, &ep) {
+                Observed::NotDevice => return None,
+                Observed::Other => return self.monitored_side(side, &ep),
+                Observed::Unlisted(u) => DeviceInfo {
+                    id: u.id.clone(),
+                    assignment: u.locked.unwrap_or(NOT_YET),
+                },
             };
             (d.assignment.class.is_iot() || self.cfg.score_unknown).then_some((side, d))
         })
