@@ -74,7 +74,8 @@
 //! side for one row; `score_batch` walks each tree for blocks of 60 rows, 10 at a time
 //! (tree in L1). On x86-64 the ten walks are one `asm!` block of four instructions per
 //! step (LLVM's code for the same step takes about nine and spills registers), which
-//! doubled `score_batch` (docs/benchmarks.md); elsewhere the same steps are plain Rust.
+//! made `score_batch` about 1.8x faster (docs/benchmarks.md); elsewhere the same steps
+//! are plain Rust.
 //! Other forests use a flat node array with the same semantics. Every path adds the trees
 //! in order, so all entry points give bitwise-identical scores.
 
@@ -391,50 +392,35 @@ fn walk_trees(trees: &[PerfectTree; PERFECT_LANES], keys: &[u32; 256]) -> [usize
     idx
 }
 
-/// Ten walks of 8 [`step`]s in one `asm!` block, every walk's slot in its own register
-/// (ten independent chains keep the two dependent loads of a step, feature byte then
-/// key, from limiting throughput; LLVM's own code for [`step`] needs about 9
-/// instructions and spills). Lane `i` walks the `PerfectTree` at `$tp + TOFF_i` with the
-/// row keys at `$kp + KOFF_i` (byte offsets, literals); one step is four instructions:
-/// load the node's feature byte, load the row's key of that feature, compare the node's
+/// The text of one [`step`] in four x86-64 instructions, for the `asm!` kernels: load
+/// the node's feature byte, load the row's key of that feature, compare the node's
 /// threshold key (in memory) with it (carry = threshold < key) and `adc s, s`
-/// (s = 2 s + carry). Evaluates to the ten bottom slots (256..=511).
+/// (s = 2 s + carry). Operands: `{t}` the tree pointer, `{k}` the keys pointer, `{f}` a
+/// scratch register, and the slot register named `$s`; `$toff` and `$koff` are byte
+/// offsets (literals) of this lane's `PerfectTree` from `{t}` and of its row keys from
+/// `{k}`. The kernels issue ten of these per level, every slot in its own register:
+/// ten independent chains keep the two dependent loads of a step from limiting
+/// throughput (LLVM's code for [`step`] takes about nine instructions and spills).
 ///
-/// The caller guarantees, for every read to stay in bounds: `$tp + TOFF_i` points at a
-/// `PerfectTree` (repr(C): `thr` at bytes 0..1024, `feature` at 1024..1280), and
-/// `$kp + KOFF_i` at 4-byte keys for every feature index that tree's nodes hold.
+/// In bounds when `$s` is in 1..=255, `{t} + $toff` points at a `PerfectTree` (repr(C):
+/// `thr` at bytes 0..1024, `feature` at 1024..1280) and `{k} + $koff` at 4-byte keys for
+/// every feature index that tree's nodes hold.
 #[cfg(target_arch = "x86_64")]
-macro_rules! walk10_asm {
-    ($tp:expr, $kp:expr, $(($s:ident, $toff:literal, $koff:literal)),* $(,)?) => {{
-        $(let mut $s = 1usize;)*
-        // SAFETY: reads only (`pure, readonly, nostack`; the flags are clobbered, no
-        // other register or memory is written). Before step k (0..8) every slot is in
-        // 2^k..2^(k+1), so at most 255: inside `thr` and `feature` of its tree; the key
-        // reads are in bounds by the caller's guarantee above.
-        unsafe {
-            std::arch::asm!(
-                ".rept 8",
-                $(concat!(
-                    "movzx {f:e}, byte ptr [{t} + {", stringify!($s), "} + ", $toff, " + 1024]\n",
-                    "mov {f:e}, dword ptr [{k} + {f} * 4 + ", $koff, "]\n",
-                    "cmp dword ptr [{t} + {", stringify!($s), "} * 4 + ", $toff, "], {f:e}\n",
-                    "adc {", stringify!($s), "}, {", stringify!($s), "}",
-                ),)*
-                ".endr",
-                t = in(reg) $tp,
-                k = in(reg) $kp,
-                f = out(reg) _,
-                $($s = inout(reg) $s,)*
-                options(pure, readonly, nostack),
-            );
-        }
-        [$($s),*]
-    }};
+#[rustfmt::skip]
+macro_rules! asm_step {
+    ($s:literal, $toff:literal, $koff:literal) => {
+        concat!(
+            "movzx {f:e}, byte ptr [{t} + {", $s, "} + ", $toff, " + 1024]\n",
+            "mov {f:e}, dword ptr [{k} + {f} * 4 + ", $koff, "]\n",
+            "cmp dword ptr [{t} + {", $s, "} * 4 + ", $toff, "], {f:e}\n",
+            "adc {", $s, "}, {", $s, "}",
+        )
+    };
 }
 
 /// Walks tree `t` for the `BLOCK_LANES` (10) rows of `g` side by side and adds each
-/// row's bottom-slot value to its `acc`, all in one `asm!` block: the ten walks of
-/// [`walk10_asm`], then per row a load of `t.leaf[s - 256]`, an add of `acc` and a store
+/// row's bottom-slot value to its `acc`, all in one `asm!` block: ten walks of
+/// [`asm_step`]s, then per row a load of `t.leaf[s - 256]`, an add of `acc` and a store
 /// back. Doing the adds inside the block leaves LLVM only the loop counter to keep
 /// around it (with the adds outside, it reloaded the tree pointer from the stack for
 /// every group, and that reload could wait on the previous group's `acc` stores when
@@ -444,38 +430,13 @@ macro_rules! walk10_asm {
 #[inline(always)]
 #[allow(unsafe_code)]
 fn walk_rows_add(t: &PerfectTree, g: &mut RowGroup) {
-    macro_rules! lane {
-        ($s:literal, $koff:literal) => {
-            concat!(
-                "movzx {f:e}, byte ptr [{t} + {",
-                $s,
-                "} + 1024]\n",
-                "mov {f:e}, dword ptr [{k} + {f} * 4 + ",
-                $koff,
-                "]\n",
-                "cmp dword ptr [{t} + {",
-                $s,
-                "} * 4], {f:e}\n",
-                "adc {",
-                $s,
-                "}, {",
-                $s,
-                "}",
-            )
-        };
-    }
+    #[rustfmt::skip]
     macro_rules! add {
         ($s:literal, $aoff:literal) => {
             concat!(
-                "movsd {x}, qword ptr [{t} + {",
-                $s,
-                "} * 8 - 768]\n",
-                "addsd {x}, qword ptr [{k} + ",
-                $aoff,
-                "]\n",
-                "movsd qword ptr [{k} + ",
-                $aoff,
-                "], {x}",
+                "movsd {x}, qword ptr [{t} + {", $s, "} * 8 - 768]\n",
+                "addsd {x}, qword ptr [{k} + ", $aoff, "]\n",
+                "movsd qword ptr [{k} + ", $aoff, "], {x}",
             )
         };
     }
@@ -500,16 +461,16 @@ fn walk_rows_add(t: &PerfectTree, g: &mut RowGroup) {
     unsafe {
         std::arch::asm!(
             ".rept 8",
-            lane!("s0", "0"),
-            lane!("s1", "256"),
-            lane!("s2", "512"),
-            lane!("s3", "768"),
-            lane!("s4", "1024"),
-            lane!("s5", "1280"),
-            lane!("s6", "1536"),
-            lane!("s7", "1792"),
-            lane!("s8", "2048"),
-            lane!("s9", "2304"),
+            asm_step!("s0", "0", "0"),
+            asm_step!("s1", "0", "256"),
+            asm_step!("s2", "0", "512"),
+            asm_step!("s3", "0", "768"),
+            asm_step!("s4", "0", "1024"),
+            asm_step!("s5", "0", "1280"),
+            asm_step!("s6", "0", "1536"),
+            asm_step!("s7", "0", "1792"),
+            asm_step!("s8", "0", "2048"),
+            asm_step!("s9", "0", "2304"),
             ".endr",
             add!("s0", "2560"),
             add!("s1", "2568"),
@@ -540,29 +501,50 @@ fn walk_rows_add(t: &PerfectTree, g: &mut RowGroup) {
     }
 }
 
-/// Walks `PERFECT_LANES` (10) consecutive trees for one row ([`walk10_asm`]); returns
-/// each tree's bottom slot (256..=511).
+/// Walks `PERFECT_LANES` (10) consecutive trees for one row, ten walks of
+/// [`asm_step`]s in one `asm!` block; returns each tree's bottom slot (256..=511).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(unsafe_code)]
 fn walk_trees(trees: &[PerfectTree; PERFECT_LANES], keys: &[u32; 256]) -> [usize; PERFECT_LANES] {
-    // Bounds: tree `i` starts at byte `i * size_of::<PerfectTree>()` (3328) of the
-    // array; a feature byte is at most 255 and `keys` has 256 entries.
     const _: () = assert!(std::mem::size_of::<PerfectTree>() == 3328 && PERFECT_LANES == 10);
-    walk10_asm!(
-        trees.as_ptr(),
-        keys.as_ptr(),
-        (s0, "0", "0"),
-        (s1, "3328", "0"),
-        (s2, "6656", "0"),
-        (s3, "9984", "0"),
-        (s4, "13312", "0"),
-        (s5, "16640", "0"),
-        (s6, "19968", "0"),
-        (s7, "23296", "0"),
-        (s8, "26624", "0"),
-        (s9, "29952", "0"),
-    )
+    let mut s = [1usize; PERFECT_LANES];
+    // SAFETY: reads only (`pure, readonly, nostack`; the flags are clobbered, no other
+    // register or memory is written). Before step k (0..8) every slot is in
+    // 2^k..2^(k+1), so at most 255; tree `i` starts at byte `i * 3328`
+    // (`size_of::<PerfectTree>()`) of `trees`; a feature byte is at most 255 and `keys`
+    // has 256 entries.
+    unsafe {
+        std::arch::asm!(
+            ".rept 8",
+            asm_step!("s0", "0", "0"),
+            asm_step!("s1", "3328", "0"),
+            asm_step!("s2", "6656", "0"),
+            asm_step!("s3", "9984", "0"),
+            asm_step!("s4", "13312", "0"),
+            asm_step!("s5", "16640", "0"),
+            asm_step!("s6", "19968", "0"),
+            asm_step!("s7", "23296", "0"),
+            asm_step!("s8", "26624", "0"),
+            asm_step!("s9", "29952", "0"),
+            ".endr",
+            t = in(reg) trees.as_ptr(),
+            k = in(reg) keys.as_ptr(),
+            f = out(reg) _,
+            s0 = inout(reg) s[0],
+            s1 = inout(reg) s[1],
+            s2 = inout(reg) s[2],
+            s3 = inout(reg) s[3],
+            s4 = inout(reg) s[4],
+            s5 = inout(reg) s[5],
+            s6 = inout(reg) s[6],
+            s7 = inout(reg) s[7],
+            s8 = inout(reg) s[8],
+            s9 = inout(reg) s[9],
+            options(pure, readonly, nostack),
+        );
+    }
+    s
 }
 
 impl Perfect {
