@@ -273,7 +273,8 @@ const D_IP: usize = 2;
 const D_PAYLOAD: usize = 3;
 const D_ZERO: usize = 4;
 const D_FLAG0: usize = 5; // syn, fin, rst, psh, ack, urg
-const D_N: usize = 11;
+const D_PSQ: usize = 11;
+const D_N: usize = 12;
 const C_FRAG: usize = 2 * D_N;
 const C_DNS_Q: usize = C_FRAG + 1;
 const C_MB_REQ: usize = C_FRAG + 2;
@@ -297,9 +298,9 @@ struct Rare {
 /// the mean follows exactly from the first and last packet times.
 #[derive(Debug, Clone, Copy, Default)]
 struct Dir {
-    /// Sum of squared payload sizes (saturating; it cannot overflow before 2^32 packets
-    /// of 64 KiB).
-    psq: u64,
+    /// Sum of squared payload sizes, low 32 bits (carries in [`Rare::hi`]: a bulk flow of
+    /// full-size segments wraps it about every 2,000 packets).
+    psq: u32,
     /// Welford M2 of the inter-arrivals in µs² (mean recomputed exactly on each update).
     iat_m2: f64,
     /// First and last packet time, ns after the slice start (negative when timestamps
@@ -312,8 +313,11 @@ struct Dir {
     payload_bytes: u32,
     iat_max: T48,
     zero: u16,
-    /// syn, fin, rst, psh, ack, urg.
-    flags: [u16; 6],
+    /// Packets with SYN, FIN, RST, URG: `u8`, as these counts are small in all but
+    /// abnormal flows (a wrap-around is carried like the others).
+    flags_rare: [u8; 4],
+    /// Packets with PSH, ACK.
+    flags_common: [u16; 2],
     payload_max: u16,
     flags_or: u8,
 }
@@ -359,6 +363,13 @@ struct Slot {
 #[inline(always)]
 fn add32(x: &mut u32, v: u32, id: usize, ovf: &mut u32) {
     let (n, c) = x.overflowing_add(v);
+    *x = n;
+    *ovf |= u32::from(c) << id;
+}
+
+#[inline(always)]
+fn inc8(x: &mut u8, id: usize, ovf: &mut u32) {
+    let (n, c) = x.overflowing_add(1);
     *x = n;
     *ovf |= u32::from(c) << id;
 }
@@ -446,7 +457,16 @@ impl Slot {
             let b = d * D_N;
             let pkts = u64::from(h.pkts) + hi(b + D_PKTS, 32);
             let payload_bytes = u64::from(h.payload_bytes) + hi(b + D_PAYLOAD, 32);
-            let f = |i: usize| u32::try_from(u64::from(h.flags[i]) + hi(b + D_FLAG0 + i, 16));
+            // Flag counter `i` (syn, fin, rst, psh, ack, urg) with its carries.
+            let f = |i: usize| {
+                let (lo, bits) = match i {
+                    0..=2 => (u64::from(h.flags_rare[i]), 8),
+                    3 | 4 => (u64::from(h.flags_common[i - 3]), 16),
+                    _ => (u64::from(h.flags_rare[3]), 8),
+                };
+                u32::try_from(lo + hi(b + D_FLAG0 + i, bits))
+            };
+            let psq = u64::from(h.psq) + hi(b + D_PSQ, 32);
             let flag = |i: usize| f(i).unwrap_or(u32::MAX);
             let (first, last) = (h.first, h.last);
             if pkts > 0 {
@@ -468,7 +488,7 @@ impl Slot {
                 } else {
                     Timestamp(0)
                 },
-                payload: exact_welford(pkts, payload_bytes, h.psq),
+                payload: exact_welford(pkts, payload_bytes, psq),
                 payload_max: u32::from(h.payload_max),
                 iat: Welford {
                     mean: if pkts >= 2 {
@@ -931,8 +951,12 @@ impl FlowTable {
             b + D_PAYLOAD,
             &mut ovf,
         );
-        let pl = u64::from(pkt.payload_len);
-        h.psq = h.psq.saturating_add(pl * pl);
+        // An IP payload is at most 65,535 bytes, so its square fits the 32 bits and one
+        // packet wraps the low part at most once; a larger one (a jumbogram) carries the
+        // square's high part separately, so the sum stays exact.
+        let sq = u64::from(pkt.payload_len) * u64::from(pkt.payload_len);
+        add32(&mut h.psq, sq as u32, b + D_PSQ, &mut ovf);
+        let psq_high = sq >> 32;
         if pkt.payload_len == 0 {
             inc16(&mut h.zero, b + D_ZERO, &mut ovf);
         }
@@ -944,12 +968,17 @@ impl FlowTable {
         if flags != 0 {
             use crate::packet::tcp_flags as tf;
             h.flags_or |= flags;
-            for (i, bit) in [tf::SYN, tf::FIN, tf::RST, tf::PSH, tf::ACK, tf::URG]
+            for (j, (bit, i)) in [(tf::SYN, 0), (tf::FIN, 1), (tf::RST, 2), (tf::URG, 5)]
                 .into_iter()
                 .enumerate()
             {
                 if flags & bit != 0 {
-                    inc16(&mut h.flags[i], b + D_FLAG0 + i, &mut ovf);
+                    inc8(&mut h.flags_rare[j], b + D_FLAG0 + i, &mut ovf);
+                }
+            }
+            for (j, bit) in [tf::PSH, tf::ACK].into_iter().enumerate() {
+                if flags & bit != 0 {
+                    inc16(&mut h.flags_common[j], b + D_FLAG0 + 3 + j, &mut ovf);
                 }
             }
         }
@@ -1014,6 +1043,9 @@ impl FlowTable {
         } else {
             s.history.push(b'D', from_orig);
         }
+        if psq_high != 0 {
+            self.carry_units(idx, b + D_PSQ, psq_high);
+        }
         if ovf != 0 {
             self.carry(idx, ovf);
         }
@@ -1022,6 +1054,19 @@ impl FlowTable {
         }
         self.slots[idx as usize].touched = clock;
         self.relink(idx, list);
+    }
+
+    /// Adds `n` wrap-arounds to counter `id` (a square of a payload above 64 KiB).
+    #[cold]
+    fn carry_units(&mut self, idx: u32, id: usize, n: u64) {
+        let s = &mut self.slots[idx as usize];
+        let r = self.rare.entry(idx).or_insert_with(|| Rare {
+            hi: [0; C_N],
+            flow_start: s.slice_start,
+            slice: 0,
+        });
+        s.meta |= M_RARE;
+        r.hi[id] += n;
     }
 
     /// Adds one wrap-around to each counter whose bit is set in `ovf`.

@@ -345,3 +345,32 @@ fn counters_past_their_slot_width_stay_exact() {
     assert_eq!(r2.first_ts, late.ts);
     assert_eq!(r2.orig_stats.payload_bytes, 5);
 }
+
+#[test]
+fn narrow_flag_counters_and_jumbo_payload_squares_stay_exact() {
+    use crate::packet::tcp_flags::URG;
+    let mut t = FlowTable::new(FlowConfig::default());
+    let mut out = Vec::new();
+    // 300 URG packets wrap the u8 URG counter; a 70,000-byte payload (a jumbogram) has a
+    // square above 2^32, carried apart from the low 32 bits of the sum of squares.
+    let n = 300i64;
+    for i in 0..n {
+        let payload = if i == 0 { 70_000 } else { 0 };
+        let mut p = tcp(i, true, ACK | URG, payload);
+        p.ts = Timestamp(T0 + i * 1_000_000);
+        t.observe(&p, &mut out);
+    }
+    t.flush(EndReason::EndOfInput, &mut out);
+    assert_eq!(out.len(), 1);
+    let o = &out[0].orig_stats;
+    assert_eq!((o.flags.urg, o.flags.ack, o.flags.psh), (300, 300, 0));
+    assert_eq!(o.payload_bytes, 70_000);
+    let mean = 70_000.0 / n as f64;
+    let m2 = (70_000.0 - mean) * (70_000.0 - mean) + (n - 1) as f64 * mean * mean;
+    assert!((o.payload.mean - mean).abs() < 1e-9);
+    assert!(
+        (o.payload.m2 - m2).abs() / m2 < 1e-12,
+        "{} vs {m2}",
+        o.payload.m2
+    );
+}
