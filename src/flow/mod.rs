@@ -976,9 +976,9 @@ impl FlowTable {
                     inc8(&mut h.flags_rare[j], b + D_FLAG0 + i, &mut ovf);
                 }
             }
-            for (j, bit) in [tf::PSH, tf::ACK].into_iter().enumerate() {
+            for (j, (bit, i)) in [(tf::PSH, 3), (tf::ACK, 4)].into_iter().enumerate() {
                 if flags & bit != 0 {
-                    inc16(&mut h.flags_common[j], b + D_FLAG0 + 3 + j, &mut ovf);
+                    inc16(&mut h.flags_common[j], b + D_FLAG0 + i, &mut ovf);
                 }
             }
         }
@@ -1056,9 +1056,9 @@ impl FlowTable {
         self.relink(idx, list);
     }
 
-    /// Adds `n` wrap-arounds to counter `id` (a square of a payload above 64 KiB).
-    #[cold]
-    fn carry_units(&mut self, idx: u32, id: usize, n: u64) {
+    /// The slot `idx` and its side-map entry, created (and flagged in the slot) if it has
+    /// none yet.
+    fn slot_and_rare(&mut self, idx: u32) -> (&mut Slot, &mut Rare) {
         let s = &mut self.slots[idx as usize];
         let r = self.rare.entry(idx).or_insert_with(|| Rare {
             hi: [0; C_N],
@@ -1066,19 +1066,19 @@ impl FlowTable {
             slice: 0,
         });
         s.meta |= M_RARE;
-        r.hi[id] += n;
+        (s, r)
+    }
+
+    /// Adds `n` wrap-arounds to counter `id` (a square of a payload above 64 KiB).
+    #[cold]
+    fn carry_units(&mut self, idx: u32, id: usize, n: u64) {
+        self.slot_and_rare(idx).1.hi[id] += n;
     }
 
     /// Adds one wrap-around to each counter whose bit is set in `ovf`.
     #[cold]
     fn carry(&mut self, idx: u32, ovf: u32) {
-        let s = &mut self.slots[idx as usize];
-        let r = self.rare.entry(idx).or_insert_with(|| Rare {
-            hi: [0; C_N],
-            flow_start: s.slice_start,
-            slice: 0,
-        });
-        s.meta |= M_RARE;
+        let (s, r) = self.slot_and_rare(idx);
         for id in 0..C_N {
             if ovf & (1 << id) != 0 {
                 r.hi[id] += 1;
@@ -1092,18 +1092,13 @@ impl FlowTable {
     /// Emits the interim record of `idx` and starts its next slice at `ts`.
     #[cold]
     fn interim(&mut self, idx: u32, ts: Timestamp, clock: Timestamp, out: &mut Vec<FlowRecord>) {
-        let s = &mut self.slots[idx as usize];
-        let r = self.rare.entry(idx).or_insert_with(|| Rare {
-            hi: [0; C_N],
-            flow_start: s.slice_start,
-            slice: 0,
-        });
+        let (s, r) = self.slot_and_rare(idx);
         out.push(s.record(Some(r), EndReason::ActiveTimeout, clock));
-        self.counters.ended[EndReason::ActiveTimeout as usize] += 1;
         r.hi = [0; C_N];
         r.slice += 1;
-        s.meta = (s.meta | M_RARE) & !M_PKTS_WRAPPED;
+        s.meta &= !M_PKTS_WRAPPED;
         s.reset_slice(ts);
+        self.counters.ended[EndReason::ActiveTimeout as usize] += 1;
     }
 
     fn unlink(&mut self, idx: u32) {
