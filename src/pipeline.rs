@@ -185,7 +185,23 @@ impl Front {
 pub struct Engine {
     front: Front,
     table: FlowTable,
+    /// Decoded packets not yet accounted (see [`FlowTable::observe_batch`]).
+    pending: Vec<(IpPacket, Timestamp)>,
     finished: Vec<FlowRecord>,
+}
+
+/// Packets gathered before one [`FlowTable::observe_batch`] call on the single-threaded
+/// paths (the workers' batches come from the capture thread).
+const TABLE_BATCH: usize = 256;
+
+/// Accounts every packet of `pending` in `table` (batched, with prefetching) and empties it.
+fn observe_pending(
+    table: &mut FlowTable,
+    pending: &mut Vec<(IpPacket, Timestamp)>,
+    out: &mut Vec<FlowRecord>,
+) {
+    table.observe_batch(pending, |(p, c)| Some((p, *c)), out);
+    pending.clear();
 }
 
 impl Engine {
@@ -194,32 +210,46 @@ impl Engine {
         Engine {
             front: Front::new(frag_capacity, frag_timeout),
             table: FlowTable::new(flow),
+            pending: Vec::with_capacity(TABLE_BATCH),
             finished: Vec::with_capacity(1024),
         }
     }
 
     /// Accounts one frame; finished records accumulate until [`Engine::drain_finished`].
+    /// Packets are accounted in batches, so the table may lag a few hundred frames behind
+    /// until [`Engine::drain_finished`], [`Engine::flush`] or [`Engine::flows`].
     #[inline]
     pub fn on_frame(&mut self, frame: &Frame<'_>) {
         if let Some((Pkt::Ip(p), clock)) = self.front.on_frame(frame) {
-            self.table.observe_at(&p, clock, &mut self.finished);
+            self.pending.push((p, clock));
+            if self.pending.len() >= TABLE_BATCH {
+                self.catch_up();
+            }
         }
     }
 
-    /// Takes the finished records accumulated so far.
+    /// Accounts the packets gathered so far.
+    fn catch_up(&mut self) {
+        observe_pending(&mut self.table, &mut self.pending, &mut self.finished);
+    }
+
+    /// Takes the finished records accumulated so far (after accounting every frame given).
     pub fn drain_finished(&mut self) -> std::vec::Drain<'_, FlowRecord> {
+        self.catch_up();
         self.finished.drain(..)
     }
 
     /// Ends every open flow with `reason` (deterministic order).
     pub fn flush(&mut self, reason: EndReason) {
+        self.catch_up();
         self.table
             .advance_clock(self.front.clock(), &mut self.finished);
         self.table.flush(reason, &mut self.finished);
     }
 
-    /// The flow table.
-    pub fn flows(&self) -> &FlowTable {
+    /// The flow table, with every frame given so far accounted.
+    pub fn flows(&mut self) -> &FlowTable {
+        self.catch_up();
         &self.table
     }
 
@@ -419,6 +449,9 @@ pub fn replay(opts: &ReplayOptions, writer: &mut Output) -> Result<ReplayOutcome
 /// The single-threaded downstream: one flow table, the merge buffer and the writer.
 struct Inline<'w> {
     table: FlowTable,
+    /// IP packets of this dispatch round, accounted at its end (batched, see
+    /// [`FlowTable::observe_batch`]).
+    pending: Vec<(IpPacket, Timestamp)>,
     recs: Vec<FlowRecord>,
     ord: Reorder,
     batch: WriteBatch,
@@ -431,12 +464,18 @@ impl Downstream for Inline<'_> {
     #[inline]
     fn packet(&mut self, p: Pkt, clock: Timestamp) {
         match p {
-            Pkt::Ip(p) => self.table.observe_at(&p, clock, &mut self.recs),
+            Pkt::Ip(p) => {
+                self.pending.push((p, clock));
+                if self.pending.len() >= TABLE_BATCH {
+                    observe_pending(&mut self.table, &mut self.pending, &mut self.recs);
+                }
+            }
             Pkt::Arp(a, seq) => self.ord.push_item(Item::Arp(a, clock, seq)),
         }
     }
 
     fn round_end(&mut self, front: &Front) -> bool {
+        observe_pending(&mut self.table, &mut self.pending, &mut self.recs);
         self.table.advance_clock(front.clock(), &mut self.recs);
         for r in self.recs.drain(..) {
             self.ord.push(r);
@@ -458,6 +497,7 @@ fn replay_inline(opts: &ReplayOptions, writer: &mut Output) -> Result<ReplayOutc
     let mut front = Front::new(opts.frag_capacity, opts.frag_timeout);
     let mut down = Inline {
         table: FlowTable::new(opts.flow),
+        pending: Vec::with_capacity(TABLE_BATCH),
         recs: Vec::with_capacity(1024),
         ord: Reorder::new(1),
         batch: WriteBatch::default(),
@@ -565,10 +605,17 @@ fn worker_loop(
         match msg {
             ToWorker::Batch(mut pkts, clock) => {
                 let t0 = Instant::now();
+                table.observe_batch(
+                    &pkts,
+                    |(p, c)| match p {
+                        Pkt::Ip(p) => Some((p, *c)),
+                        Pkt::Arp(..) => None,
+                    },
+                    &mut out,
+                );
                 for (p, c) in pkts.drain(..) {
-                    match p {
-                        Pkt::Ip(p) => table.observe_at(&p, c, &mut out),
-                        Pkt::Arp(a, seq) => arps.push(Item::Arp(a, c, seq)),
+                    if let Pkt::Arp(a, seq) = p {
+                        arps.push(Item::Arp(a, c, seq));
                     }
                 }
                 table.advance_clock(clock, &mut out);

@@ -24,6 +24,7 @@
 
 pub mod accum;
 pub mod key;
+mod prefetch;
 pub mod tcp;
 
 pub use accum::{DirStats, FlagCounts, Welford};
@@ -702,6 +703,104 @@ impl FlowTable {
     /// is the global flow clock after this packet (the largest timestamp seen by the
     /// capture stage), so every shard sees the same time as a single table would.
     pub fn observe_at(&mut self, pkt: &IpPacket, clock: Timestamp, out: &mut Vec<FlowRecord>) {
+        let (key, src_is_lo) = FlowKey::of(pkt);
+        let hash = key.hash_with(&self.hasher);
+        self.observe_keyed(pkt, clock, key, src_is_lo, hash, out);
+    }
+
+    /// Accounts a batch of packets in order, exactly like [`FlowTable::observe_at`] on each
+    /// packet for which `ip` returns one (with its global clock); other items are skipped.
+    ///
+    /// Faster than a loop of `observe_at`: a few packets ahead of the one being accounted
+    /// it looks up each packet's slot in the hash index (pulling the index's lines into
+    /// cache) and then prefetches the slot, so the cache misses of several packets overlap
+    /// instead of stalling one after another. The prefetches are hints only: lookups are
+    /// repeated when the packet's turn comes, so flows created or ended by earlier packets
+    /// of the batch are seen exactly as in the unbatched loop.
+    pub fn observe_batch<T>(
+        &mut self,
+        items: &[T],
+        ip: impl Fn(&T) -> Option<(&IpPacket, Timestamp)>,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        // Packets ahead at which a packet's index lookup and its slot prefetch are done.
+        const LOOKUP_AHEAD: usize = 8;
+        const SLOT_AHEAD: usize = 4;
+        const LINKS_AHEAD: usize = 2;
+        const RING: usize = 16;
+        #[derive(Clone, Copy, Default)]
+        struct Ahead {
+            key: FlowKey,
+            hash: u64,
+            src_is_lo: bool,
+            slot: Option<u32>,
+        }
+        let mut ring = [Ahead::default(); RING];
+        let prepare = |table: &Self, item: &T, e: &mut Ahead| {
+            if let Some((pkt, _)) = ip(item) {
+                let (key, src_is_lo) = FlowKey::of(pkt);
+                let hash = key.hash_with(&table.hasher);
+                // The first candidate of the right tag, without comparing keys: reading
+                // the slot's key here would stall on the very miss being hidden. A wrong
+                // candidate only costs a useless prefetch.
+                let slot = table.index.find(hash, |_| true).copied();
+                *e = Ahead {
+                    key,
+                    hash,
+                    src_is_lo,
+                    slot,
+                };
+            }
+        };
+        for (j, item) in items.iter().enumerate().take(LOOKUP_AHEAD) {
+            prepare(self, item, &mut ring[j % RING]);
+        }
+        for (i, item) in items.iter().enumerate() {
+            if let Some(next) = items.get(i + LOOKUP_AHEAD) {
+                prepare(self, next, &mut ring[(i + LOOKUP_AHEAD) % RING]);
+            }
+            if i + SLOT_AHEAD < items.len() {
+                if let Some(s) = ring[(i + SLOT_AHEAD) % RING].slot {
+                    prefetch::lines_of(self.slots.as_ptr().wrapping_add(s as usize));
+                }
+            }
+            // Moving a flow to its list's tail rewrites its neighbours' links: prefetch
+            // those two slots' link words (the slot itself arrived by now).
+            if i + LINKS_AHEAD < items.len() {
+                if let Some(s) = ring[(i + LINKS_AHEAD) % RING].slot {
+                    if let Some(slot) = self.slots.get(s as usize) {
+                        // `unlink` writes the previous slot's `next` and the next one's `prev`.
+                        let links = [
+                            (slot.prev, std::mem::offset_of!(Slot, next)),
+                            (slot.next, std::mem::offset_of!(Slot, prev)),
+                        ];
+                        for (n, field) in links {
+                            if n != NIL {
+                                let p = self.slots.as_ptr().wrapping_add(n as usize);
+                                prefetch::line_at(p, field);
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some((pkt, clock)) = ip(item) {
+                let e = ring[i % RING];
+                self.observe_keyed(pkt, clock, e.key, e.src_is_lo, e.hash, out);
+            }
+        }
+    }
+
+    /// [`FlowTable::observe_at`] with the packet's key and its hash already computed.
+    #[inline(always)]
+    fn observe_keyed(
+        &mut self,
+        pkt: &IpPacket,
+        clock: Timestamp,
+        key: FlowKey,
+        src_is_lo: bool,
+        hash: u64,
+        out: &mut Vec<FlowRecord>,
+    ) {
         let now = if clock > pkt.ts { clock } else { pkt.ts };
         if !self.clock_set || now > self.clock {
             self.clock = now;
@@ -712,8 +811,6 @@ impl FlowTable {
         }
         self.expire(out);
 
-        let (key, src_is_lo) = FlowKey::of(pkt);
-        let hash = key.hash_with(&self.hasher);
         let slots = &self.slots;
         let found = self
             .index

@@ -374,3 +374,75 @@ fn narrow_flag_counters_and_jumbo_payload_squares_stay_exact() {
         o.payload.m2
     );
 }
+
+mod batched {
+    //! `observe_batch` (with its look-ahead prefetching) must account packets exactly as a
+    //! loop of `observe_at` does, also when flows are created, closed, expired, evicted or
+    //! reopened by earlier packets of the same batch.
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Source and destination host (0-3), UDP or TCP, TCP flags, payload length.
+    type Spec = (u8, u8, bool, u8, u32);
+
+    /// One generated item (`None` is a non-IP item the batch must skip), the time gap
+    /// before it and the clock lead.
+    fn item() -> impl Strategy<Value = (Option<Spec>, i64, i64)> {
+        (
+            proptest::option::weighted(
+                0.9,
+                (0u8..4, 0u8..4, any::<bool>(), any::<u8>(), 0u32..1500),
+            ),
+            // Packet time gap (ms): mostly small, sometimes past the idle timeouts.
+            prop_oneof![8 => 0i64..50, 1 => 2_000i64..30_000],
+            // Global clock lead over the packet time (ms), as a sharded table sees it.
+            prop_oneof![6 => Just(0i64), 1 => 0i64..3_000],
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn observe_batch_equals_observe_at(
+            items in proptest::collection::vec(item(), 1..400),
+            cut in 1usize..64,
+            max_flows in 1usize..6,
+        ) {
+            let cfg = FlowConfig {
+                tcp_idle: Nanos::from_secs(5),
+                tcp_syn_idle: Nanos::from_secs(2),
+                udp_idle: Nanos::from_secs(3),
+                other_idle: Nanos::from_secs(4),
+                active_timeout: Some(Nanos::from_secs(20)),
+                tcp_close_linger: Nanos::from_secs(1),
+                max_flows,
+            };
+            let mut ms = 0i64;
+            let mut batch: Vec<Option<(IpPacket, Timestamp)>> = Vec::new();
+            for (spec, gap, lead) in items {
+                ms += gap;
+                batch.push(spec.map(|(a, b, udp, flags, payload)| {
+                    let p = if udp { proto::UDP } else { proto::TCP };
+                    let flags = if udp { 0 } else { flags & (SYN | FIN | RST | ACK | PSH) };
+                    let pk = pkt(ms, 1 + a, 40000 + u16::from(a), 1 + b, 502, p, flags, payload);
+                    (pk, at(ms + lead))
+                }));
+            }
+            let mut one = FlowTable::new(cfg);
+            let mut want = Vec::new();
+            for (p, c) in batch.iter().flatten() {
+                one.observe_at(p, *c, &mut want);
+            }
+            let mut many = FlowTable::new(cfg);
+            let mut got = Vec::new();
+            for chunk in batch.chunks(cut) {
+                many.observe_batch(chunk, |x| x.as_ref().map(|(p, c)| (p, *c)), &mut got);
+            }
+            prop_assert_eq!(&got, &want);
+            prop_assert_eq!(many.counters(), one.counters());
+            one.flush(EndReason::EndOfInput, &mut want);
+            many.flush(EndReason::EndOfInput, &mut got);
+            prop_assert_eq!(got, want);
+        }
+    }
+}
