@@ -7,10 +7,11 @@
 //! the largest packet timestamp seen (it never moves backwards), advanced by packets or by
 //! [`FlowTable::advance_clock`].
 //!
-//! Layout: flows live in a slab (`Vec<Slot>`), a `hashbrown::HashTable<u32>` maps key
-//! hashes to slab indices (keys are stored once), and each flow sits on one of five
-//! intrusive lists ordered by last activity (TCP never past SYN, other TCP, UDP, other,
-//! TCP closing). Every list has one timeout, so the expired flows are always at the list
+//! Layout: flows live in a slab of fixed-size chunks (`slab::Slab<Slot>`), a
+//! `hashbrown::HashTable<u32>` maps key hashes to slab indices (keys are stored once),
+//! and each flow sits on one of five doubly-linked lists (links in a dense array beside
+//! the slab) ordered by last activity (TCP never past SYN, other TCP, UDP, other, TCP
+//! closing). Every list has one timeout, so the expired flows are always at the list
 //! heads: expiry and eviction are O(1) per flow, with no periodic full-table scan.
 //!
 //! A slot is compact (see `Slot`): counters are `u32`/`u16` whose wrap-arounds are carried
@@ -25,6 +26,7 @@
 pub mod accum;
 pub mod key;
 mod prefetch;
+mod slab;
 pub mod tcp;
 
 pub use accum::{DirStats, FlagCounts, Welford};
@@ -247,6 +249,21 @@ struct List {
     tail: u32,
 }
 
+/// A flow's neighbours on its list (by slot index; [`NIL`] at the ends). Kept apart from
+/// the slots in a dense array: moving a flow to its list's tail rewrites both
+/// neighbours' links, and 8-byte links of every flow stay in cache where 288-byte slots
+/// do not.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    prev: u32,
+    next: u32,
+}
+
+const UNLINKED: Link = Link {
+    prev: NIL,
+    next: NIL,
+};
+
 /// An inter-arrival time in nanoseconds, stored in 48 bits (three `u16`s, so it packs
 /// without padding): exact up to 2^47 ns (39 hours). A larger gap inside one record
 /// (possible only with the active timeout disabled or above 39 hours) is clamped to it.
@@ -336,8 +353,6 @@ const M_PKTS_WRAPPED: u8 = 64;
 #[derive(Debug, Clone)]
 struct Slot {
     key: FlowKey,
-    prev: u32,
-    next: u32,
     /// Table clock at the last packet (list order) or at close (closing list).
     touched: Timestamp,
     /// First packet time of the current slice (the record's `first_ts`).
@@ -411,8 +426,6 @@ impl Slot {
     fn vacant() -> Slot {
         Slot {
             key: FlowKey::default(),
-            prev: NIL,
-            next: NIL,
             touched: Timestamp(0),
             slice_start: Timestamp(0),
             iat_m2: 0.0,
@@ -607,7 +620,9 @@ impl Slot {
 /// The bidirectional flow table (one per worker shard).
 pub struct FlowTable {
     cfg: FlowConfig,
-    slots: Vec<Slot>,
+    slots: slab::Slab<Slot>,
+    /// List links, by slot index.
+    links: Vec<Link>,
     free: Vec<u32>,
     index: HashTable<u32>,
     hasher: foldhash::fast::FixedState,
@@ -627,7 +642,8 @@ impl FlowTable {
     pub fn new(cfg: FlowConfig) -> Self {
         FlowTable {
             cfg,
-            slots: Vec::new(),
+            slots: slab::Slab::new(),
+            links: Vec::new(),
             free: Vec::new(),
             index: HashTable::new(),
             hasher: foldhash::fast::FixedState::with_seed(0x5eed_f10e),
@@ -669,10 +685,11 @@ impl FlowTable {
         self.clock
     }
 
-    /// Bytes of memory held by the table's structures (slab, free list, hash index,
-    /// side map of rarely needed state), for the per-flow state figure in benchmarks.
+    /// Bytes of memory held by the table's structures (slab, list links, free list, hash
+    /// index, side map of rarely needed state), for the per-flow state figure in benchmarks.
     pub fn memory_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot>()
+        self.slots.allocation_size()
+            + self.links.capacity() * std::mem::size_of::<Link>()
             + self.free.capacity() * 4
             + self.index.allocation_size()
             + self.rare.allocation_size()
@@ -761,23 +778,19 @@ impl FlowTable {
             }
             if i + SLOT_AHEAD < items.len() {
                 if let Some(s) = ring[(i + SLOT_AHEAD) % RING].slot {
-                    prefetch::lines_of(self.slots.as_ptr().wrapping_add(s as usize));
+                    if let Some(slot) = self.slots.get(s as usize) {
+                        prefetch::lines_of(slot);
+                    }
                 }
             }
             // Moving a flow to its list's tail rewrites its neighbours' links: prefetch
-            // those two slots' link words (the slot itself arrived by now).
+            // those two links.
             if i + LINKS_AHEAD < items.len() {
                 if let Some(s) = ring[(i + LINKS_AHEAD) % RING].slot {
-                    if let Some(slot) = self.slots.get(s as usize) {
-                        // `unlink` writes the previous slot's `next` and the next one's `prev`.
-                        let links = [
-                            (slot.prev, std::mem::offset_of!(Slot, next)),
-                            (slot.next, std::mem::offset_of!(Slot, prev)),
-                        ];
-                        for (n, field) in links {
-                            if n != NIL {
-                                let p = self.slots.as_ptr().wrapping_add(n as usize);
-                                prefetch::line_at(p, field);
+                    if let Some(l) = self.links.get(s as usize) {
+                        for n in [l.prev, l.next] {
+                            if let Some(p) = self.links.get(n as usize) {
+                                prefetch::line_at(p, 0);
                             }
                         }
                     }
@@ -926,14 +939,13 @@ impl FlowTable {
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
-                if self.slots.len() == self.slots.capacity() {
-                    // Grow the slab by a quarter (at least 256 slots) rather than doubling
-                    // it: slots are large, and doubling leaves up to half of the slab
-                    // unused at the peak. Still amortised O(1) per flow.
-                    let more = (self.slots.len() / 4).max(256);
-                    self.slots.reserve_exact(more);
-                }
                 self.slots.push(Slot::vacant());
+                if self.links.len() == self.links.capacity() {
+                    // Grow by a quarter rather than doubling (amortised O(1) per flow).
+                    self.links
+                        .reserve_exact((self.links.len() / 4).max(slab::CHUNK));
+                }
+                self.links.push(UNLINKED);
                 (self.slots.len() - 1) as u32
             }
         };
@@ -1199,53 +1211,45 @@ impl FlowTable {
     }
 
     fn unlink(&mut self, idx: u32) {
-        let (prev, next, list) = {
-            let s = &self.slots[idx as usize];
-            (s.prev, s.next, s.list)
-        };
+        let list = self.slots[idx as usize].list;
         if (list as usize) >= N_LISTS {
             return;
         }
+        let Link { prev, next } = self.links[idx as usize];
         let l = list as usize;
         if prev == NIL {
             self.lists[l].head = next;
         } else {
-            self.slots[prev as usize].next = next;
+            self.links[prev as usize].next = next;
         }
         if next == NIL {
             self.lists[l].tail = prev;
         } else {
-            self.slots[next as usize].prev = prev;
+            self.links[next as usize].prev = prev;
         }
-        let s = &mut self.slots[idx as usize];
-        s.prev = NIL;
-        s.next = NIL;
-        s.list = N_LISTS as u8;
+        self.links[idx as usize] = UNLINKED;
+        self.slots[idx as usize].list = N_LISTS as u8;
     }
 
     /// Moves `idx` to the tail of list `list` (most recently active).
     fn relink(&mut self, idx: u32, list: u8) {
-        {
-            let s = &self.slots[idx as usize];
-            if s.list == list && s.next == NIL {
-                return; // already the tail
-            }
+        if self.slots[idx as usize].list == list && self.links[idx as usize].next == NIL {
+            return; // already the tail
         }
         self.unlink(idx);
         let l = list as usize;
         let tail = self.lists[l].tail;
-        {
-            let s = &mut self.slots[idx as usize];
-            s.list = list;
-            s.prev = tail;
-            s.next = NIL;
-        }
+        self.slots[idx as usize].list = list;
+        self.links[idx as usize] = Link {
+            prev: tail,
+            next: NIL,
+        };
         if tail == NIL {
             self.lists[l].head = idx;
             let deadline = self.slots[idx as usize].touched.plus(self.timeout_of(list));
             self.next_deadline = self.next_deadline.min(deadline);
         } else {
-            self.slots[tail as usize].next = idx;
+            self.links[tail as usize].next = idx;
         }
         self.lists[l].tail = idx;
     }
