@@ -8,7 +8,8 @@
 //! [`FlowTable::advance_clock`].
 //!
 //! Layout: flows live in a slab of fixed-size chunks (`slab::Slab<Slot>`), a
-//! `hashbrown::HashTable<u32>` maps key hashes to slab indices (keys are stored once),
+//! hash index (`index::FlowIndex`, open addressing) maps key hashes to slab indices (keys
+//! are stored once),
 //! and each flow sits on one of five doubly-linked lists (links in a dense array beside
 //! the slab) ordered by last activity (TCP never past SYN, other TCP, UDP, other, TCP
 //! closing). Every list has one timeout, so the expired flows are always at the list
@@ -24,6 +25,7 @@
 //! Welford could be off in the last bit.
 
 pub mod accum;
+mod index;
 pub mod key;
 mod prefetch;
 mod slab;
@@ -35,7 +37,6 @@ pub use tcp::{ConnState, History, TcpTrack};
 
 use crate::packet::{proto, Addr, AppHint, IpPacket, Tunnel};
 use crate::time::{Nanos, Timestamp};
-use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
 /// Why a flow record was emitted.
@@ -624,7 +625,7 @@ pub struct FlowTable {
     /// List links, by slot index.
     links: Vec<Link>,
     free: Vec<u32>,
-    index: HashTable<u32>,
+    index: index::FlowIndex,
     hasher: foldhash::fast::FixedState,
     /// Rarely needed per-flow state (counter carries, flow start of later slices), by slot.
     rare: hashbrown::HashMap<u32, Rare, foldhash::fast::FixedState>,
@@ -645,7 +646,7 @@ impl FlowTable {
             slots: slab::Slab::new(),
             links: Vec::new(),
             free: Vec::new(),
-            index: HashTable::new(),
+            index: index::FlowIndex::new(),
             hasher: foldhash::fast::FixedState::with_seed(0x5eed_f10e),
             rare: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x4a4e)),
             lists: [List {
@@ -729,19 +730,22 @@ impl FlowTable {
     /// packet for which `ip` returns one (with its global clock); other items are skipped.
     ///
     /// Faster than a loop of `observe_at`: a few packets ahead of the one being accounted
-    /// it looks up each packet's slot in the hash index (pulling the index's lines into
-    /// cache) and then prefetches the slot, so the cache misses of several packets overlap
-    /// instead of stalling one after another. The prefetches are hints only: lookups are
-    /// repeated when the packet's turn comes, so flows created or ended by earlier packets
-    /// of the batch are seen exactly as in the unbatched loop.
+    /// it prefetches each packet's hash-index bucket, then (once the bucket is in cache)
+    /// finds the packet's candidate slot and prefetches it and its list neighbours' links,
+    /// so the cache misses of several packets overlap instead of stalling one after
+    /// another. The prefetches are hints only: lookups are repeated when the packet's turn
+    /// comes, so flows created or ended by earlier packets of the batch are seen exactly as
+    /// in the unbatched loop.
     pub fn observe_batch<T>(
         &mut self,
         items: &[T],
         ip: impl Fn(&T) -> Option<(&IpPacket, Timestamp)>,
         out: &mut Vec<FlowRecord>,
     ) {
-        // Packets ahead at which a packet's index lookup and its slot prefetch are done.
-        const LOOKUP_AHEAD: usize = 8;
+        // Packets ahead at which a packet's key is hashed and its index bucket
+        // prefetched, its candidate slot found and prefetched, and its neighbours' links
+        // prefetched.
+        const BUCKET_AHEAD: usize = 8;
         const SLOT_AHEAD: usize = 4;
         const LINKS_AHEAD: usize = 2;
         const RING: usize = 16;
@@ -750,35 +754,42 @@ impl FlowTable {
             key: FlowKey,
             hash: u64,
             src_is_lo: bool,
+            ip: bool,
             slot: Option<u32>,
         }
         let mut ring = [Ahead::default(); RING];
         let prepare = |table: &Self, item: &T, e: &mut Ahead| {
-            if let Some((pkt, _)) = ip(item) {
-                let (key, src_is_lo) = FlowKey::of(pkt);
-                let hash = key.hash_with(&table.hasher);
-                // The first candidate of the right tag, without comparing keys: reading
-                // the slot's key here would stall on the very miss being hidden. A wrong
-                // candidate only costs a useless prefetch.
-                let slot = table.index.find(hash, |_| true).copied();
-                *e = Ahead {
-                    key,
-                    hash,
-                    src_is_lo,
-                    slot,
-                };
-            }
+            *e = match ip(item) {
+                Some((pkt, _)) => {
+                    let (key, src_is_lo) = FlowKey::of(pkt);
+                    let hash = key.hash_with(&table.hasher);
+                    table.index.prefetch(hash);
+                    Ahead {
+                        key,
+                        hash,
+                        src_is_lo,
+                        ip: true,
+                        slot: None,
+                    }
+                }
+                None => Ahead::default(),
+            };
         };
-        for (j, item) in items.iter().enumerate().take(LOOKUP_AHEAD) {
+        for (j, item) in items.iter().enumerate().take(BUCKET_AHEAD) {
             prepare(self, item, &mut ring[j % RING]);
         }
         for (i, item) in items.iter().enumerate() {
-            if let Some(next) = items.get(i + LOOKUP_AHEAD) {
-                prepare(self, next, &mut ring[(i + LOOKUP_AHEAD) % RING]);
+            if let Some(next) = items.get(i + BUCKET_AHEAD) {
+                prepare(self, next, &mut ring[(i + BUCKET_AHEAD) % RING]);
             }
             if i + SLOT_AHEAD < items.len() {
-                if let Some(s) = ring[(i + SLOT_AHEAD) % RING].slot {
-                    if let Some(slot) = self.slots.get(s as usize) {
+                let e = &mut ring[(i + SLOT_AHEAD) % RING];
+                if e.ip {
+                    // The first candidate of the right tag, without comparing keys:
+                    // reading the slot's key here would stall on the very miss being
+                    // hidden. A wrong candidate only costs a useless prefetch.
+                    e.slot = self.index.find(e.hash, |_| true);
+                    if let Some(slot) = e.slot.and_then(|s| self.slots.get(s as usize)) {
                         prefetch::lines_of(slot);
                     }
                 }
@@ -825,12 +836,9 @@ impl FlowTable {
         self.expire(out);
 
         let slots = &self.slots;
-        let found = self
-            .index
-            .find(hash, |&i| {
-                slots.get(i as usize).is_some_and(|s| s.key == key)
-            })
-            .copied();
+        let found = self.index.find(hash, |i| {
+            slots.get(i as usize).is_some_and(|s| s.key == key)
+        });
         let syn_only = pkt.proto == proto::TCP
             && pkt.tcp_flags & crate::packet::tcp_flags::SYN != 0
             && pkt.tcp_flags & crate::packet::tcp_flags::ACK == 0;
@@ -967,10 +975,7 @@ impl FlowTable {
             s.icmp = [pkt.src_port as u8, pkt.dst_port as u8];
             s.meta |= M_ICMP;
         }
-        // Slots keep no hash: the (rare) rehash on growth recomputes it from the key.
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index
-            .insert_unique(hash, idx, |&i| slots[i as usize].key.hash_with(hasher));
+        self.index.insert(hash, idx);
         self.live += 1;
         self.counters.created += 1;
         self.counters.peak_active = self.counters.peak_active.max(self.live as u64);
@@ -1264,9 +1269,7 @@ impl FlowTable {
         };
         out.push(s.record(rare.as_ref(), reason, emit_ts));
         let hash = s.key.hash_with(&self.hasher);
-        if let Ok(e) = self.index.find_entry(hash, |&i| i == idx) {
-            e.remove();
-        }
+        self.index.remove(hash, idx);
         self.slots[idx as usize].meta = 0;
         self.free.push(idx);
         self.live -= 1;
