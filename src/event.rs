@@ -32,15 +32,6 @@ pub fn proto_name(p: u8) -> std::borrow::Cow<'static, str> {
     }
 }
 
-fn mac_string(m: Option<[u8; 6]>) -> Option<String> {
-    m.map(|m| {
-        format!(
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    })
-}
-
 /// Stable flow id: a hash of the canonical key and the flow's first packet time, the same
 /// for every interim slice of one flow (positive, fits an i64 like Suricata's).
 pub fn flow_id(rec: &FlowRecord) -> u64 {
@@ -87,6 +78,47 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// A packet time serialised as an EVE timestamp string, formatted on the stack.
+#[derive(Debug, Clone, Copy)]
+struct EveTime(Timestamp);
+
+impl Serialize for EveTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.eve_digits() {
+            Some(b) => s.serialize_str(std::str::from_utf8(&b).unwrap_or_default()),
+            None => s.serialize_str(&self.0.to_eve_string()),
+        }
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A byte serialised as two lower-case hex digits (TCP flags).
+#[derive(Debug, Clone, Copy)]
+struct Hex8(u8);
+
+impl Serialize for Hex8 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let b = [HEX[usize::from(self.0 >> 4)], HEX[usize::from(self.0 & 15)]];
+        s.serialize_str(std::str::from_utf8(&b).unwrap_or_default())
+    }
+}
+
+/// A MAC address serialised as `aa:bb:cc:dd:ee:ff`.
+#[derive(Debug, Clone, Copy)]
+struct MacJson([u8; 6]);
+
+impl Serialize for MacJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut b = [b':'; 17];
+        for (i, byte) in self.0.iter().enumerate() {
+            b[3 * i] = HEX[usize::from(byte >> 4)];
+            b[3 * i + 1] = HEX[usize::from(byte & 15)];
+        }
+        s.serialize_str(std::str::from_utf8(&b).unwrap_or_default())
+    }
+}
+
 #[derive(Serialize)]
 struct FlowJson {
     pkts_toserver: u64,
@@ -97,8 +129,8 @@ struct FlowJson {
     ip_bytes_toclient: u64,
     payload_bytes_toserver: u64,
     payload_bytes_toclient: u64,
-    start: String,
-    end: String,
+    start: EveTime,
+    end: EveTime,
     age: i64,
     duration: f64,
     state: &'static str,
@@ -109,18 +141,18 @@ struct FlowJson {
     is_final: bool,
     fragments: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    src_mac: Option<String>,
+    src_mac: Option<MacJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    dest_mac: Option<String>,
+    dest_mac: Option<MacJson>,
     toserver: DirJson,
     toclient: DirJson,
 }
 
 #[derive(Serialize)]
 struct TcpJson {
-    tcp_flags: String,
-    tcp_flags_ts: String,
-    tcp_flags_tc: String,
+    tcp_flags: Hex8,
+    tcp_flags_ts: Hex8,
+    tcp_flags_tc: Hex8,
     syn: u32,
     fin: u32,
     rst: u32,
@@ -153,7 +185,7 @@ struct ModbusJson {
 /// The EVE-style body shared by `flow` and `anomaly` events (see `docs/events.md`).
 #[derive(Serialize)]
 pub struct FlowEventJson {
-    timestamp: String,
+    timestamp: EveTime,
     event_type: &'static str,
     flow_id: u64,
     src_ip: IpAddr,
@@ -193,9 +225,9 @@ pub fn flow_json(rec: &FlowRecord, event_type: &'static str) -> FlowEventJson {
     let community_id = community_id_v1(rec.orig.addr, sport, rec.resp.addr, dport, rec.proto);
     let (os, rs) = (&rec.orig_stats, &rec.resp_stats);
     let tcp = (rec.proto == proto::TCP).then(|| TcpJson {
-        tcp_flags: format!("{:02x}", os.flags_or | rs.flags_or),
-        tcp_flags_ts: format!("{:02x}", os.flags_or),
-        tcp_flags_tc: format!("{:02x}", rs.flags_or),
+        tcp_flags: Hex8(os.flags_or | rs.flags_or),
+        tcp_flags_ts: Hex8(os.flags_or),
+        tcp_flags_tc: Hex8(rs.flags_or),
         syn: os.flags.syn + rs.flags.syn,
         fin: os.flags.fin + rs.flags.fin,
         rst: os.flags.rst + rs.flags.rst,
@@ -217,7 +249,7 @@ pub fn flow_json(rec: &FlowRecord, event_type: &'static str) -> FlowEventJson {
     });
     let dur = rec.duration();
     FlowEventJson {
-        timestamp: rec.last_ts.to_eve_string(),
+        timestamp: EveTime(rec.last_ts),
         event_type,
         flow_id: flow_id(rec),
         src_ip: rec.orig.addr.to_ip(),
@@ -252,8 +284,8 @@ pub fn flow_json(rec: &FlowRecord, event_type: &'static str) -> FlowEventJson {
             ip_bytes_toclient: rs.ip_bytes,
             payload_bytes_toserver: os.payload_bytes,
             payload_bytes_toclient: rs.payload_bytes,
-            start: rec.first_ts.to_eve_string(),
-            end: rec.last_ts.to_eve_string(),
+            start: EveTime(rec.first_ts),
+            end: EveTime(rec.last_ts),
             age: dur.0.div_euclid(1_000_000_000),
             duration: round3(dur.as_secs_f64() * 1000.0) / 1000.0,
             state: rec.conn_state.as_str(),
@@ -262,8 +294,8 @@ pub fn flow_json(rec: &FlowRecord, event_type: &'static str) -> FlowEventJson {
             slice: rec.slice,
             is_final: rec.reason != crate::flow::EndReason::ActiveTimeout,
             fragments: rec.fragments,
-            src_mac: mac_string(rec.orig.mac),
-            dest_mac: mac_string(rec.resp.mac),
+            src_mac: rec.orig.mac.map(MacJson),
+            dest_mac: rec.resp.mac.map(MacJson),
             toserver: DirJson::of(os),
             toclient: DirJson::of(rs),
         },
