@@ -91,7 +91,11 @@ impl Serialize for EveTime {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// The two lower-case hex digits of a byte.
+fn hex2(b: u8) -> [u8; 2] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]
+}
 
 /// A byte serialised as two lower-case hex digits (TCP flags).
 #[derive(Debug, Clone, Copy)]
@@ -99,7 +103,7 @@ struct Hex8(u8);
 
 impl Serialize for Hex8 {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let b = [HEX[usize::from(self.0 >> 4)], HEX[usize::from(self.0 & 15)]];
+        let b = hex2(self.0);
         s.serialize_str(std::str::from_utf8(&b).unwrap_or_default())
     }
 }
@@ -111,9 +115,8 @@ struct MacJson([u8; 6]);
 impl Serialize for MacJson {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut b = [b':'; 17];
-        for (i, byte) in self.0.iter().enumerate() {
-            b[3 * i] = HEX[usize::from(byte >> 4)];
-            b[3 * i + 1] = HEX[usize::from(byte & 15)];
+        for (i, &byte) in self.0.iter().enumerate() {
+            b[3 * i..3 * i + 2].copy_from_slice(&hex2(byte));
         }
         s.serialize_str(std::str::from_utf8(&b).unwrap_or_default())
     }

@@ -186,7 +186,7 @@ pub struct Engine {
     front: Front,
     table: FlowTable,
     /// Decoded packets not yet accounted (see [`FlowTable::observe_batch`]).
-    pending: Vec<(IpPacket, Timestamp)>,
+    pending: Pending,
     finished: Vec<FlowRecord>,
 }
 
@@ -194,14 +194,35 @@ pub struct Engine {
 /// paths (the workers' batches come from the capture thread).
 const TABLE_BATCH: usize = 256;
 
-/// Accounts every packet of `pending` in `table` (batched, with prefetching) and empties it.
-fn observe_pending(
-    table: &mut FlowTable,
-    pending: &mut Vec<(IpPacket, Timestamp)>,
-    out: &mut Vec<FlowRecord>,
-) {
-    table.observe_batch(pending, |(p, c)| Some((p, *c)), out);
-    pending.clear();
+/// IP packets gathered for one [`FlowTable::observe_batch`] call on the single-threaded
+/// paths, accounted when [`TABLE_BATCH`] are there or when the caller needs the table.
+struct Pending(Vec<(IpPacket, Timestamp)>);
+
+impl Pending {
+    fn new() -> Pending {
+        Pending(Vec::with_capacity(TABLE_BATCH))
+    }
+
+    /// Adds a packet, accounting the batch once it is full.
+    #[inline]
+    fn push(
+        &mut self,
+        p: IpPacket,
+        clock: Timestamp,
+        table: &mut FlowTable,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        self.0.push((p, clock));
+        if self.0.len() >= TABLE_BATCH {
+            self.account(table, out);
+        }
+    }
+
+    /// Accounts every gathered packet in `table` (batched, with prefetching).
+    fn account(&mut self, table: &mut FlowTable, out: &mut Vec<FlowRecord>) {
+        table.observe_batch(&self.0, |(p, c)| Some((p, *c)), out);
+        self.0.clear();
+    }
 }
 
 impl Engine {
@@ -210,7 +231,7 @@ impl Engine {
         Engine {
             front: Front::new(frag_capacity, frag_timeout),
             table: FlowTable::new(flow),
-            pending: Vec::with_capacity(TABLE_BATCH),
+            pending: Pending::new(),
             finished: Vec::with_capacity(1024),
         }
     }
@@ -221,16 +242,14 @@ impl Engine {
     #[inline]
     pub fn on_frame(&mut self, frame: &Frame<'_>) {
         if let Some((Pkt::Ip(p), clock)) = self.front.on_frame(frame) {
-            self.pending.push((p, clock));
-            if self.pending.len() >= TABLE_BATCH {
-                self.catch_up();
-            }
+            self.pending
+                .push(p, clock, &mut self.table, &mut self.finished);
         }
     }
 
     /// Accounts the packets gathered so far.
     fn catch_up(&mut self) {
-        observe_pending(&mut self.table, &mut self.pending, &mut self.finished);
+        self.pending.account(&mut self.table, &mut self.finished);
     }
 
     /// Takes the finished records accumulated so far (after accounting every frame given).
@@ -451,7 +470,7 @@ struct Inline<'w> {
     table: FlowTable,
     /// IP packets of this dispatch round, accounted at its end (batched, see
     /// [`FlowTable::observe_batch`]).
-    pending: Vec<(IpPacket, Timestamp)>,
+    pending: Pending,
     recs: Vec<FlowRecord>,
     ord: Reorder,
     batch: WriteBatch,
@@ -464,18 +483,13 @@ impl Downstream for Inline<'_> {
     #[inline]
     fn packet(&mut self, p: Pkt, clock: Timestamp) {
         match p {
-            Pkt::Ip(p) => {
-                self.pending.push((p, clock));
-                if self.pending.len() >= TABLE_BATCH {
-                    observe_pending(&mut self.table, &mut self.pending, &mut self.recs);
-                }
-            }
+            Pkt::Ip(p) => self.pending.push(p, clock, &mut self.table, &mut self.recs),
             Pkt::Arp(a, seq) => self.ord.push_item(Item::Arp(a, clock, seq)),
         }
     }
 
     fn round_end(&mut self, front: &Front) -> bool {
-        observe_pending(&mut self.table, &mut self.pending, &mut self.recs);
+        self.pending.account(&mut self.table, &mut self.recs);
         self.table.advance_clock(front.clock(), &mut self.recs);
         for r in self.recs.drain(..) {
             self.ord.push(r);
@@ -497,7 +511,7 @@ fn replay_inline(opts: &ReplayOptions, writer: &mut Output) -> Result<ReplayOutc
     let mut front = Front::new(opts.frag_capacity, opts.frag_timeout);
     let mut down = Inline {
         table: FlowTable::new(opts.flow),
-        pending: Vec::with_capacity(TABLE_BATCH),
+        pending: Pending::new(),
         recs: Vec::with_capacity(1024),
         ord: Reorder::new(1),
         batch: WriteBatch::default(),

@@ -68,14 +68,18 @@ impl Timestamp {
         }
     }
 
+    /// UTC (year, month, day, second of the day, microsecond) of the timestamp.
+    fn civil(self) -> (i64, u32, u32, i64, i64) {
+        let secs = self.0.div_euclid(NANOS_PER_SEC);
+        let micros = self.0.rem_euclid(NANOS_PER_SEC) / NANOS_PER_MICRO;
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        (y, m, d, secs.rem_euclid(86_400), micros)
+    }
+
     /// The EVE form as ASCII bytes, when the year has four digits (always, for an `i64` of
     /// nanoseconds: it spans the years 1677-2262).
     pub fn eve_digits(self) -> Option<[u8; 31]> {
-        let secs = self.0.div_euclid(NANOS_PER_SEC);
-        let micros = self.0.rem_euclid(NANOS_PER_SEC) / NANOS_PER_MICRO;
-        let days = secs.div_euclid(86_400);
-        let sod = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
+        let (y, m, d, sod, micros) = self.civil();
         if (1000..=9999).contains(&y) {
             let mut b = *b"0000-00-00T00:00:00.000000+0000";
             let mut put = |at: usize, width: usize, mut v: i64| {
@@ -99,11 +103,7 @@ impl Timestamp {
     /// [`Timestamp::write_eve`] through `core::fmt` (any year).
     fn write_eve_fmt(self, out: &mut String) {
         use fmt::Write;
-        let secs = self.0.div_euclid(NANOS_PER_SEC);
-        let micros = self.0.rem_euclid(NANOS_PER_SEC) / NANOS_PER_MICRO;
-        let days = secs.div_euclid(86_400);
-        let sod = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
+        let (y, m, d, sod, micros) = self.civil();
         let _ = write!(
             out,
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+0000",

@@ -50,7 +50,7 @@ impl FlowIndex {
     #[inline(always)]
     pub(super) fn prefetch(&self, hash: u64) {
         if let Some(e) = self.entries.get(self.home(tag_of(hash))) {
-            super::prefetch::line_at(e, 0);
+            super::prefetch::line(e);
         }
     }
 

@@ -7,12 +7,11 @@
 //! the largest packet timestamp seen (it never moves backwards), advanced by packets or by
 //! [`FlowTable::advance_clock`].
 //!
-//! Layout: flows live in a slab of fixed-size chunks (`slab::Slab<Slot>`), a
-//! hash index (`index::FlowIndex`, open addressing) maps key hashes to slab indices (keys
-//! are stored once),
-//! and each flow sits on one of five doubly-linked lists (links in a dense array beside
-//! the slab) ordered by last activity (TCP never past SYN, other TCP, UDP, other, TCP
-//! closing). Every list has one timeout, so the expired flows are always at the list
+//! Layout: flows live in a slab of fixed-size chunks (`slab::Slab<Slot>`), a hash index
+//! (`index::FlowIndex`, open addressing) maps key hashes to slab indices (keys are stored
+//! once), and each flow sits on one of five doubly-linked lists (links in a dense array
+//! beside the slab) ordered by last activity (TCP never past SYN, other TCP, UDP, other,
+//! TCP closing). Every list has one timeout, so the expired flows are always at the list
 //! heads: expiry and eviction are O(1) per flow, with no periodic full-table scan.
 //!
 //! A slot is compact (see `Slot`): counters are `u32`/`u16` whose wrap-arounds are carried
@@ -252,7 +251,7 @@ struct List {
 
 /// A flow's neighbours on its list (by slot index; [`NIL`] at the ends). Kept apart from
 /// the slots in a dense array: moving a flow to its list's tail rewrites both
-/// neighbours' links, and 8-byte links of every flow stay in cache where 288-byte slots
+/// neighbours' links, and 8-byte links of every flow stay in cache where 280-byte slots
 /// do not.
 #[derive(Debug, Clone, Copy)]
 struct Link {
@@ -801,7 +800,7 @@ impl FlowTable {
                     if let Some(l) = self.links.get(s as usize) {
                         for n in [l.prev, l.next] {
                             if let Some(p) = self.links.get(n as usize) {
-                                prefetch::line_at(p, 0);
+                                prefetch::line(p);
                             }
                         }
                     }
