@@ -134,7 +134,7 @@ fn port_slot(p: u16) -> usize {
 
 fn l1p(x: f64) -> f64 {
     if x > 0.0 && x.is_finite() {
-        x.ln_1p()
+        crate::features::ln_1p(x)
     } else {
         0.0
     }

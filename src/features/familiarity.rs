@@ -163,7 +163,7 @@ impl FamiliarityTables {
 
     /// F26 = ln(1 + [`FamiliarityTables::service_count`]).
     pub fn service_familiarity(&self, class: DeviceClass, rec: &FlowRecord) -> f64 {
-        (self.service_count(class, rec) as f64).ln_1p()
+        super::ln_1p(self.service_count(class, rec) as f64)
     }
 
     /// F27 = ln(1 + [`FamiliarityTables::peer_count`]).
@@ -174,6 +174,6 @@ impl FamiliarityTables {
         rec: &FlowRecord,
         side: Side,
     ) -> f64 {
-        (self.peer_count(class, device_id, rec, side) as f64).ln_1p()
+        super::ln_1p(self.peer_count(class, device_id, rec, side) as f64)
     }
 }

@@ -221,9 +221,36 @@ pub fn oriented(rec: &FlowRecord, side: Side) -> (&DirStats, &DirStats, Addr, Ad
 #[inline]
 fn l1p(x: f64) -> f64 {
     if x > 0.0 {
-        x.ln_1p()
+        ln_1p(x)
     } else {
         0.0
+    }
+}
+
+/// Integers below this have their ln(1 + n) in [`LN_1P_TABLE`].
+const LN_1P_TABLE_LEN: usize = 2048;
+
+/// ln(1 + n) for n in 0..[`LN_1P_TABLE_LEN`], filled by `f64::ln_1p` itself, so a table
+/// hit is bitwise the value `ln_1p` returns.
+static LN_1P_TABLE: std::sync::LazyLock<Box<[f64; LN_1P_TABLE_LEN]>> =
+    std::sync::LazyLock::new(|| {
+        let mut t = Box::new([0.0; LN_1P_TABLE_LEN]);
+        for (n, v) in t.iter_mut().enumerate() {
+            *v = (n as f64).ln_1p();
+        }
+        t
+    });
+
+/// `x.ln_1p()`, bitwise, taken from a table when `x` is a small non-negative integer.
+/// Most features are logs of counts (packets, bytes, flags, peers), so about 20 calls a
+/// scored flow side skip libm's `log1p`.
+#[inline]
+pub(crate) fn ln_1p(x: f64) -> f64 {
+    let n = x as usize; // saturating; NaN -> 0 (and -0.0 fails the bit test below)
+    if n < LN_1P_TABLE_LEN && (n as f64).to_bits() == x.to_bits() {
+        LN_1P_TABLE[n]
+    } else {
+        x.ln_1p()
     }
 }
 

@@ -786,3 +786,40 @@ fn retiring_idle_contexts_bounds_memory_and_changes_no_feature() {
     // 181 s of retention plus up to a minute between sweeps, one new device a second.
     assert!(peak <= 181 + 60 + 3, "peak {peak} contexts");
 }
+
+/// The table-backed `ln_1p` is bitwise `f64::ln_1p`: on every table entry, just past it,
+/// on signed zeros, fractions, huge, infinite and NaN inputs, and on random bit patterns.
+#[test]
+fn table_ln_1p_is_bitwise_libm() {
+    let same = |x: f64| {
+        let (a, b) = (super::ln_1p(x), x.ln_1p());
+        assert!(
+            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+            "ln_1p({x:e}) = {a:e}, libm {b:e}"
+        );
+    };
+    for n in 0..5000u32 {
+        same(f64::from(n));
+        same(f64::from(n) + 0.5);
+        same(-f64::from(n));
+    }
+    for x in [
+        -0.0,
+        0.0,
+        1e-300,
+        2047.999,
+        2048.0,
+        1e300,
+        f64::INFINITY,
+        f64::NAN,
+    ] {
+        same(x);
+    }
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..100_000 {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        same(f64::from_bits(s));
+    }
+}
