@@ -96,15 +96,13 @@ pub struct Verdict {
     pub threshold: f64,
     /// The feature vector.
     pub features: FeatureVector,
-    /// Per-feature attribution (sums to 1); computed only for anomalous verdicts (all
-    /// zero otherwise).
-    pub contributions: [f64; N_FEATURES],
+    /// Per-feature attribution (sums to 1); computed only when the forest alerted (`None`
+    /// otherwise: most verdicts, which are copied through the scoring queue, stay small).
+    pub contributions: Option<Box<[f64; N_FEATURES]>>,
     /// Envelope guard score (distance outside the class's training range).
     pub envelope: f64,
     /// The class's envelope threshold.
     pub envelope_threshold: f64,
-    /// Per-feature excess behind `envelope`.
-    pub excess: [f64; N_FEATURES],
     /// The peer is a public network the device (or its class) never met in training.
     pub new_public_peer: bool,
 }
@@ -441,16 +439,8 @@ impl Detector {
                 &crate::features::DeviceRef { id: &dev.id, class },
             );
             let m = self.model_of(class);
-            let mut excess = [0f64; N_FEATURES];
-            // The guard compares a device with its class's training envelope, which only
-            // describes it when the operator listed its class (an inferred "camera" may
-            // be the NVR receiving the video).
-            let env = if self.cfg.forest_only {
-                0.0
-            } else if dev.assignment.source == crate::device::ClassSource::Inventory
-                || self.cfg.global_model
-            {
-                envelope::score(&fv.0, m.forest.feature_ranges(), &mut excess)
+            let env = if self.envelope_applies(&dev) {
+                envelope::score_only(&fv.0, m.forest.feature_ranges())
             } else {
                 0.0
             };
@@ -464,14 +454,13 @@ impl Detector {
                 score: f64::NAN,
                 threshold: m.threshold,
                 features: fv,
-                contributions: [0f64; N_FEATURES],
+                contributions: None,
                 envelope: env,
                 envelope_threshold: if self.cfg.forest_only {
                     f64::INFINITY
                 } else {
                     m.envelope_threshold
                 },
-                excess,
                 new_public_peer,
                 device: dev,
             };
@@ -546,9 +535,9 @@ impl Detector {
                 // The attribution (a few logarithms per split) only for the rare flows
                 // above the threshold, which need an explanation.
                 if v.score > m.threshold {
-                    v.score = m
-                        .forest
-                        .score_explained(&v.features.0, &mut v.contributions);
+                    let mut contrib = Box::new([0f64; N_FEATURES]);
+                    v.score = m.forest.score_explained(&v.features.0, &mut contrib[..]);
+                    v.contributions = Some(contrib);
                 }
             }
         }
@@ -598,16 +587,42 @@ impl Detector {
         }
     }
 
+    /// Whether the envelope guard applies to `dev` (see [`envelope`]): the guard compares
+    /// a device with its class's training envelope, which only describes it when the
+    /// operator listed its class (an inferred "camera" may be the NVR receiving the video).
+    fn envelope_applies(&self, dev: &DeviceInfo) -> bool {
+        !self.cfg.forest_only
+            && (dev.assignment.source == crate::device::ClassSource::Inventory
+                || self.cfg.global_model)
+    }
+
+    /// The per-feature excess behind `v.envelope`, recomputed from its features with the
+    /// model that scored it (the same inputs as in [`Detector::analyse`], so the same
+    /// values; kept out of the verdict because only alerts need it).
+    fn excess(&self, v: &Verdict) -> [f64; N_FEATURES] {
+        let mut excess = [0f64; N_FEATURES];
+        if self.envelope_applies(&v.device) {
+            let m = self.model_of(v.device.assignment.class);
+            envelope::score(&v.features.0, m.forest.feature_ranges(), &mut excess);
+        }
+        excess
+    }
+
     /// The explaining features: the forest's attribution when the forest alerted, else the
     /// envelope excess shares.
-    fn weights(v: &Verdict) -> [f64; N_FEATURES] {
+    fn weights(&self, v: &Verdict) -> [f64; N_FEATURES] {
         if v.forest_alert() {
-            return v.contributions;
+            return v
+                .contributions
+                .as_deref()
+                .copied()
+                .unwrap_or([0f64; N_FEATURES]);
         }
-        let total: f64 = v.excess.iter().sum();
+        let excess = self.excess(v);
+        let total: f64 = excess.iter().sum();
         let mut w = [0f64; N_FEATURES];
         if total > 0.0 {
-            for (o, e) in w.iter_mut().zip(&v.excess) {
+            for (o, e) in w.iter_mut().zip(&excess) {
                 *o = e / total;
             }
         }
@@ -617,7 +632,7 @@ impl Detector {
     fn explanation(&self, v: &Verdict) -> Vec<FeatureJson> {
         let m = self.bundle.model_for(v.model_class);
         let ranges = m.forest.feature_ranges();
-        let weights = Self::weights(v);
+        let weights = self.weights(v);
         let mut idx: Vec<usize> = (0..N_FEATURES).filter(|&i| weights[i] > 0.0).collect();
         idx.sort_by(|&a, &b| {
             weights[b]
@@ -643,9 +658,9 @@ impl Detector {
             .collect()
     }
 
-    fn top_feature(v: &Verdict) -> Option<&'static str> {
+    fn top_feature(&self, v: &Verdict) -> Option<&'static str> {
         let mut best: Option<(usize, f64)> = None;
-        for (i, &c) in Self::weights(v).iter().enumerate() {
+        for (i, &c) in self.weights(v).iter().enumerate() {
             if c > 0.0 && best.is_none_or(|(_, b)| c > b) {
                 best = Some((i, c));
             }
@@ -862,7 +877,7 @@ impl FlowObserver for Detector {
                 peer: peer.to_ip().to_string(),
                 flow_id: flow_id(rec),
                 top_feature: if v.anomalous() {
-                    Self::top_feature(v)
+                    self.top_feature(v)
                 } else {
                     None
                 },
