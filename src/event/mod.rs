@@ -16,6 +16,9 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::Write;
 use std::net::IpAddr;
 
+mod flow_line;
+pub use flow_line::write_flow_body;
+
 /// Event schema version, carried by `stats` events; bumped on incompatible changes.
 pub const EVENT_SCHEMA_VERSION: u32 = 1;
 
@@ -535,6 +538,12 @@ impl EventWriter {
                 source: std::io::Error::other(e),
             });
         }
+        let kind = EventKind::of_line(&self.line);
+        self.emit_line(key, kind)
+    }
+
+    /// Stamps the JSON object in `self.line` with `sensor_id` and `seq` and hands it on.
+    fn emit_line(&mut self, key: EventKey<'_>, kind: EventKind) -> Result<(), OutputError> {
         // `{...}` -> `{...,"sensor_id":"id","seq":N}`
         if self.line.last() == Some(&b'}') {
             self.line.pop();
@@ -547,19 +556,23 @@ impl EventWriter {
             f.cover(seq).map_err(OutputError::Sequence)?;
         }
         self.line.extend_from_slice(&self.stamp);
-        let _ = write!(self.line, "{seq}}}");
+        self.line
+            .extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+        self.line.push(b'}');
         self.key.clear();
         self.key.push_str(&self.sensor_id);
         self.key.push('/');
         match key {
             EventKey::Ip(ip) => {
-                use std::fmt::Write as _;
-                let _ = write!(self.key, "{ip}");
+                let mut text = std::mem::take(&mut self.key).into_bytes();
+                flow_line::push_ip_text(&mut text, ip);
+                // Only ASCII was appended to a valid string.
+                self.key = String::from_utf8(text).unwrap_or_default();
             }
             EventKey::Device(d) => self.key.push_str(d),
             EventKey::Sensor => self.key.push_str("sensor"),
         }
-        let ev = EventLine::new(&self.line, &self.key, seq, EventKind::of_line(&self.line));
+        let ev = EventLine::new(&self.line, &self.key, seq, kind);
         if let Some(p) = self.primary.as_mut() {
             p.offer(&ev)?;
         }
@@ -577,12 +590,13 @@ impl EventWriter {
         rec: &FlowRecord,
         device: Option<&str>,
     ) -> Result<(), OutputError> {
-        let ev = flow_json(rec, "flow");
+        self.line.clear();
+        write_flow_body(rec, "flow", &mut self.line);
         let key = match device {
             Some(d) => EventKey::Device(d),
             None => EventKey::Ip(rec.orig.addr.to_ip()),
         };
-        self.emit(&ev, key)
+        self.emit_line(key, EventKind::Flow)
     }
 
     /// Writes a `stats` event stamped with packet time `ts`.

@@ -1,0 +1,332 @@
+//! The flow-event fast path (`event::write_flow_body`) writes exactly what serde_json
+//! writes for `event::flow_json`: on every record of the project's fixtures and of the
+//! shared captures, and on random records (any counters, timestamps, addresses of both
+//! families, VLANs, tunnels, ICMP, MACs, DNS/Modbus summaries, every state and reason).
+
+mod common;
+
+use flowsentry::capture::Input;
+use flowsentry::event::{flow_json, write_flow_body, EventWriter};
+use flowsentry::flow::{
+    AppSummary, ConnState, DirStats, EndReason, Endpoint, FlagCounts, FlowKey, FlowRecord, History,
+    Welford,
+};
+use flowsentry::output::Output;
+use flowsentry::packet::{Addr, Tunnel};
+use flowsentry::pipeline::{replay, ReplayOptions};
+use flowsentry::time::Timestamp;
+use proptest::prelude::*;
+use std::path::{Path, PathBuf};
+
+fn records(pcap: &Path) -> Vec<FlowRecord> {
+    let opts = ReplayOptions {
+        inputs: vec![Input::File(pcap.to_path_buf())],
+        ..Default::default()
+    };
+    let mut out = Output::flows_only(EventWriter::new(Box::new(std::io::sink()), "null"));
+    out.emit_flows = false;
+    out.collected = Some(Vec::new());
+    // A damaged capture still hands on the records before the damage.
+    let _ = replay(&opts, &mut out);
+    out.collected.take().unwrap_or_default()
+}
+
+/// The first record whose two renderings differ, with both.
+fn first_difference(recs: &[FlowRecord]) -> Option<(usize, String, String)> {
+    let mut fast = Vec::new();
+    for (i, r) in recs.iter().enumerate() {
+        for et in ["flow", "anomaly"] {
+            fast.clear();
+            write_flow_body(r, et, &mut fast);
+            let serde = serde_json::to_vec(&flow_json(r, et)).expect("serialise");
+            if fast != serde {
+                return Some((
+                    i,
+                    String::from_utf8_lossy(&fast).into_owned(),
+                    String::from_utf8_lossy(&serde).into_owned(),
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn pcaps_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            pcaps_under(&p, out);
+        } else if p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "pcap" | "pcapng" | "cap"))
+        {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn fast_path_equals_serde_on_fixtures() {
+    let mut files = Vec::new();
+    pcaps_under(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pcaps"),
+        &mut files,
+    );
+    assert!(!files.is_empty(), "no fixture pcaps");
+    let mut n = 0;
+    for f in &files {
+        let recs = records(f);
+        n += recs.len();
+        if let Some((i, fast, serde)) = first_difference(&recs) {
+            panic!(
+                "{}: record {i}:\nfast:  {fast}\nserde: {serde}",
+                f.display()
+            );
+        }
+    }
+    assert!(n > 1000, "only {n} records in the fixtures");
+}
+
+#[test]
+fn fast_path_equals_serde_on_shared_pcaps() {
+    let Some(root) = common::pcaps_root() else {
+        return;
+    };
+    for f in &common::capture_files(&root) {
+        let recs = records(f);
+        if let Some((i, fast, serde)) = first_difference(&recs) {
+            panic!(
+                "{}: record {i}:\nfast:  {fast}\nserde: {serde}",
+                common::rel(f)
+            );
+        }
+    }
+}
+
+fn any_f64() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        any::<f64>(),
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(0.0),
+        -1e12..1e12f64,
+    ]
+}
+
+fn welford() -> impl Strategy<Value = Welford> {
+    (any_f64(), any_f64()).prop_map(|(mean, m2)| Welford { mean, m2 })
+}
+
+fn dirstats() -> impl Strategy<Value = DirStats> {
+    (
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+        ),
+        (
+            any::<i64>(),
+            any::<i64>(),
+            welford(),
+            any::<u32>(),
+            welford(),
+            any::<i64>(),
+        ),
+        // Halves, so that the two directions' flag counts add up without overflow.
+        (prop::array::uniform6(0..=u32::MAX / 2), any::<u8>()),
+    )
+        .prop_map(
+            |(
+                (pkts, bytes, ip_bytes, payload_bytes, zero),
+                (f, l, pw, pmax, iw, imax),
+                (fl, for_),
+            )| {
+                DirStats {
+                    pkts,
+                    bytes,
+                    ip_bytes,
+                    payload_bytes,
+                    zero_payload_pkts: zero,
+                    first_ts: Timestamp(f),
+                    last_ts: Timestamp(l),
+                    payload: pw,
+                    payload_max: pmax,
+                    iat: iw,
+                    iat_max_ns: imax,
+                    flags: FlagCounts {
+                        syn: fl[0],
+                        fin: fl[1],
+                        rst: fl[2],
+                        psh: fl[3],
+                        ack: fl[4],
+                        urg: fl[5],
+                    },
+                    flags_or: for_,
+                }
+            },
+        )
+}
+
+const STATES: [ConnState; 13] = [
+    ConnState::S0,
+    ConnState::S1,
+    ConnState::SF,
+    ConnState::REJ,
+    ConnState::S2,
+    ConnState::S3,
+    ConnState::RSTO,
+    ConnState::RSTR,
+    ConnState::RSTOS0,
+    ConnState::RSTRH,
+    ConnState::SH,
+    ConnState::SHR,
+    ConnState::OTH,
+];
+
+const REASONS: [EndReason; 7] = [
+    EndReason::TcpFin,
+    EndReason::TcpRst,
+    EndReason::IdleTimeout,
+    EndReason::ActiveTimeout,
+    EndReason::Evicted,
+    EndReason::EndOfInput,
+    EndReason::Shutdown,
+];
+
+fn addr() -> impl Strategy<Value = Addr> {
+    prop_oneof![
+        any::<[u8; 4]>().prop_map(Addr::v4),
+        any::<[u8; 16]>().prop_map(Addr),
+    ]
+}
+
+fn tunnel() -> impl Strategy<Value = Tunnel> {
+    prop_oneof![
+        Just(Tunnel::None),
+        prop_oneof![Just(0u32), any::<u32>()].prop_map(|key| Tunnel::Gre { key }),
+        (0u32..1 << 24).prop_map(|vni| Tunnel::Vxlan { vni }),
+    ]
+}
+
+fn mac() -> impl Strategy<Value = Option<[u8; 6]>> {
+    prop::option::of(any::<[u8; 6]>())
+}
+
+fn record() -> impl Strategy<Value = FlowRecord> {
+    (
+        (dirstats(), dirstats(), welford(), any::<i64>()),
+        (
+            any::<i64>(),
+            any::<i64>(),
+            prop_oneof![
+                Just(6u8),
+                Just(17u8),
+                Just(1u8),
+                Just(58u8),
+                Just(47u8),
+                any::<u8>()
+            ],
+            0usize..13,
+            addr(),
+            addr(),
+        ),
+        (
+            any::<u16>(),
+            any::<u16>(),
+            prop_oneof![Just(0u32), any::<u32>()],
+            any::<u16>(),
+            any::<f32>(),
+            prop_oneof![Just(0u32), any::<u32>()],
+            any::<u32>(),
+        ),
+        (
+            any::<[u16; 2]>(),
+            prop_oneof![Just(0u16), any::<u16>()],
+            tunnel(),
+            mac(),
+            mac(),
+            0usize..7,
+            any::<u32>(),
+            any::<u32>(),
+            "[SHADFRTWQI^]{0,12}",
+            prop::collection::vec(any::<bool>(), 12),
+        ),
+    )
+        .prop_map(
+            |(
+                (o, r, iat, imax),
+                (t0, t1, proto, st, a, b),
+                (p0, p1, q, qlen, ent, mreq, mw),
+                (vlan, icmp_id, tunnel, m0, m1, reason, slice, frags, letters, dirs),
+            )| {
+                let mut history = History::default();
+                for (l, orig) in letters.bytes().zip(dirs) {
+                    history.push(l, orig);
+                }
+                FlowRecord {
+                    key: FlowKey {
+                        vlan,
+                        proto,
+                        addr_lo: a.min(b),
+                        addr_hi: a.max(b),
+                        port_lo: p0,
+                        port_hi: p1,
+                        icmp_id,
+                        tunnel_id: 0,
+                        tunnel_kind: 0,
+                    },
+                    orig: Endpoint {
+                        addr: a,
+                        port: p0,
+                        mac: m0,
+                    },
+                    resp: Endpoint {
+                        addr: b,
+                        port: p1,
+                        mac: m1,
+                    },
+                    proto,
+                    icmp: Some((p0 as u8, p1 as u8)),
+                    tunnel,
+                    flow_start: Timestamp(t0),
+                    first_ts: Timestamp(t0),
+                    last_ts: Timestamp(t1),
+                    orig_stats: o,
+                    resp_stats: r,
+                    iat,
+                    iat_max_ns: imax,
+                    conn_state: STATES[st],
+                    history,
+                    reason: REASONS[reason],
+                    emit_ts: Timestamp(0),
+                    slice,
+                    app: AppSummary {
+                        dns_queries: q,
+                        dns_qname_max: qlen,
+                        dns_label_entropy: ent,
+                        modbus_requests: mreq,
+                        modbus_writes: mw,
+                    },
+                    fragments: frags,
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn fast_path_equals_serde_on_random_records(rec in record()) {
+        if let Some((_, fast, serde)) = first_difference(&[rec]) {
+            prop_assert_eq!(fast, serde);
+        }
+    }
+}
