@@ -74,10 +74,23 @@ pub(crate) fn push_ip_text(out: &mut Vec<u8>, ip: IpAddr) {
     }
 }
 
-/// Appends an EVE timestamp string.
-fn put_time(out: &mut Vec<u8>, t: crate::time::Timestamp) {
-    match t.eve_digits() {
-        Some(b) => put_str(out, &b),
+/// An EVE timestamp string, quoted: digits and `-:.+T` need no escaping.
+#[derive(Clone, Copy)]
+struct EveText([u8; 33]);
+
+impl EveText {
+    fn of(t: crate::time::Timestamp) -> Option<EveText> {
+        let digits = t.eve_digits()?;
+        let mut b = [b'"'; 33];
+        b[1..32].copy_from_slice(&digits);
+        Some(EveText(b))
+    }
+}
+
+/// Appends an EVE timestamp string (`text`: its quoted digits, when already formatted).
+fn put_time(out: &mut Vec<u8>, t: crate::time::Timestamp, text: Option<EveText>) {
+    match text.or_else(|| EveText::of(t)) {
+        Some(b) => out.extend_from_slice(&b.0),
         None => put_str(out, t.to_eve_string().as_bytes()),
     }
 }
@@ -116,8 +129,10 @@ pub fn write_flow_body(rec: &FlowRecord, event_type: &'static str, out: &mut Vec
     } else {
         (rec.orig.port, rec.resp.port)
     };
+    // `timestamp` and `flow.end` are both the last packet time: formatted once.
+    let last = EveText::of(rec.last_ts);
     out.extend_from_slice(b"{\"timestamp\":");
-    put_time(out, rec.last_ts);
+    put_time(out, rec.last_ts, last);
     out.extend_from_slice(b",\"event_type\":");
     put_str(out, event_type.as_bytes());
     out.extend_from_slice(b",\"flow_id\":");
@@ -196,9 +211,9 @@ pub fn write_flow_body(rec: &FlowRecord, event_type: &'static str, out: &mut Vec
     out.extend_from_slice(b",\"payload_bytes_toclient\":");
     put_u64(out, rs.payload_bytes);
     out.extend_from_slice(b",\"start\":");
-    put_time(out, rec.first_ts);
+    put_time(out, rec.first_ts, None);
     out.extend_from_slice(b",\"end\":");
-    put_time(out, rec.last_ts);
+    put_time(out, rec.last_ts, last);
     out.extend_from_slice(b",\"age\":");
     put_i64(out, dur.0.div_euclid(1_000_000_000));
     out.extend_from_slice(b",\"duration\":");
