@@ -31,14 +31,15 @@ pub fn community_id_v1(src: Addr, sport: u16, dst: Addr, dport: u16, proto: u8) 
     } else {
         (s_ip, sport, d_ip, dport)
     };
-    let mut h = sha1_smol::Sha1::new();
-    h.update(&0u16.to_be_bytes());
+    use sha1::Digest as _;
+    let mut h = sha1::Sha1::new();
+    h.update(0u16.to_be_bytes());
     h.update(a);
     h.update(b);
-    h.update(&[proto, 0]);
-    h.update(&ap.to_be_bytes());
-    h.update(&bp.to_be_bytes());
-    let digest = h.digest().bytes();
+    h.update([proto, 0]);
+    h.update(ap.to_be_bytes());
+    h.update(bp.to_be_bytes());
+    let digest: [u8; 20] = h.finalize().into();
     let mut out = String::with_capacity(30);
     out.push_str("1:");
     base64_into(&digest, &mut out);

@@ -193,7 +193,7 @@ impl ModelBundle {
         out.extend_from_slice(&FORMAT_MINOR.to_le_bytes());
         out.extend_from_slice(&FEATURE_SCHEMA_VERSION.to_le_bytes());
         out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        out.extend_from_slice(&sha1_smol::Sha1::from(&body).digest().bytes());
+        out.extend_from_slice(&<sha1::Sha1 as sha1::Digest>::digest(&body));
         out.extend_from_slice(&body);
         Ok(out)
     }
@@ -245,7 +245,7 @@ impl ModelBundle {
             });
         }
         let body = &bytes[HEADER..HEADER + body_len as usize];
-        if sha1_smol::Sha1::from(body).digest().bytes()[..] != bytes[24..44] {
+        if <sha1::Sha1 as sha1::Digest>::digest(body)[..] != bytes[24..44] {
             return Err(ModelError::Checksum { path: p() });
         }
         let cfg = bincode::config::standard().with_limit::<MAX_BODY>();

@@ -76,7 +76,7 @@ fn run_normalised(pcap: &Path, workers: &str, extra: &[&str]) -> String {
 }
 
 fn digest(s: &str) -> String {
-    sha1_smol::Sha1::from(s.as_bytes()).digest().to_string()
+    format!("{:x}", <sha1::Sha1 as sha1::Digest>::digest(s.as_bytes()))
 }
 
 #[test]

@@ -140,7 +140,7 @@ fn train_is_deterministic_and_damage_is_a_clear_error() {
     let body = 44;
     v[body] = 0xfc;
     v[body + 1..body + 5].copy_from_slice(&0xf000_0000u32.to_le_bytes());
-    let digest = sha1_smol::Sha1::from(&v[body..]).digest().bytes();
+    let digest = <sha1::Sha1 as sha1::Digest>::digest(&v[body..]);
     v[24..44].copy_from_slice(&digest);
     check(&v, "length prefix", &|e| {
         matches!(e, ModelError::Corrupt { .. })

@@ -785,9 +785,10 @@ impl SinkSpec {
     /// the sensor id and URL stay the same.
     pub fn spill_subdir(&self, sensor_id: &str) -> String {
         let clean = file_safe(sensor_id);
-        let h = sha1_smol::Sha1::from(self.name.as_bytes())
-            .digest()
-            .to_string();
+        let h = format!(
+            "{:x}",
+            <sha1::Sha1 as sha1::Digest>::digest(self.name.as_bytes())
+        );
         format!(
             "{clean}.{}-{}",
             self.target.kind().replace('+', "-"),
