@@ -11,7 +11,9 @@
 //! are copied as they are when they hold nothing JSON must escape, else handed to
 //! serde_json.
 
-use super::{community_id_v1, flow_id, hex2, is_icmp, proto_name, round3};
+use super::{
+    event_ports, flow_id, hex2, mac_text, proto_name, record_community_id, round3, DirJson,
+};
 use crate::flow::{DirStats, EndReason, FlowRecord};
 use crate::packet::{proto, Tunnel};
 use std::net::IpAddr;
@@ -30,15 +32,9 @@ fn put_str(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
-/// Appends an unsigned integer as serde_json does (`itoa`).
+/// Appends an integer as serde_json does (`itoa`).
 #[inline]
-fn put_u64(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-}
-
-/// Appends a signed integer as serde_json does (`itoa`).
-#[inline]
-fn put_i64(out: &mut Vec<u8>, n: i64) {
+pub(crate) fn put_int<I: itoa::Integer>(out: &mut Vec<u8>, n: I) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
@@ -64,7 +60,7 @@ pub(crate) fn push_ip_text(out: &mut Vec<u8>, ip: IpAddr) {
                 if i > 0 {
                     out.push(b'.');
                 }
-                out.extend_from_slice(itoa::Buffer::new().format(o).as_bytes());
+                put_int(out, o);
             }
         }
         IpAddr::V6(v6) => {
@@ -96,39 +92,31 @@ fn put_time(out: &mut Vec<u8>, t: crate::time::Timestamp, text: Option<EveText>)
 }
 
 fn put_mac(out: &mut Vec<u8>, mac: [u8; 6]) {
-    let mut b = [b':'; 17];
-    for (i, &byte) in mac.iter().enumerate() {
-        b[3 * i..3 * i + 2].copy_from_slice(&hex2(byte));
-    }
-    put_str(out, &b);
+    put_str(out, &mac_text(mac));
 }
 
+/// A direction's statistics, with the values (and their rounding) of [`DirJson::of`].
 fn put_dir(out: &mut Vec<u8>, d: &DirStats) {
+    let j = DirJson::of(d);
     out.extend_from_slice(b"{\"pkt_size_mean\":");
-    put_f64(out, round3(d.payload_mean()));
+    put_f64(out, j.pkt_size_mean);
     out.extend_from_slice(b",\"pkt_size_std\":");
-    put_f64(out, round3(d.payload_std()));
+    put_f64(out, j.pkt_size_std);
     out.extend_from_slice(b",\"payload_max\":");
-    put_u64(out, u64::from(d.payload_max));
+    put_int(out, j.payload_max);
     out.extend_from_slice(b",\"iat_mean_us\":");
-    put_f64(out, round3(d.iat_mean_us()));
+    put_f64(out, j.iat_mean_us);
     out.extend_from_slice(b",\"iat_std_us\":");
-    put_f64(out, round3(d.iat_std_us()));
+    put_f64(out, j.iat_std_us);
     out.extend_from_slice(b",\"iat_max_us\":");
-    put_f64(out, round3(d.iat_max_ns as f64 / 1_000.0));
+    put_f64(out, j.iat_max_us);
     out.push(b'}');
 }
 
 /// Appends the JSON object `serde_json::to_writer(out, &flow_json(rec, event_type))`
 /// would write, byte for byte.
 pub fn write_flow_body(rec: &FlowRecord, event_type: &'static str, out: &mut Vec<u8>) {
-    let icmp = is_icmp(rec.proto);
-    let (sport, dport) = if icmp {
-        let (t, c) = rec.icmp.unwrap_or((0, 0));
-        (u16::from(t), u16::from(c))
-    } else {
-        (rec.orig.port, rec.resp.port)
-    };
+    let (icmp, sport, dport) = event_ports(rec);
     // `timestamp` and `flow.end` are both the last packet time: formatted once.
     let last = EveText::of(rec.last_ts);
     out.extend_from_slice(b"{\"timestamp\":");
@@ -136,29 +124,29 @@ pub fn write_flow_body(rec: &FlowRecord, event_type: &'static str, out: &mut Vec
     out.extend_from_slice(b",\"event_type\":");
     put_str(out, event_type.as_bytes());
     out.extend_from_slice(b",\"flow_id\":");
-    put_u64(out, flow_id(rec));
+    put_int(out, flow_id(rec));
     out.extend_from_slice(b",\"src_ip\":");
     put_ip(out, rec.orig.addr.to_ip());
     if !icmp {
         out.extend_from_slice(b",\"src_port\":");
-        put_u64(out, u64::from(rec.orig.port));
+        put_int(out, rec.orig.port);
     }
     out.extend_from_slice(b",\"dest_ip\":");
     put_ip(out, rec.resp.addr.to_ip());
     if !icmp {
         out.extend_from_slice(b",\"dest_port\":");
-        put_u64(out, u64::from(rec.resp.port));
+        put_int(out, rec.resp.port);
     }
     out.extend_from_slice(b",\"proto\":");
     put_str(out, proto_name(rec.proto).as_bytes());
     if icmp {
         out.extend_from_slice(b",\"icmp_type\":");
-        put_u64(out, u64::from(sport as u8));
+        put_int(out, sport as u8);
         out.extend_from_slice(b",\"icmp_code\":");
-        put_u64(out, u64::from(dport as u8));
+        put_int(out, dport as u8);
         if rec.key.icmp_id != 0 {
             out.extend_from_slice(b",\"icmp_id\":");
-            put_u64(out, u64::from(rec.key.icmp_id));
+            put_int(out, rec.key.icmp_id);
         }
     }
     let mut vlans = rec.key.vlan.iter().copied().filter(|&v| v != 0).peekable();
@@ -168,7 +156,7 @@ pub fn write_flow_body(rec: &FlowRecord, event_type: &'static str, out: &mut Vec
             if i > 0 {
                 out.push(b',');
             }
-            put_u64(out, u64::from(v));
+            put_int(out, v);
         }
         out.push(b']');
     }
@@ -178,44 +166,43 @@ pub fn write_flow_body(rec: &FlowRecord, event_type: &'static str, out: &mut Vec
             out.extend_from_slice(b",\"tunnel\":{\"type\":\"gre\"");
             if key != 0 {
                 out.extend_from_slice(b",\"key\":");
-                put_u64(out, u64::from(key));
+                put_int(out, key);
             }
             out.push(b'}');
         }
         Tunnel::Vxlan { vni } => {
             out.extend_from_slice(b",\"tunnel\":{\"type\":\"vxlan\",\"vni\":");
-            put_u64(out, u64::from(vni));
+            put_int(out, vni);
             out.push(b'}');
         }
     }
     out.extend_from_slice(b",\"community_id\":");
-    let cid = community_id_v1(rec.orig.addr, sport, rec.resp.addr, dport, rec.proto);
-    put_str(out, cid.as_bytes());
+    put_str(out, record_community_id(rec).as_bytes());
 
     let (os, rs) = (&rec.orig_stats, &rec.resp_stats);
     let dur = rec.duration();
     out.extend_from_slice(b",\"flow\":{\"pkts_toserver\":");
-    put_u64(out, os.pkts);
+    put_int(out, os.pkts);
     out.extend_from_slice(b",\"pkts_toclient\":");
-    put_u64(out, rs.pkts);
+    put_int(out, rs.pkts);
     out.extend_from_slice(b",\"bytes_toserver\":");
-    put_u64(out, os.bytes);
+    put_int(out, os.bytes);
     out.extend_from_slice(b",\"bytes_toclient\":");
-    put_u64(out, rs.bytes);
+    put_int(out, rs.bytes);
     out.extend_from_slice(b",\"ip_bytes_toserver\":");
-    put_u64(out, os.ip_bytes);
+    put_int(out, os.ip_bytes);
     out.extend_from_slice(b",\"ip_bytes_toclient\":");
-    put_u64(out, rs.ip_bytes);
+    put_int(out, rs.ip_bytes);
     out.extend_from_slice(b",\"payload_bytes_toserver\":");
-    put_u64(out, os.payload_bytes);
+    put_int(out, os.payload_bytes);
     out.extend_from_slice(b",\"payload_bytes_toclient\":");
-    put_u64(out, rs.payload_bytes);
+    put_int(out, rs.payload_bytes);
     out.extend_from_slice(b",\"start\":");
     put_time(out, rec.first_ts, None);
     out.extend_from_slice(b",\"end\":");
     put_time(out, rec.last_ts, last);
     out.extend_from_slice(b",\"age\":");
-    put_i64(out, dur.0.div_euclid(1_000_000_000));
+    put_int(out, dur.0.div_euclid(1_000_000_000));
     out.extend_from_slice(b",\"duration\":");
     put_f64(out, round3(dur.as_secs_f64() * 1000.0) / 1000.0);
     out.extend_from_slice(b",\"state\":");
@@ -225,14 +212,14 @@ pub fn write_flow_body(rec: &FlowRecord, event_type: &'static str, out: &mut Vec
     out.extend_from_slice(b",\"history\":");
     put_str(out, rec.history.as_str().as_bytes());
     out.extend_from_slice(b",\"slice\":");
-    put_u64(out, u64::from(rec.slice));
+    put_int(out, rec.slice);
     out.extend_from_slice(if rec.reason != EndReason::ActiveTimeout {
         b",\"final\":true"
     } else {
         b",\"final\":false"
     });
     out.extend_from_slice(b",\"fragments\":");
-    put_u64(out, u64::from(rec.fragments));
+    put_int(out, rec.fragments);
     if let Some(m) = rec.orig.mac {
         out.extend_from_slice(b",\"src_mac\":");
         put_mac(out, m);
@@ -264,7 +251,7 @@ pub fn write_flow_body(rec: &FlowRecord, event_type: &'static str, out: &mut Vec
         put_str(out, &hex2(rs.flags_or));
         for (name, n) in counts {
             out.extend_from_slice(name);
-            put_u64(out, u64::from(n));
+            put_int(out, n);
         }
         out.push(b'}');
     }
@@ -273,9 +260,9 @@ pub fn write_flow_body(rec: &FlowRecord, event_type: &'static str, out: &mut Vec
         out.extend_from_slice(b",\"app\":{");
         if a.dns_queries > 0 {
             out.extend_from_slice(b"\"dns\":{\"queries\":");
-            put_u64(out, u64::from(a.dns_queries));
+            put_int(out, a.dns_queries);
             out.extend_from_slice(b",\"qname_max\":");
-            put_u64(out, u64::from(a.dns_qname_max));
+            put_int(out, a.dns_qname_max);
             out.extend_from_slice(b",\"label_entropy\":");
             put_f64(out, round3(f64::from(a.dns_label_entropy)));
             out.push(b'}');
@@ -285,9 +272,9 @@ pub fn write_flow_body(rec: &FlowRecord, event_type: &'static str, out: &mut Vec
                 out.push(b',');
             }
             out.extend_from_slice(b"\"modbus\":{\"requests\":");
-            put_u64(out, u64::from(a.modbus_requests));
+            put_int(out, a.modbus_requests);
             out.extend_from_slice(b",\"writes\":");
-            put_u64(out, u64::from(a.modbus_writes));
+            put_int(out, a.modbus_writes);
             out.push(b'}');
         }
         out.push(b'}');

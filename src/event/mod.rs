@@ -115,13 +115,18 @@ impl Serialize for Hex8 {
 #[derive(Debug, Clone, Copy)]
 struct MacJson([u8; 6]);
 
+/// `aa:bb:cc:dd:ee:ff`.
+fn mac_text(mac: [u8; 6]) -> [u8; 17] {
+    let mut b = [b':'; 17];
+    for (i, &byte) in mac.iter().enumerate() {
+        b[3 * i..3 * i + 2].copy_from_slice(&hex2(byte));
+    }
+    b
+}
+
 impl Serialize for MacJson {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut b = [b':'; 17];
-        for (i, &byte) in self.0.iter().enumerate() {
-            b[3 * i..3 * i + 2].copy_from_slice(&hex2(byte));
-        }
-        s.serialize_str(std::str::from_utf8(&b).unwrap_or_default())
+        s.serialize_str(std::str::from_utf8(&mac_text(self.0)).unwrap_or_default())
     }
 }
 
@@ -219,16 +224,27 @@ pub struct FlowEventJson {
     app: Option<AppJson>,
 }
 
+/// Whether `rec` is ICMP, and its two "ports" as events and the Community ID see them:
+/// the transport ports, or for ICMP the originator's first (type, code).
+fn event_ports(rec: &FlowRecord) -> (bool, u16, u16) {
+    if is_icmp(rec.proto) {
+        let (t, c) = rec.icmp.unwrap_or((0, 0));
+        (true, u16::from(t), u16::from(c))
+    } else {
+        (false, rec.orig.port, rec.resp.port)
+    }
+}
+
+/// The Community ID v1 of a record.
+fn record_community_id(rec: &FlowRecord) -> String {
+    let (_, sport, dport) = event_ports(rec);
+    community_id_v1(rec.orig.addr, sport, rec.resp.addr, dport, rec.proto)
+}
+
 /// Builds the EVE-style body of a flow record with the given `event_type`.
 pub fn flow_json(rec: &FlowRecord, event_type: &'static str) -> FlowEventJson {
-    let icmp = is_icmp(rec.proto);
-    let (sport, dport) = if icmp {
-        let (t, c) = rec.icmp.unwrap_or((0, 0));
-        (u16::from(t), u16::from(c))
-    } else {
-        (rec.orig.port, rec.resp.port)
-    };
-    let community_id = community_id_v1(rec.orig.addr, sport, rec.resp.addr, dport, rec.proto);
+    let (icmp, sport, dport) = event_ports(rec);
+    let community_id = record_community_id(rec);
     let (os, rs) = (&rec.orig_stats, &rec.resp_stats);
     let tcp = (rec.proto == proto::TCP).then(|| TcpJson {
         tcp_flags: Hex8(os.flags_or | rs.flags_or),
@@ -556,8 +572,7 @@ impl EventWriter {
             f.cover(seq).map_err(OutputError::Sequence)?;
         }
         self.line.extend_from_slice(&self.stamp);
-        self.line
-            .extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+        flow_line::put_int(&mut self.line, seq);
         self.line.push(b'}');
         self.key.clear();
         self.key.push_str(&self.sensor_id);
