@@ -4,14 +4,14 @@
 //! project's fixtures with and without their inventories (inventory classes, the pooled
 //! model for unknown devices, the envelope guard, the Modbus and new-peer rules).
 
-use flowsentry::capture::Input;
+mod common;
+
 use flowsentry::detect::{Detector, DetectorConfig};
 use flowsentry::device::Inventory;
 use flowsentry::event::{EventWriter, SharedBuf};
 use flowsentry::flow::FlowRecord;
 use flowsentry::model::{ModelBundle, BUILTIN_MODEL};
-use flowsentry::output::{FlowObserver, Output};
-use flowsentry::pipeline::{replay, ReplayOptions};
+use flowsentry::output::FlowObserver;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,19 +19,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/pcaps")
         .join(name)
-}
-
-/// The flow records of a capture, in output order.
-fn records(pcap: &Path) -> Vec<FlowRecord> {
-    let opts = ReplayOptions {
-        inputs: vec![Input::File(pcap.to_path_buf())],
-        ..Default::default()
-    };
-    let mut out = Output::flows_only(EventWriter::new(Box::new(std::io::sink()), "null"));
-    out.emit_flows = false;
-    out.collected = Some(Vec::new());
-    replay(&opts, &mut out).expect("replay");
-    out.collected.take().unwrap_or_default()
 }
 
 /// The events a detector writes for `recs`, handed over in runs of `run` records
@@ -81,7 +68,7 @@ fn prepared_runs_write_the_same_events() {
         ("fixture-benign-hub.pcap", None),
     ];
     for (pcap, inv) in cases {
-        let recs = records(&fixture(pcap));
+        let recs = common::flow_records(&fixture(pcap));
         assert!(!recs.is_empty(), "{pcap}: no flow records");
         let inventory = match inv {
             Some(f) => Inventory::load(&fixture(f)).expect("inventory"),

@@ -5,31 +5,15 @@
 
 mod common;
 
-use flowsentry::capture::Input;
-use flowsentry::event::{flow_json, write_flow_body, EventWriter};
+use flowsentry::event::{flow_json, write_flow_body};
 use flowsentry::flow::{
     AppSummary, ConnState, DirStats, EndReason, Endpoint, FlagCounts, FlowKey, FlowRecord, History,
     Welford,
 };
-use flowsentry::output::Output;
 use flowsentry::packet::{Addr, Tunnel};
-use flowsentry::pipeline::{replay, ReplayOptions};
 use flowsentry::time::Timestamp;
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
-
-fn records(pcap: &Path) -> Vec<FlowRecord> {
-    let opts = ReplayOptions {
-        inputs: vec![Input::File(pcap.to_path_buf())],
-        ..Default::default()
-    };
-    let mut out = Output::flows_only(EventWriter::new(Box::new(std::io::sink()), "null"));
-    out.emit_flows = false;
-    out.collected = Some(Vec::new());
-    // A damaged capture still hands on the records before the damage.
-    let _ = replay(&opts, &mut out);
-    out.collected.take().unwrap_or_default()
-}
 
 /// The first record whose two renderings differ, with both.
 fn first_difference(recs: &[FlowRecord]) -> Option<(usize, String, String)> {
@@ -51,36 +35,17 @@ fn first_difference(recs: &[FlowRecord]) -> Option<(usize, String, String)> {
     None
 }
 
-fn pcaps_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            pcaps_under(&p, out);
-        } else if p
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e, "pcap" | "pcapng" | "cap"))
-        {
-            out.push(p);
-        }
-    }
-}
-
 #[test]
 fn fast_path_equals_serde_on_fixtures() {
-    let mut files = Vec::new();
-    pcaps_under(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pcaps"),
-        &mut files,
-    );
+    let files: Vec<PathBuf> =
+        common::capture_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pcaps"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+            .collect();
     assert!(!files.is_empty(), "no fixture pcaps");
     let mut n = 0;
     for f in &files {
-        let recs = records(f);
+        let recs = common::flow_records(f);
         n += recs.len();
         if let Some((i, fast, serde)) = first_difference(&recs) {
             panic!(
@@ -98,7 +63,7 @@ fn fast_path_equals_serde_on_shared_pcaps() {
         return;
     };
     for f in &common::capture_files(&root) {
-        let recs = records(f);
+        let recs = common::flow_records(f);
         if let Some((i, fast, serde)) = first_difference(&recs) {
             panic!(
                 "{}: record {i}:\nfast:  {fast}\nserde: {serde}",

@@ -232,3 +232,21 @@ pub fn without_seq(line: &str) -> String {
         _ => line.to_string(),
     }
 }
+
+/// The flow records of a capture in output order, from the library's replay (no events
+/// written). A damaged capture still gives the records before the damage; only an output
+/// failure, which a sink that discards cannot have, would panic.
+pub fn flow_records(pcap: &Path) -> Vec<flowsentry::flow::FlowRecord> {
+    let opts = flowsentry::pipeline::ReplayOptions {
+        inputs: vec![flowsentry::capture::Input::File(pcap.to_path_buf())],
+        ..Default::default()
+    };
+    let mut out = flowsentry::output::Output::flows_only(flowsentry::event::EventWriter::new(
+        Box::new(std::io::sink()),
+        "null",
+    ));
+    out.emit_flows = false;
+    out.collected = Some(Vec::new());
+    flowsentry::pipeline::replay(&opts, &mut out).expect("replay");
+    out.collected.take().unwrap_or_default()
+}
