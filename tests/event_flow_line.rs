@@ -21,7 +21,7 @@ fn first_difference(recs: &[FlowRecord]) -> Option<(usize, String, String)> {
     for (i, r) in recs.iter().enumerate() {
         for et in ["flow", "anomaly"] {
             fast.clear();
-            write_flow_body(r, et, &mut fast);
+            write_flow_body(&flow_json(r, et), &mut fast);
             let serde = serde_json::to_vec(&flow_json(r, et)).expect("serialise");
             if fast != serde {
                 return Some((

@@ -189,7 +189,7 @@ struct EnvelopeJson {
 #[derive(Serialize)]
 struct AnomalyEvent<'a> {
     #[serde(flatten)]
-    flow: FlowEventJson,
+    flow: FlowEventJson<'a>,
     detector: &'static str,
     /// Every detector that fired on this flow side (`detector` is the first of them).
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -1,21 +1,18 @@
 //! The body of a `flow` event written straight into the output line: byte for byte what
-//! serde_json writes for [`super::flow_json`] (the tests below compare the two over the
-//! project's fixtures and over random records), without building the intermediate struct,
-//! its strings and its `Vec`, and without serde_json's per-byte escaping of field names
-//! that never need escaping. One flow event is written for every flow, so this is the
-//! output stage's hot path; `anomaly` events, which embed the same body next to fields of
-//! their own, keep the serde path.
+//! serde_json writes for the same [`FlowEventJson`] (`tests/event_flow_line.rs` compares
+//! the two over the project's fixtures, the shared captures and random records), without
+//! serde_json's per-byte escaping of field names that never need escaping. The values
+//! come from [`super::flow_json`], the one place that derives them from a record; this
+//! file only renders. One flow event is written for every flow, so this is the output
+//! stage's hot path; `anomaly` events, which embed the same body next to fields of their
+//! own, keep the serde path.
 //!
 //! Numbers are formatted as serde_json formats them: integers with `itoa`, floats through
 //! serde_json itself (shortest round-trip form, `null` for NaN and infinities). Strings
 //! are copied as they are when they hold nothing JSON must escape, else handed to
 //! serde_json.
 
-use super::{
-    event_ports, flow_id, hex2, mac_text, proto_name, record_community_id, round3, DirJson,
-};
-use crate::flow::{DirStats, EndReason, FlowRecord};
-use crate::packet::{proto, Tunnel};
+use super::{hex2, mac_text, DirJson, FlowEventJson};
 use std::net::IpAddr;
 
 /// Appends `"s"`, escaped exactly as serde_json escapes it.
@@ -95,9 +92,8 @@ fn put_mac(out: &mut Vec<u8>, mac: [u8; 6]) {
     put_str(out, &mac_text(mac));
 }
 
-/// A direction's statistics, with the values (and their rounding) of [`DirJson::of`].
-fn put_dir(out: &mut Vec<u8>, d: &DirStats) {
-    let j = DirJson::of(d);
+/// A direction's statistics.
+fn put_dir(out: &mut Vec<u8>, j: &DirJson) {
     out.extend_from_slice(b"{\"pkt_size_mean\":");
     put_f64(out, j.pkt_size_mean);
     out.extend_from_slice(b",\"pkt_size_std\":");
@@ -113,46 +109,38 @@ fn put_dir(out: &mut Vec<u8>, d: &DirStats) {
     out.push(b'}');
 }
 
-/// Appends the JSON object `serde_json::to_writer(out, &flow_json(rec, event_type))`
-/// would write, byte for byte.
-pub fn write_flow_body(rec: &FlowRecord, event_type: &'static str, out: &mut Vec<u8>) {
-    let (icmp, sport, dport) = event_ports(rec);
+/// Appends `"name":n` for an optional integer field that serde skips when `None`.
+fn put_opt_int<I: itoa::Integer>(out: &mut Vec<u8>, name: &[u8], n: Option<I>) {
+    if let Some(n) = n {
+        out.extend_from_slice(name);
+        put_int(out, n);
+    }
+}
+
+/// Appends the JSON object `serde_json::to_writer(out, j)` would write, byte for byte.
+pub fn write_flow_body(j: &FlowEventJson<'_>, out: &mut Vec<u8>) {
     // `timestamp` and `flow.end` are both the last packet time: formatted once.
-    let last = EveText::of(rec.last_ts);
+    let last = EveText::of(j.timestamp.0);
     out.extend_from_slice(b"{\"timestamp\":");
-    put_time(out, rec.last_ts, last);
+    put_time(out, j.timestamp.0, last);
     out.extend_from_slice(b",\"event_type\":");
-    put_str(out, event_type.as_bytes());
+    put_str(out, j.event_type.as_bytes());
     out.extend_from_slice(b",\"flow_id\":");
-    put_int(out, flow_id(rec));
+    put_int(out, j.flow_id);
     out.extend_from_slice(b",\"src_ip\":");
-    put_ip(out, rec.orig.addr.to_ip());
-    if !icmp {
-        out.extend_from_slice(b",\"src_port\":");
-        put_int(out, rec.orig.port);
-    }
+    put_ip(out, j.src_ip);
+    put_opt_int(out, b",\"src_port\":", j.src_port);
     out.extend_from_slice(b",\"dest_ip\":");
-    put_ip(out, rec.resp.addr.to_ip());
-    if !icmp {
-        out.extend_from_slice(b",\"dest_port\":");
-        put_int(out, rec.resp.port);
-    }
+    put_ip(out, j.dest_ip);
+    put_opt_int(out, b",\"dest_port\":", j.dest_port);
     out.extend_from_slice(b",\"proto\":");
-    put_str(out, proto_name(rec.proto).as_bytes());
-    if icmp {
-        out.extend_from_slice(b",\"icmp_type\":");
-        put_int(out, sport as u8);
-        out.extend_from_slice(b",\"icmp_code\":");
-        put_int(out, dport as u8);
-        if rec.key.icmp_id != 0 {
-            out.extend_from_slice(b",\"icmp_id\":");
-            put_int(out, rec.key.icmp_id);
-        }
-    }
-    let mut vlans = rec.key.vlan.iter().copied().filter(|&v| v != 0).peekable();
-    if vlans.peek().is_some() {
+    put_str(out, j.proto.as_bytes());
+    put_opt_int(out, b",\"icmp_type\":", j.icmp_type);
+    put_opt_int(out, b",\"icmp_code\":", j.icmp_code);
+    put_opt_int(out, b",\"icmp_id\":", j.icmp_id);
+    if !j.vlan.is_empty() {
         out.extend_from_slice(b",\"vlan\":[");
-        for (i, v) in vlans.enumerate() {
+        for (i, v) in j.vlan.ids().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
@@ -160,121 +148,109 @@ pub fn write_flow_body(rec: &FlowRecord, event_type: &'static str, out: &mut Vec
         }
         out.push(b']');
     }
-    match rec.tunnel {
-        Tunnel::None => {}
-        Tunnel::Gre { key } => {
-            out.extend_from_slice(b",\"tunnel\":{\"type\":\"gre\"");
-            if key != 0 {
-                out.extend_from_slice(b",\"key\":");
-                put_int(out, key);
-            }
-            out.push(b'}');
-        }
-        Tunnel::Vxlan { vni } => {
-            out.extend_from_slice(b",\"tunnel\":{\"type\":\"vxlan\",\"vni\":");
-            put_int(out, vni);
-            out.push(b'}');
-        }
+    if let Some(t) = &j.tunnel {
+        out.extend_from_slice(b",\"tunnel\":{\"type\":");
+        put_str(out, t.kind.as_bytes());
+        put_opt_int(out, b",\"vni\":", t.vni);
+        put_opt_int(out, b",\"key\":", t.key);
+        out.push(b'}');
     }
     out.extend_from_slice(b",\"community_id\":");
-    put_str(out, record_community_id(rec).as_bytes());
+    put_str(out, j.community_id.as_bytes());
 
-    let (os, rs) = (&rec.orig_stats, &rec.resp_stats);
-    let dur = rec.duration();
+    let f = &j.flow;
     out.extend_from_slice(b",\"flow\":{\"pkts_toserver\":");
-    put_int(out, os.pkts);
+    put_int(out, f.pkts_toserver);
     out.extend_from_slice(b",\"pkts_toclient\":");
-    put_int(out, rs.pkts);
+    put_int(out, f.pkts_toclient);
     out.extend_from_slice(b",\"bytes_toserver\":");
-    put_int(out, os.bytes);
+    put_int(out, f.bytes_toserver);
     out.extend_from_slice(b",\"bytes_toclient\":");
-    put_int(out, rs.bytes);
+    put_int(out, f.bytes_toclient);
     out.extend_from_slice(b",\"ip_bytes_toserver\":");
-    put_int(out, os.ip_bytes);
+    put_int(out, f.ip_bytes_toserver);
     out.extend_from_slice(b",\"ip_bytes_toclient\":");
-    put_int(out, rs.ip_bytes);
+    put_int(out, f.ip_bytes_toclient);
     out.extend_from_slice(b",\"payload_bytes_toserver\":");
-    put_int(out, os.payload_bytes);
+    put_int(out, f.payload_bytes_toserver);
     out.extend_from_slice(b",\"payload_bytes_toclient\":");
-    put_int(out, rs.payload_bytes);
+    put_int(out, f.payload_bytes_toclient);
     out.extend_from_slice(b",\"start\":");
-    put_time(out, rec.first_ts, None);
+    put_time(out, f.start.0, None);
     out.extend_from_slice(b",\"end\":");
-    put_time(out, rec.last_ts, last);
+    put_time(out, f.end.0, last.filter(|_| f.end.0 == j.timestamp.0));
     out.extend_from_slice(b",\"age\":");
-    put_int(out, dur.0.div_euclid(1_000_000_000));
+    put_int(out, f.age);
     out.extend_from_slice(b",\"duration\":");
-    put_f64(out, round3(dur.as_secs_f64() * 1000.0) / 1000.0);
+    put_f64(out, f.duration);
     out.extend_from_slice(b",\"state\":");
-    put_str(out, rec.conn_state.as_str().as_bytes());
+    put_str(out, f.state.as_bytes());
     out.extend_from_slice(b",\"reason\":");
-    put_str(out, rec.reason.as_str().as_bytes());
+    put_str(out, f.reason.as_bytes());
     out.extend_from_slice(b",\"history\":");
-    put_str(out, rec.history.as_str().as_bytes());
+    put_str(out, f.history.as_bytes());
     out.extend_from_slice(b",\"slice\":");
-    put_int(out, rec.slice);
-    out.extend_from_slice(if rec.reason != EndReason::ActiveTimeout {
+    put_int(out, f.slice);
+    out.extend_from_slice(if f.is_final {
         b",\"final\":true"
     } else {
         b",\"final\":false"
     });
     out.extend_from_slice(b",\"fragments\":");
-    put_int(out, rec.fragments);
-    if let Some(m) = rec.orig.mac {
+    put_int(out, f.fragments);
+    if let Some(m) = f.src_mac {
         out.extend_from_slice(b",\"src_mac\":");
-        put_mac(out, m);
+        put_mac(out, m.0);
     }
-    if let Some(m) = rec.resp.mac {
+    if let Some(m) = f.dest_mac {
         out.extend_from_slice(b",\"dest_mac\":");
-        put_mac(out, m);
+        put_mac(out, m.0);
     }
     out.extend_from_slice(b",\"toserver\":");
-    put_dir(out, os);
+    put_dir(out, &f.toserver);
     out.extend_from_slice(b",\"toclient\":");
-    put_dir(out, rs);
+    put_dir(out, &f.toclient);
     out.push(b'}');
 
-    if rec.proto == proto::TCP {
-        let counts = [
-            (&b",\"syn\":"[..], os.flags.syn + rs.flags.syn),
-            (b",\"fin\":", os.flags.fin + rs.flags.fin),
-            (b",\"rst\":", os.flags.rst + rs.flags.rst),
-            (b",\"psh\":", os.flags.psh + rs.flags.psh),
-            (b",\"ack\":", os.flags.ack + rs.flags.ack),
-            (b",\"urg\":", os.flags.urg + rs.flags.urg),
-        ];
+    if let Some(t) = &j.tcp {
         out.extend_from_slice(b",\"tcp\":{\"tcp_flags\":");
-        put_str(out, &hex2(os.flags_or | rs.flags_or));
+        put_str(out, &hex2(t.tcp_flags.0));
         out.extend_from_slice(b",\"tcp_flags_ts\":");
-        put_str(out, &hex2(os.flags_or));
+        put_str(out, &hex2(t.tcp_flags_ts.0));
         out.extend_from_slice(b",\"tcp_flags_tc\":");
-        put_str(out, &hex2(rs.flags_or));
-        for (name, n) in counts {
+        put_str(out, &hex2(t.tcp_flags_tc.0));
+        for (name, n) in [
+            (&b",\"syn\":"[..], t.syn),
+            (b",\"fin\":", t.fin),
+            (b",\"rst\":", t.rst),
+            (b",\"psh\":", t.psh),
+            (b",\"ack\":", t.ack),
+            (b",\"urg\":", t.urg),
+        ] {
             out.extend_from_slice(name);
             put_int(out, n);
         }
         out.push(b'}');
     }
-    let a = &rec.app;
-    if a.dns_queries > 0 || a.modbus_requests > 0 {
+    if let Some(a) = &j.app {
         out.extend_from_slice(b",\"app\":{");
-        if a.dns_queries > 0 {
+        if let Some(d) = &a.dns {
             out.extend_from_slice(b"\"dns\":{\"queries\":");
-            put_int(out, a.dns_queries);
+            put_int(out, d.queries);
             out.extend_from_slice(b",\"qname_max\":");
-            put_int(out, a.dns_qname_max);
+            put_int(out, d.qname_max);
             out.extend_from_slice(b",\"label_entropy\":");
-            put_f64(out, round3(f64::from(a.dns_label_entropy)));
+            put_f64(out, d.label_entropy);
             out.push(b'}');
         }
-        if a.modbus_requests > 0 {
-            if a.dns_queries > 0 {
+        if let Some(m) = &a.modbus {
+            if a.dns.is_some() {
                 out.push(b',');
             }
             out.extend_from_slice(b"\"modbus\":{\"requests\":");
-            put_int(out, a.modbus_requests);
+            put_int(out, m.requests);
             out.extend_from_slice(b",\"writes\":");
-            put_int(out, a.modbus_writes);
+            put_int(out, m.writes);
             out.push(b'}');
         }
         out.push(b'}');

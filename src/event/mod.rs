@@ -131,7 +131,7 @@ impl Serialize for MacJson {
 }
 
 #[derive(Serialize)]
-struct FlowJson {
+struct FlowJson<'a> {
     pkts_toserver: u64,
     pkts_toclient: u64,
     bytes_toserver: u64,
@@ -146,7 +146,7 @@ struct FlowJson {
     duration: f64,
     state: &'static str,
     reason: &'static str,
-    history: String,
+    history: &'a str,
     slice: u32,
     #[serde(rename = "final")]
     is_final: bool,
@@ -193,9 +193,32 @@ struct ModbusJson {
     writes: u32,
 }
 
-/// The EVE-style body shared by `flow` and `anomaly` events (see `docs/events.md`).
+/// A record's VLAN ids as the event lists them: the non-zero ones, outer first (an
+/// empty list is left out of the event).
+#[derive(Clone, Copy)]
+struct VlanJson([u16; 2]);
+
+impl VlanJson {
+    fn ids(&self) -> impl Iterator<Item = u16> + '_ {
+        self.0.iter().copied().filter(|&v| v != 0)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ids().next().is_none()
+    }
+}
+
+impl Serialize for VlanJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.ids())
+    }
+}
+
+/// The EVE-style body shared by `flow` and `anomaly` events (see `docs/events.md`): every
+/// value either renderer writes is derived here, once ([`flow_json`]); serde_json renders
+/// it inside `anomaly` events, [`write_flow_body`] renders it for `flow` events.
 #[derive(Serialize)]
-pub struct FlowEventJson {
+pub struct FlowEventJson<'a> {
     timestamp: EveTime,
     event_type: &'static str,
     flow_id: u64,
@@ -212,12 +235,12 @@ pub struct FlowEventJson {
     icmp_code: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     icmp_id: Option<u16>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    vlan: Vec<u16>,
+    #[serde(skip_serializing_if = "VlanJson::is_empty")]
+    vlan: VlanJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     tunnel: Option<TunnelJson>,
     community_id: String,
-    flow: FlowJson,
+    flow: FlowJson<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tcp: Option<TcpJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -242,7 +265,7 @@ fn record_community_id(rec: &FlowRecord) -> String {
 }
 
 /// Builds the EVE-style body of a flow record with the given `event_type`.
-pub fn flow_json(rec: &FlowRecord, event_type: &'static str) -> FlowEventJson {
+pub fn flow_json<'a>(rec: &'a FlowRecord, event_type: &'static str) -> FlowEventJson<'a> {
     let (icmp, sport, dport) = event_ports(rec);
     let community_id = record_community_id(rec);
     let (os, rs) = (&rec.orig_stats, &rec.resp_stats);
@@ -282,7 +305,7 @@ pub fn flow_json(rec: &FlowRecord, event_type: &'static str) -> FlowEventJson {
         icmp_type: icmp.then_some(sport as u8),
         icmp_code: icmp.then_some(dport as u8),
         icmp_id: (icmp && rec.key.icmp_id != 0).then_some(rec.key.icmp_id),
-        vlan: rec.key.vlan.iter().copied().filter(|&v| v != 0).collect(),
+        vlan: VlanJson(rec.key.vlan),
         tunnel: match rec.tunnel {
             Tunnel::None => None,
             Tunnel::Gre { key } => Some(TunnelJson {
@@ -312,7 +335,7 @@ pub fn flow_json(rec: &FlowRecord, event_type: &'static str) -> FlowEventJson {
             duration: round3(dur.as_secs_f64() * 1000.0) / 1000.0,
             state: rec.conn_state.as_str(),
             reason: rec.reason.as_str(),
-            history: rec.history.as_str().to_string(),
+            history: rec.history.as_str(),
             slice: rec.slice,
             is_final: rec.reason != crate::flow::EndReason::ActiveTimeout,
             fragments: rec.fragments,
@@ -606,7 +629,7 @@ impl EventWriter {
         device: Option<&str>,
     ) -> Result<(), OutputError> {
         self.line.clear();
-        write_flow_body(rec, "flow", &mut self.line);
+        write_flow_body(&flow_json(rec, "flow"), &mut self.line);
         let key = match device {
             Some(d) => EventKey::Device(d),
             None => EventKey::Ip(rec.orig.addr.to_ip()),
