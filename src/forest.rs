@@ -732,6 +732,21 @@ fn uniform01(rng: &mut ChaCha8Rng) -> f64 {
     (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
+/// Depth (edges from the root to the deepest leaf) of a validated tree.
+fn tree_depth(tree: &Tree) -> u32 {
+    let mut max = 0u32;
+    let mut stack = vec![(0usize, 0u32)];
+    while let Some((i, d)) = stack.pop() {
+        if tree.feature[i] == NONE {
+            max = max.max(d);
+        } else {
+            stack.push((tree.left[i] as usize, d + 1));
+            stack.push((tree.right[i] as usize, d + 1));
+        }
+    }
+    max
+}
+
 /// Height limit for a sub-sample of `psi` rows: `ceil(log2(max(psi, 2)))`.
 fn height_limit(psi: usize) -> usize {
     let p = psi.max(2);
@@ -1003,10 +1018,20 @@ impl IsolationForest {
                 "too many nodes in total ({total})"
             )));
         }
+        let depths: Vec<u32> = self.trees.iter().map(tree_depth).collect();
+        let denominator = self.trees.len() as f64 * average_path_length(self.psi);
+        if self.n_features <= 256 && depths.iter().all(|&d| d as usize <= PERFECT_DEPTH) {
+            // The complete-tree layout serves every scoring path: the flat arrays are
+            // not built.
+            return Ok(Compiled {
+                denominator,
+                perfect: Some(Perfect::build(&self.trees)),
+                ..Compiled::default()
+            });
+        }
         let mut nodes = Vec::with_capacity(total);
         let mut leaf_values = Vec::with_capacity(total);
         let mut roots = Vec::with_capacity(self.trees.len());
-        let mut depths = Vec::with_capacity(self.trees.len());
         // (original node, depth), in breadth-first order; children get adjacent slots.
         let mut queue: Vec<(u32, u32)> = Vec::new();
         for tree in &self.trees {
@@ -1015,13 +1040,11 @@ impl IsolationForest {
             queue.clear();
             queue.push((0, 0));
             let mut head = 0;
-            let mut max_depth = 0u32;
             while head < queue.len() {
                 let (i, d) = queue[head];
                 let here = base + head as u32;
                 head += 1;
                 let i = i as usize;
-                max_depth = max_depth.max(d);
                 if tree.feature[i] == NONE {
                     nodes.push(FlatNode {
                         thr: f32::INFINITY,
@@ -1041,15 +1064,6 @@ impl IsolationForest {
                     leaf_values.push(0.0);
                 }
             }
-            depths.push(max_depth);
-        }
-        let perfect = (self.n_features <= 256
-            && depths.iter().all(|&d| d as usize <= PERFECT_DEPTH))
-        .then(|| Perfect::build(&self.trees));
-        if perfect.is_some() {
-            // The flat layout is not used then; do not keep it in memory.
-            nodes = Vec::new();
-            leaf_values = Vec::new();
         }
         let chunk_depths = depths
             .chunks(LANES)
@@ -1061,8 +1075,8 @@ impl IsolationForest {
             roots,
             depths,
             chunk_depths,
-            denominator: self.trees.len() as f64 * average_path_length(self.psi),
-            perfect,
+            denominator,
+            perfect: None,
         })
     }
 
