@@ -275,7 +275,7 @@ fn train(a: &cli::TrainArgs) -> ExitCode {
         .unwrap_or_default();
     println!("model {} written to {}", id, a.out.display());
     println!(
-        "{:<12} {:>10} {:>12} {:>10} {:>16} {:>10} {:>16}",
+        "{:<16} {:>10} {:>12} {:>10} {:>16} {:>10} {:>16}",
         "class",
         "train rows",
         "calib rows",
@@ -285,13 +285,26 @@ fn train(a: &cli::TrainArgs) -> ExitCode {
         "either calib FPR"
     );
     for r in &report {
-        let name = if r.class == flowsentry::device::DeviceClass::Unknown {
-            "pooled"
-        } else {
-            r.class.as_str()
+        let name = match (r.class, r.transport) {
+            (flowsentry::device::DeviceClass::Unknown, _) => "pooled".to_string(),
+            (c, None) => c.as_str().to_string(),
+            // A per-transport forest: its own threshold; the class line's envelope and
+            // union FPR cover it.
+            (c, Some(t)) => format!("  {}/{}", c.as_str(), t.as_str()),
         };
+        if r.transport.is_some() {
+            println!(
+                "{:<16} {:>10} {:>12} {:>10.4} {:>15.3}%",
+                name,
+                r.n_train,
+                r.n_calibration,
+                r.threshold,
+                r.calibration_fpr * 100.0
+            );
+            continue;
+        }
         println!(
-            "{:<12} {:>10} {:>12} {:>10.4} {:>15.3}% {:>10.4} {:>15.3}%",
+            "{:<16} {:>10} {:>12} {:>10.4} {:>15.3}% {:>10.4} {:>15.3}%",
             name,
             r.n_train,
             r.n_calibration,

@@ -1,5 +1,6 @@
 //! The model bundle: one file holding, per device class, an isolation forest and its
-//! calibrated threshold, plus a pooled model for devices of unknown class, the
+//! calibrated threshold (and, where the class has enough TCP or UDP flows, a forest and
+//! threshold per transport), plus a pooled model for devices of unknown class, the
 //! familiarity tables (F26/F27), the device-class inference model, the Modbus write
 //! allow-list, the feature schema and the training metadata.
 //!
@@ -34,7 +35,7 @@ pub static BUILTIN_MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/defa
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"FSMODEL\0";
 /// Format major version.
-pub const FORMAT_MAJOR: u16 = 2;
+pub const FORMAT_MAJOR: u16 = 3;
 /// Format minor version.
 pub const FORMAT_MINOR: u16 = 0;
 /// Largest body accepted (bytes).
@@ -110,6 +111,57 @@ pub enum ModelError {
     },
 }
 
+/// The transport a per-transport forest covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Transport {
+    /// IP protocol 6.
+    Tcp,
+    /// IP protocol 17.
+    Udp,
+}
+
+impl Transport {
+    /// The transport of IP protocol `proto` (`None`: ICMP and the rest, scored by the
+    /// class-wide forest).
+    pub fn of(proto: u8) -> Option<Transport> {
+        match proto {
+            6 => Some(Transport::Tcp),
+            17 => Some(Transport::Udp),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name (`tcp`, `udp`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+/// A class's forest for the flows of one transport (design `detection.md` §1.3: one
+/// forest per class and transport, as HorusEye trains separate TCP and UDP forests). A
+/// class whose traffic is mostly one mode (a hub's one-packet mDNS/SSDP multicasts) would
+/// otherwise rank its minority modes (its TCP sessions) as anomalous and one-packet
+/// attack flows as normal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransportModel {
+    /// The transport.
+    pub transport: Transport,
+    /// The forest, fitted on the class's training rows of this transport.
+    pub forest: IsolationForest,
+    /// Score threshold: the (1 - target FPR / 2) quantile of this transport's calibration
+    /// scores.
+    pub threshold: f64,
+    /// False-positive rate achieved on the calibration data at that threshold.
+    pub calibration_fpr: f64,
+    /// Training rows.
+    pub n_train: u64,
+    /// Calibration rows.
+    pub n_calibration: u64,
+}
+
 /// One class's detector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassModel {
@@ -130,6 +182,54 @@ pub struct ClassModel {
     pub envelope_threshold: f64,
     /// False-positive rate of the envelope guard on the calibration data.
     pub envelope_calibration_fpr: f64,
+    /// Per-transport forests, sorted by transport, at most one each. A flow whose
+    /// transport has none here is scored by `forest`, which also gives the envelope
+    /// guard's training ranges for every transport.
+    pub transports: Vec<TransportModel>,
+}
+
+impl ClassModel {
+    /// The forest scoring a flow of IP protocol `proto`, its threshold and its
+    /// calibration FPR, with the transport when a per-transport forest serves it.
+    pub fn scorer(&self, proto: u8) -> Scorer<'_> {
+        self.scorer_of(Transport::of(proto))
+    }
+
+    /// The class-wide forest as a [`Scorer`].
+    pub fn class_scorer(&self) -> Scorer<'_> {
+        Scorer {
+            transport: None,
+            forest: &self.forest,
+            threshold: self.threshold,
+            calibration_fpr: self.calibration_fpr,
+        }
+    }
+
+    /// The scorer of a verdict's `transport` (`None`: the class-wide forest).
+    pub fn scorer_of(&self, transport: Option<Transport>) -> Scorer<'_> {
+        match transport.and_then(|t| self.transports.iter().find(|m| m.transport == t)) {
+            Some(m) => Scorer {
+                transport: Some(m.transport),
+                forest: &m.forest,
+                threshold: m.threshold,
+                calibration_fpr: m.calibration_fpr,
+            },
+            None => self.class_scorer(),
+        }
+    }
+}
+
+/// The forest that scores a flow, with its threshold.
+#[derive(Debug, Clone, Copy)]
+pub struct Scorer<'a> {
+    /// The per-transport forest's transport (`None`: the class-wide forest).
+    pub transport: Option<Transport>,
+    /// The forest.
+    pub forest: &'a IsolationForest,
+    /// Its score threshold.
+    pub threshold: f64,
+    /// Its calibration FPR.
+    pub calibration_fpr: f64,
 }
 
 /// Where and how the bundle was trained.
@@ -288,6 +388,30 @@ impl ModelBundle {
                     "{} threshold {} is not in (0, 1]",
                     m.class, m.threshold
                 ));
+            }
+            if m.transports
+                .windows(2)
+                .any(|w| w[0].transport >= w[1].transport)
+            {
+                return Err(format!(
+                    "{} per-transport forests are not sorted and unique",
+                    m.class
+                ));
+            }
+            for t in &m.transports {
+                let name = format!("{}/{}", m.class, t.transport.as_str());
+                t.forest
+                    .validate()
+                    .map_err(|e| format!("{name} forest: {e}"))?;
+                if t.forest.n_features() != N_FEATURES {
+                    return Err(format!(
+                        "{name} forest has {} features, expected {N_FEATURES}",
+                        t.forest.n_features()
+                    ));
+                }
+                if !(t.threshold.is_finite() && t.threshold > 0.0 && t.threshold <= 1.0) {
+                    return Err(format!("{name} threshold {} is not in (0, 1]", t.threshold));
+                }
             }
             if !(m.envelope_threshold.is_finite() && m.envelope_threshold >= 0.0) {
                 return Err(format!(

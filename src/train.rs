@@ -15,7 +15,7 @@ use crate::event::EventWriter;
 use crate::features::{DeviceRef, FamiliarityTables, FeatureExtractor, FEATURE_NAMES, N_FEATURES};
 use crate::flow::{FlowConfig, FlowRecord};
 use crate::forest::{ForestParams, IsolationForest};
-use crate::model::{ClassModel, ModelBundle, TrainingMeta};
+use crate::model::{ClassModel, ModelBundle, TrainingMeta, Transport, TransportModel};
 use crate::output::Output;
 use crate::pipeline::ReplayOptions;
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +23,10 @@ use std::path::PathBuf;
 
 /// Rows a class needs for a forest of its own (fewer: scored by the pooled model).
 pub const MIN_CLASS_ROWS: usize = 64;
+/// Rows of one transport a class needs, in training and again in calibration, for a
+/// per-transport forest (fewer: its class-wide forest scores that transport). 1,000
+/// calibration rows put the (1 − 0.05 %) quantile below the largest calibration score.
+pub const MIN_TRANSPORT_ROWS: usize = 1_000;
 /// Length of one device-profile window for the inference training set (6 h).
 const PROFILE_WINDOW_US: i64 = 6 * 3600 * 1_000_000;
 
@@ -92,6 +96,9 @@ impl Default for TrainOptions {
 pub struct ClassReport {
     /// Class (`unknown` = the pooled model).
     pub class: DeviceClass,
+    /// The transport of a per-transport forest (`None`: the class-wide forest; its
+    /// envelope threshold and union FPR then cover the whole class).
+    pub transport: Option<Transport>,
     /// Training rows.
     pub n_train: u64,
     /// Calibration rows.
@@ -168,6 +175,10 @@ fn class_seed(seed: u64, class: DeviceClass) -> u64 {
     seed ^ (u64::from(class.code()) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
+fn transport_seed(seed: u64, class: DeviceClass, t: Transport) -> u64 {
+    class_seed(seed, class) ^ (t as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+}
+
 /// The (1 − fpr) quantile (nearest rank) and the share of scores above it.
 pub fn quantile_threshold(scores: &mut [f64], fpr: f64) -> (f64, f64) {
     if scores.is_empty() {
@@ -223,6 +234,7 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
     let mut resolver = DeviceResolver::new(inventory.clone(), None, ResolverConfig::default());
     let mut extractor = FeatureExtractor::new(tables.clone());
     let mut rows: BTreeMap<DeviceClass, Vec<f32>> = BTreeMap::new();
+    let mut trows: BTreeMap<(DeviceClass, Transport), Vec<f32>> = BTreeMap::new();
     let mut pooled: Vec<f32> = Vec::new();
     for rec in &recs {
         for (side, dev) in resolver.monitored(rec).into_iter().flatten() {
@@ -230,6 +242,12 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
             let fv = extractor.extract(rec, side, &DeviceRef { id: &dev.id, class });
             if class.is_iot() {
                 rows.entry(class).or_default().extend_from_slice(&fv.0);
+                if let Some(t) = Transport::of(rec.proto) {
+                    trows
+                        .entry((class, t))
+                        .or_default()
+                        .extend_from_slice(&fv.0);
+                }
             }
             pooled.extend_from_slice(&fv.0);
         }
@@ -240,43 +258,69 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
         ));
     }
 
-    let fit = |class: DeviceClass, data: &[f32]| -> Result<IsolationForest, TrainError> {
-        let params = ForestParams {
-            n_trees: o.n_trees,
-            max_samples: o.max_samples,
-            seed: class_seed(o.seed, class),
+    let fit =
+        |class: DeviceClass, seed: u64, data: &[f32]| -> Result<IsolationForest, TrainError> {
+            let params = ForestParams {
+                n_trees: o.n_trees,
+                max_samples: o.max_samples,
+                seed,
+            };
+            IsolationForest::fit(data, N_FEATURES, &params).map_err(|source| TrainError::Forest {
+                class: class.as_str(),
+                source,
+            })
         };
-        IsolationForest::fit(data, N_FEATURES, &params).map_err(|source| TrainError::Forest {
-            class: class.as_str(),
-            source,
-        })
-    };
     let mut classes = Vec::new();
     for (class, data) in &rows {
         let n = data.len() / N_FEATURES;
         if n < MIN_CLASS_ROWS {
             continue;
         }
+        let mut transports = Vec::new();
+        for t in [Transport::Tcp, Transport::Udp] {
+            let Some(data) = trows.get(&(*class, t)) else {
+                continue;
+            };
+            let nt = data.len() / N_FEATURES;
+            if nt >= MIN_TRANSPORT_ROWS {
+                transports.push(TransportModel {
+                    transport: t,
+                    forest: fit(*class, transport_seed(o.seed, *class, t), data)?,
+                    threshold: 1.0,
+                    calibration_fpr: 0.0,
+                    n_train: nt as u64,
+                    n_calibration: 0,
+                });
+            }
+        }
         classes.push(ClassModel {
             class: *class,
-            forest: fit(*class, data)?,
+            forest: fit(*class, class_seed(o.seed, *class), data)?,
             threshold: 1.0,
             calibration_fpr: 0.0,
             n_train: n as u64,
             n_calibration: 0,
             envelope_threshold: 0.0,
             envelope_calibration_fpr: 0.0,
+            transports,
         });
     }
+    // The pooled model is one forest over every class and transport: it is also the
+    // design's global baseline.
     let mut pooled_model = ClassModel {
         class: DeviceClass::Unknown,
-        forest: fit(DeviceClass::Unknown, &pooled)?,
+        forest: fit(
+            DeviceClass::Unknown,
+            class_seed(o.seed, DeviceClass::Unknown),
+            &pooled,
+        )?,
         threshold: 1.0,
         calibration_fpr: 0.0,
         n_train: (pooled.len() / N_FEATURES) as u64,
         n_calibration: 0,
         envelope_threshold: 0.0,
         envelope_calibration_fpr: 0.0,
+        transports: Vec::new(),
     };
 
     // Device-class inference from the inventory devices' traffic windows.
@@ -302,6 +346,8 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
     let mut extractor = FeatureExtractor::new(tables.clone());
     let mut scores: BTreeMap<DeviceClass, Vec<f64>> = BTreeMap::new();
     let mut env_scores: BTreeMap<DeviceClass, Vec<f64>> = BTreeMap::new();
+    // Per class, per calibration row: its transport forest and that forest's score.
+    let mut tscores: BTreeMap<DeviceClass, Vec<(Option<Transport>, f64)>> = BTreeMap::new();
     let mut pooled_scores: Vec<f64> = Vec::new();
     let mut pooled_env: Vec<f64> = Vec::new();
     // The forest and the envelope guard each get half of the target FPR, so a flow is
@@ -315,6 +361,18 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
             // threshold is calibrated below on all calibration traffic.
             if let Some(m) = classes.iter().find(|m| m.class == class) {
                 scores.entry(class).or_default().push(m.forest.score(&fv.0));
+                // Per-transport forests serve operator-listed devices only (as in
+                // `Detector::analyse`).
+                let sub = if dev.assignment.source == crate::device::ClassSource::Inventory {
+                    m.scorer(rec.proto)
+                } else {
+                    m.class_scorer()
+                };
+                let ts = match sub.transport {
+                    Some(_) => sub.forest.score(&fv.0),
+                    None => f64::NAN,
+                };
+                tscores.entry(class).or_default().push((sub.transport, ts));
                 // The guard applies to operator-listed devices only (see detect::envelope).
                 let e = if dev.assignment.source == crate::device::ClassSource::Inventory {
                     envelope::score_only(&fv.0, m.forest.feature_ranges())
@@ -329,6 +387,7 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
     for m in classes.iter_mut() {
         let s0 = scores.remove(&m.class).unwrap_or_default();
         let e0 = env_scores.remove(&m.class).unwrap_or_default();
+        let t0 = tscores.remove(&m.class).unwrap_or_default();
         m.n_calibration = s0.len() as u64;
         let (thr, fpr) = quantile_threshold(&mut s0.clone(), half);
         m.threshold = thr;
@@ -338,9 +397,56 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
         let efpr = share_above(&e0, ethr);
         m.envelope_threshold = ethr;
         m.envelope_calibration_fpr = efpr;
-        let ufpr = union_fpr(&s0, &e0, thr, ethr);
+        // Per-transport thresholds on that transport's calibration rows; a transport
+        // with too few of them is left to the class-wide forest.
+        let mut sub_reports = Vec::new();
+        m.transports.retain_mut(|tm| {
+            let mut st: Vec<f64> = t0
+                .iter()
+                .filter(|(t, _)| *t == Some(tm.transport))
+                .map(|&(_, s)| s)
+                .collect();
+            if st.len() < MIN_TRANSPORT_ROWS {
+                return false;
+            }
+            tm.n_calibration = st.len() as u64;
+            let (t_thr, t_fpr) = quantile_threshold(&mut st, half);
+            tm.threshold = t_thr;
+            tm.calibration_fpr = t_fpr;
+            sub_reports.push(ClassReport {
+                class: m.class,
+                transport: Some(tm.transport),
+                n_train: tm.n_train,
+                n_calibration: tm.n_calibration,
+                threshold: t_thr,
+                calibration_fpr: t_fpr,
+                envelope_threshold: ethr,
+                union_fpr: f64::NAN,
+            });
+            true
+        });
+        // What the detector will alert on: each row's own forest (its transport's, or
+        // the class-wide one) or the guard.
+        let alerted = s0
+            .iter()
+            .zip(&t0)
+            .zip(&e0)
+            .filter(|((&s, &(t, ts)), &e)| {
+                let forest = match m.transports.iter().find(|tm| Some(tm.transport) == t) {
+                    Some(tm) => ts > tm.threshold,
+                    None => s > thr,
+                };
+                forest || e > ethr
+            })
+            .count();
+        let ufpr = if s0.is_empty() {
+            0.0
+        } else {
+            alerted as f64 / s0.len() as f64
+        };
         report.push(ClassReport {
             class: m.class,
+            transport: None,
             n_train: m.n_train,
             n_calibration: m.n_calibration,
             threshold: thr,
@@ -348,6 +454,7 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
             envelope_threshold: ethr,
             union_fpr: ufpr,
         });
+        report.extend(sub_reports);
     }
     // The pooled model's threshold: calibrated on everything it scores, and on the whole
     // calibration traffic so it also serves as the global baseline.
@@ -385,6 +492,7 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
         pooled_model.envelope_calibration_fpr = efpr;
         report.push(ClassReport {
             class: DeviceClass::Unknown,
+            transport: None,
             n_train: pooled_model.n_train,
             n_calibration: pooled_model.n_calibration,
             threshold: thr,

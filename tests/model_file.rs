@@ -162,3 +162,49 @@ fn train_is_deterministic_and_damage_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.fsm") && err.contains("corrupt"), "{err}");
 }
+
+/// The shipped model has per-transport forests (docs/detection.md, "Per transport"):
+/// `scorer` picks them by IP protocol, falls back to the class-wide forest for ICMP, and
+/// validation refuses a duplicated or out-of-range per-transport entry.
+#[test]
+fn per_transport_forests_are_chosen_by_protocol_and_validated() {
+    use flowsentry::model::{Transport, BUILTIN_MODEL};
+    let good = ModelBundle::from_bytes(BUILTIN_MODEL, "builtin").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        good.pooled.transports.is_empty(),
+        "the pooled model (the global baseline) must stay one forest"
+    );
+    let i = good
+        .classes
+        .iter()
+        .position(|m| m.transports.iter().any(|t| t.transport == Transport::Tcp))
+        .unwrap_or_else(|| panic!("no class of the default model has a TCP forest"));
+    let m = &good.classes[i];
+    for t in &m.transports {
+        assert!(t.threshold > 0.0 && t.threshold <= 1.0, "{:?}", t.transport);
+        assert!(t.n_train >= 1_000 && t.n_calibration >= 1_000);
+    }
+    let tcp = m.scorer(6);
+    assert_eq!(tcp.transport, Some(Transport::Tcp));
+    assert!(std::ptr::eq(tcp.forest, &m.transports[0].forest));
+    assert_eq!(tcp.threshold, m.transports[0].threshold);
+    let icmp = m.scorer(1);
+    assert_eq!(icmp.transport, None);
+    assert!(std::ptr::eq(icmp.forest, &m.forest));
+    assert_eq!(icmp.threshold, m.threshold);
+    let has_udp = m.transports.iter().any(|t| t.transport == Transport::Udp);
+    assert_eq!(m.scorer(17).transport.is_some(), has_udp);
+
+    let mut dup = good.clone();
+    let first = dup.classes[i].transports[0].clone();
+    dup.classes[i].transports.push(first);
+    let e = dup
+        .validate()
+        .expect_err("a duplicated transport forest validated");
+    assert!(e.contains("sorted and unique"), "{e}");
+    let mut bad = good.clone();
+    bad.classes[i].transports[0].threshold = 1.5;
+    let e = bad.validate().expect_err("a threshold of 1.5 validated");
+    assert!(e.contains("threshold"), "{e}");
+    assert!(good.validate().is_ok());
+}

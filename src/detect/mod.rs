@@ -16,7 +16,7 @@ use crate::error::OutputError;
 use crate::event::{flow_id, flow_json, EventWriter, FlowEventJson};
 use crate::features::{FeatureExtractor, FeatureVector, Side, FEATURE_NAMES, N_FEATURES};
 use crate::flow::FlowRecord;
-use crate::model::ModelBundle;
+use crate::model::{ModelBundle, Transport};
 use crate::output::FlowObserver;
 use crate::packet::{Addr, ArpPacket};
 use crate::time::{Nanos, Timestamp};
@@ -90,6 +90,9 @@ pub struct Verdict {
     pub device: DeviceInfo,
     /// The class whose model scored it (the pooled model for `unknown`).
     pub model_class: DeviceClass,
+    /// The per-transport forest of that class that scored it (`None`: the class-wide
+    /// forest).
+    pub transport: Option<Transport>,
     /// Isolation-forest score in (0, 1].
     pub score: f64,
     /// The class threshold.
@@ -177,6 +180,9 @@ struct FeatureJson {
 struct ModelJson<'a> {
     id: &'a str,
     class: &'static str,
+    /// The per-transport forest that scored the flow (absent: the class-wide forest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transport: Option<&'static str>,
     calibration_fpr: f64,
 }
 
@@ -439,6 +445,14 @@ impl Detector {
                 &crate::features::DeviceRef { id: &dev.id, class },
             );
             let m = self.model_of(class);
+            // Per-transport forests score operator-listed devices only, like the
+            // envelope guard: an inferred class is a guess (an HMI inferred as a
+            // thermostat polls PLCs over Modbus, which no thermostat TCP flow resembles).
+            let scorer = if dev.assignment.source == crate::device::ClassSource::Inventory {
+                m.scorer(rec.proto)
+            } else {
+                m.class_scorer()
+            };
             let env = if self.envelope_applies(&dev) {
                 envelope::score_only(&fv.0, m.forest.feature_ranges())
             } else {
@@ -451,8 +465,9 @@ impl Detector {
             let verdict = Verdict {
                 side,
                 model_class: m.class,
+                transport: scorer.transport,
                 score: f64::NAN,
-                threshold: m.threshold,
+                threshold: scorer.threshold,
                 features: fv,
                 contributions: None,
                 envelope: env,
@@ -507,26 +522,27 @@ impl Detector {
     fn score_forests(&mut self, vs: &mut [Verdict]) {
         let mut rows = std::mem::take(&mut self.batch_rows);
         let mut scores = std::mem::take(&mut self.batch_scores);
-        let mut done: Vec<DeviceClass> = Vec::new(); // a handful of classes at most
+        // (class, transport) forests: a handful at most.
+        let mut done: Vec<(DeviceClass, Option<Transport>)> = Vec::new();
         for i in 0..vs.len() {
-            let class = vs[i].model_class;
-            if done.contains(&class) {
+            let key = (vs[i].model_class, vs[i].transport);
+            if done.contains(&key) {
                 continue;
             }
-            done.push(class);
+            done.push(key);
+            let of_key = |v: &&mut Verdict| (v.model_class, v.transport) == key;
             rows.clear();
-            for v in vs[i..].iter().filter(|v| v.model_class == class) {
+            for v in vs[i..]
+                .iter()
+                .filter(|v| (v.model_class, v.transport) == key)
+            {
                 rows.extend_from_slice(&v.features.0);
             }
-            let m = self.model_of(class);
+            let m = self.model_of(key.0).scorer_of(key.1);
             scores.clear();
             scores.resize(rows.len() / N_FEATURES.max(1), f64::NAN);
             let batch = m.forest.score_batch(&rows, &mut scores);
-            for (v, &s) in vs[i..]
-                .iter_mut()
-                .filter(|v| v.model_class == class)
-                .zip(&scores)
-            {
+            for (v, &s) in vs[i..].iter_mut().filter(of_key).zip(&scores) {
                 v.score = match batch {
                     Ok(()) => s,
                     // Unreachable for a validated bundle (its schema has N_FEATURES).
@@ -857,7 +873,8 @@ impl FlowObserver for Detector {
                 model: ModelJson {
                     id: &self.model_id,
                     class: m.class.as_str(),
-                    calibration_fpr: m.calibration_fpr,
+                    transport: v.transport.map(Transport::as_str),
+                    calibration_fpr: m.scorer_of(v.transport).calibration_fpr,
                 },
                 explanation: if v.anomalous() {
                     self.explanation(v)
@@ -903,6 +920,7 @@ impl FlowObserver for Detector {
                     model: ModelJson {
                         id: &self.model_id,
                         class: dev.assignment.class.as_str(),
+                        transport: None,
                         calibration_fpr: 0.0,
                     },
                     explanation: Vec::new(),
@@ -974,6 +992,7 @@ impl FlowObserver for Detector {
                     .as_ref()
                     .map(|d| d.assignment.class.as_str())
                     .unwrap_or("unknown"),
+                transport: None,
                 calibration_fpr: 0.0,
             },
             rule: RuleJson {
