@@ -18,8 +18,9 @@
 //!
 //! Loading checks magic, version, schema, length and checksum, then decodes the body
 //! with a hard size limit (a corrupt length prefix inside the body can never make the
-//! decoder allocate more than [`MAX_BODY`]), then validates every forest and the
-//! inference trees structurally. Any failure is an error naming the file.
+//! decoder allocate more than [`MAX_BODY`]; every forest is validated structurally as it
+//! is decoded), then checks the thresholds, the per-transport order and the inference
+//! trees. Any failure is an error naming the file.
 
 use crate::device::{ClassInference, DeviceClass};
 use crate::features::{FamiliarityTables, FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES};
@@ -372,10 +373,11 @@ impl ModelBundle {
         if names != FEATURE_NAMES {
             return Err("feature names differ from this build's feature vector".into());
         }
+        // The forests themselves need no check here: an `IsolationForest` exists only
+        // through `IsolationForest::from_parts` (fitting, import and decoding all go
+        // through it), which validates it, so a decoded bundle's forests were checked
+        // while decoding (a structural error there is a decode error naming the forest).
         for m in self.classes.iter().chain(std::iter::once(&self.pooled)) {
-            m.forest
-                .validate()
-                .map_err(|e| format!("{} forest: {e}", m.class))?;
             if m.forest.n_features() != N_FEATURES {
                 return Err(format!(
                     "{} forest has {} features, expected {N_FEATURES}",
@@ -400,9 +402,6 @@ impl ModelBundle {
             }
             for t in &m.transports {
                 let name = format!("{}/{}", m.class, t.transport.as_str());
-                t.forest
-                    .validate()
-                    .map_err(|e| format!("{name} forest: {e}"))?;
                 if t.forest.n_features() != N_FEATURES {
                     return Err(format!(
                         "{name} forest has {} features, expected {N_FEATURES}",

@@ -208,3 +208,31 @@ fn per_transport_forests_are_chosen_by_protocol_and_validated() {
     assert!(e.contains("threshold"), "{e}");
     assert!(good.validate().is_ok());
 }
+
+/// `ModelBundle::validate` does not re-check forests because decoding one validates it
+/// (`IsolationForest` deserialises through `from_parts`): a structurally broken forest in
+/// otherwise well-formed bincode must fail to decode.
+#[test]
+fn decoding_a_broken_forest_is_an_error() {
+    use flowsentry::forest::{IsolationForest, Tree};
+    let cfg = bincode::config::standard();
+    // Same field order as the forest's serialised form: n_features, psi, ranges, trees.
+    let encode = |left0: u32| {
+        let tree = Tree {
+            feature: vec![0, u32::MAX, u32::MAX],
+            threshold: vec![0.5, 0.0, 0.0],
+            left: vec![left0, u32::MAX, u32::MAX],
+            right: vec![2, u32::MAX, u32::MAX],
+            n_samples: vec![2, 1, 1],
+        };
+        bincode::serde::encode_to_vec((1usize, 2usize, vec![(0f32, 1f32)], vec![tree]), cfg)
+            .unwrap_or_else(|e| panic!("encode: {e}"))
+    };
+    let decode = |b: &[u8]| bincode::serde::decode_from_slice::<IsolationForest, _>(b, cfg);
+    assert!(
+        decode(&encode(1)).is_ok(),
+        "the well-formed forest did not decode"
+    );
+    let e = decode(&encode(0)).expect_err("a forest whose root is its own child decoded");
+    assert!(e.to_string().contains("cycle"), "{e}");
+}
