@@ -22,7 +22,7 @@
 //! is decoded), then checks the thresholds, the per-transport order and the inference
 //! trees. Any failure is an error naming the file.
 
-use crate::device::{ClassInference, DeviceClass};
+use crate::device::{ClassInference, ClassSource, DeviceClass};
 use crate::features::{FamiliarityTables, FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES};
 use crate::forest::IsolationForest;
 use crate::packet::Addr;
@@ -190,10 +190,16 @@ pub struct ClassModel {
 }
 
 impl ClassModel {
-    /// The forest scoring a flow of IP protocol `proto`, its threshold and its
-    /// calibration FPR, with the transport when a per-transport forest serves it.
-    pub fn scorer(&self, proto: u8) -> Scorer<'_> {
-        self.scorer_of(Transport::of(proto))
+    /// The forest scoring a flow of IP protocol `proto` for a device whose class came
+    /// from `source`, with its threshold and calibration FPR. Per-transport forests
+    /// score operator-listed devices only, like the envelope guard: an inferred class is
+    /// a guess (an HMI inferred as a thermostat polls PLCs over Modbus, which no
+    /// thermostat TCP flow resembles); everything else gets the class-wide forest.
+    pub fn scorer(&self, proto: u8, source: ClassSource) -> Scorer<'_> {
+        match source {
+            ClassSource::Inventory => self.scorer_of(Transport::of(proto)),
+            ClassSource::Inferred | ClassSource::Unknown => self.class_scorer(),
+        }
     }
 
     /// The class-wide forest as a [`Scorer`].

@@ -361,13 +361,7 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
             // threshold is calibrated below on all calibration traffic.
             if let Some(m) = classes.iter().find(|m| m.class == class) {
                 scores.entry(class).or_default().push(m.forest.score(&fv.0));
-                // Per-transport forests serve operator-listed devices only (as in
-                // `Detector::analyse`).
-                let sub = if dev.assignment.source == crate::device::ClassSource::Inventory {
-                    m.scorer(rec.proto)
-                } else {
-                    m.class_scorer()
-                };
+                let sub = m.scorer(rec.proto, dev.assignment.source);
                 let ts = match sub.transport {
                     Some(_) => sub.forest.score(&fv.0),
                     None => f64::NAN,

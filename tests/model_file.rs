@@ -184,16 +184,26 @@ fn per_transport_forests_are_chosen_by_protocol_and_validated() {
         assert!(t.threshold > 0.0 && t.threshold <= 1.0, "{:?}", t.transport);
         assert!(t.n_train >= 1_000 && t.n_calibration >= 1_000);
     }
-    let tcp = m.scorer(6);
+    use flowsentry::device::ClassSource;
+    let tcp = m.scorer(6, ClassSource::Inventory);
     assert_eq!(tcp.transport, Some(Transport::Tcp));
     assert!(std::ptr::eq(tcp.forest, &m.transports[0].forest));
     assert_eq!(tcp.threshold, m.transports[0].threshold);
-    let icmp = m.scorer(1);
+    // An inferred device is scored by the class-wide forest whatever its transport.
+    for source in [ClassSource::Inferred, ClassSource::Unknown] {
+        let s = m.scorer(6, source);
+        assert_eq!(s.transport, None);
+        assert!(std::ptr::eq(s.forest, &m.forest));
+    }
+    let icmp = m.scorer(1, ClassSource::Inventory);
     assert_eq!(icmp.transport, None);
     assert!(std::ptr::eq(icmp.forest, &m.forest));
     assert_eq!(icmp.threshold, m.threshold);
     let has_udp = m.transports.iter().any(|t| t.transport == Transport::Udp);
-    assert_eq!(m.scorer(17).transport.is_some(), has_udp);
+    assert_eq!(
+        m.scorer(17, ClassSource::Inventory).transport.is_some(),
+        has_udp
+    );
 
     let mut dup = good.clone();
     let first = dup.classes[i].transports[0].clone();

@@ -445,14 +445,7 @@ impl Detector {
                 &crate::features::DeviceRef { id: &dev.id, class },
             );
             let m = self.model_of(class);
-            // Per-transport forests score operator-listed devices only, like the
-            // envelope guard: an inferred class is a guess (an HMI inferred as a
-            // thermostat polls PLCs over Modbus, which no thermostat TCP flow resembles).
-            let scorer = if dev.assignment.source == crate::device::ClassSource::Inventory {
-                m.scorer(rec.proto)
-            } else {
-                m.class_scorer()
-            };
+            let scorer = m.scorer(rec.proto, dev.assignment.source);
             let env = if self.envelope_applies(&dev) {
                 envelope::score_only(&fv.0, m.forest.feature_ranges())
             } else {
@@ -530,19 +523,16 @@ impl Detector {
                 continue;
             }
             done.push(key);
-            let of_key = |v: &&mut Verdict| (v.model_class, v.transport) == key;
+            let of_key = |v: &Verdict| (v.model_class, v.transport) == key;
             rows.clear();
-            for v in vs[i..]
-                .iter()
-                .filter(|v| (v.model_class, v.transport) == key)
-            {
+            for v in vs[i..].iter().filter(|v| of_key(v)) {
                 rows.extend_from_slice(&v.features.0);
             }
             let m = self.model_of(key.0).scorer_of(key.1);
             scores.clear();
             scores.resize(rows.len() / N_FEATURES.max(1), f64::NAN);
             let batch = m.forest.score_batch(&rows, &mut scores);
-            for (v, &s) in vs[i..].iter_mut().filter(of_key).zip(&scores) {
+            for (v, &s) in vs[i..].iter_mut().filter(|v| of_key(v)).zip(&scores) {
                 v.score = match batch {
                     Ok(()) => s,
                     // Unreachable for a validated bundle (its schema has N_FEATURES).
