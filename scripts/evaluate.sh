@@ -65,17 +65,6 @@ for i, mode in enumerate(modes[:1]):
         pc = [r["modes"][i]["per_class"][c] for r in reports if c in r["modes"][i]["per_class"]]
         fi = sum(r["modes"][i]["triage"]["false_incidents_by_class"].get(c, 0) for r in reports)
         print(f"| {c} | {agg([x['roc_auc'] for x in pc])} | {agg([x['tpr_at_fpr_0_1pct'] for x in pc])} | {agg([x['fpr'] for x in pc])} | {fi} |")
-EOF
-python3 - "$OUT" <<'EOF2'
-import glob, json, sys, statistics as st
-out = sys.argv[1]
-reports = [json.load(open(p)) for p in sorted(glob.glob(f"{out}/report-f*-e*.json"))]
-modes = [m["mode"] for m in reports[0]["modes"]]
-def agg(vals):
-    vals = [v for v in vals if v is not None]
-    if not vals:
-        return "-"
-    return f"{st.mean(vals):.4f} [{min(vals):.4f}, {max(vals):.4f}]"
 print("\nPer class, flow ROC-AUC in every mode:\n")
 print("| class | " + " | ".join(modes) + " |")
 print("|---|" + "---|" * len(modes))
@@ -84,4 +73,4 @@ for c in sorted(reports[0]["modes"][0]["per_class"]):
     for i, _ in enumerate(modes):
         cells.append(agg([r["modes"][i]["per_class"][c]["roc_auc"] for r in reports if c in r["modes"][i]["per_class"]]))
     print(f"| {c} | " + " | ".join(cells) + " |")
-EOF2
+EOF

@@ -198,17 +198,7 @@ impl ClassModel {
     pub fn scorer(&self, proto: u8, source: ClassSource) -> Scorer<'_> {
         match source {
             ClassSource::Inventory => self.scorer_of(Transport::of(proto)),
-            ClassSource::Inferred | ClassSource::Unknown => self.class_scorer(),
-        }
-    }
-
-    /// The class-wide forest as a [`Scorer`].
-    pub fn class_scorer(&self) -> Scorer<'_> {
-        Scorer {
-            transport: None,
-            forest: &self.forest,
-            threshold: self.threshold,
-            calibration_fpr: self.calibration_fpr,
+            ClassSource::Inferred | ClassSource::Unknown => self.scorer_of(None),
         }
     }
 
@@ -221,7 +211,12 @@ impl ClassModel {
                 threshold: m.threshold,
                 calibration_fpr: m.calibration_fpr,
             },
-            None => self.class_scorer(),
+            None => Scorer {
+                transport: None,
+                forest: &self.forest,
+                threshold: self.threshold,
+                calibration_fpr: self.calibration_fpr,
+            },
         }
     }
 }
@@ -383,20 +378,21 @@ impl ModelBundle {
         // through `IsolationForest::from_parts` (fitting, import and decoding all go
         // through it), which validates it, so a decoded bundle's forests were checked
         // while decoding (a structural error there is a decode error naming the forest).
+        // One forest and its threshold, named `name` in errors.
+        let check = |name: &dyn std::fmt::Display, forest: &IsolationForest, thr: f64| {
+            if forest.n_features() != N_FEATURES {
+                return Err(format!(
+                    "{name} forest has {} features, expected {N_FEATURES}",
+                    forest.n_features()
+                ));
+            }
+            if !(thr.is_finite() && thr > 0.0 && thr <= 1.0) {
+                return Err(format!("{name} threshold {thr} is not in (0, 1]"));
+            }
+            Ok(())
+        };
         for m in self.classes.iter().chain(std::iter::once(&self.pooled)) {
-            if m.forest.n_features() != N_FEATURES {
-                return Err(format!(
-                    "{} forest has {} features, expected {N_FEATURES}",
-                    m.class,
-                    m.forest.n_features()
-                ));
-            }
-            if !(m.threshold.is_finite() && m.threshold > 0.0 && m.threshold <= 1.0) {
-                return Err(format!(
-                    "{} threshold {} is not in (0, 1]",
-                    m.class, m.threshold
-                ));
-            }
+            check(&m.class, &m.forest, m.threshold)?;
             if m.transports
                 .windows(2)
                 .any(|w| w[0].transport >= w[1].transport)
@@ -408,15 +404,7 @@ impl ModelBundle {
             }
             for t in &m.transports {
                 let name = format!("{}/{}", m.class, t.transport.as_str());
-                if t.forest.n_features() != N_FEATURES {
-                    return Err(format!(
-                        "{name} forest has {} features, expected {N_FEATURES}",
-                        t.forest.n_features()
-                    ));
-                }
-                if !(t.threshold.is_finite() && t.threshold > 0.0 && t.threshold <= 1.0) {
-                    return Err(format!("{name} threshold {} is not in (0, 1]", t.threshold));
-                }
+                check(&name, &t.forest, t.threshold)?;
             }
             if !(m.envelope_threshold.is_finite() && m.envelope_threshold >= 0.0) {
                 return Err(format!(

@@ -123,17 +123,17 @@ fn share_above(v: &[f64], t: f64) -> f64 {
     v.iter().filter(|&&x| x > t).count() as f64 / v.len() as f64
 }
 
-/// Share of calibration rows the forest (`s > thr`) or the guard (`e > ethr`) alerts.
-fn union_fpr(s: &[f64], e: &[f64], thr: f64, ethr: f64) -> f64 {
-    if s.is_empty() {
+/// Share of calibration rows the forest (`forest_alerts`, one per row) or the guard
+/// (`e > ethr`) alerts.
+fn union_fpr(forest_alerts: impl Iterator<Item = bool>, e: &[f64], ethr: f64) -> f64 {
+    if e.is_empty() {
         return 0.0;
     }
-    let n = s
-        .iter()
+    let n = forest_alerts
         .zip(e)
-        .filter(|(&a, &b)| a > thr || b > ethr)
+        .filter(|&(f, &b)| f || b > ethr)
         .count();
-    n as f64 / s.len() as f64
+    n as f64 / e.len() as f64
 }
 
 /// Replays captures (single-threaded, in order) and returns their flow records.
@@ -423,23 +423,13 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
         });
         // What the detector will alert on: each row's own forest (its transport's, or
         // the class-wide one) or the guard.
-        let alerted = s0
-            .iter()
-            .zip(&t0)
-            .zip(&e0)
-            .filter(|((&s, &(t, ts)), &e)| {
-                let forest = match m.transports.iter().find(|tm| Some(tm.transport) == t) {
-                    Some(tm) => ts > tm.threshold,
-                    None => s > thr,
-                };
-                forest || e > ethr
-            })
-            .count();
-        let ufpr = if s0.is_empty() {
-            0.0
-        } else {
-            alerted as f64 / s0.len() as f64
-        };
+        let forest_alerts = s0.iter().zip(&t0).map(|(&s, &(t, ts))| {
+            match m.transports.iter().find(|tm| Some(tm.transport) == t) {
+                Some(tm) => ts > tm.threshold,
+                None => s > thr,
+            }
+        });
+        let ufpr = union_fpr(forest_alerts, &e0, ethr);
         report.push(ClassReport {
             class: m.class,
             transport: None,
@@ -476,14 +466,13 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
             }
         }
         pooled_model.n_calibration = pooled_scores.len() as u64;
-        let ufpr_of = |thr: f64, ethr: f64| union_fpr(&pooled_scores, &pooled_env, thr, ethr);
         let (thr, fpr) = quantile_threshold(&mut pooled_scores.clone(), half);
         pooled_model.threshold = thr;
         pooled_model.calibration_fpr = fpr;
         let (ethr, _) = quantile_threshold(&mut pooled_env.clone(), half);
         let ethr = ethr.max(envelope::MIN_THRESHOLD);
         let efpr = share_above(&pooled_env, ethr);
-        let ufpr = ufpr_of(thr, ethr);
+        let ufpr = union_fpr(pooled_scores.iter().map(|&s| s > thr), &pooled_env, ethr);
         pooled_model.envelope_threshold = ethr;
         pooled_model.envelope_calibration_fpr = efpr;
         report.push(ClassReport {
