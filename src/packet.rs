@@ -68,19 +68,25 @@ pub struct Frame<'a> {
 /// An IPv4 or IPv6 address stored in 16 bytes (IPv4 as an IPv4-mapped IPv6 address), so
 /// flow keys have one fixed size and compare as plain bytes.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
 )]
 pub struct Addr(pub [u8; 16]);
+
+/// Byte order (lexicographic, as a derived `Ord` of the array would give), computed as one
+/// big-endian 128-bit comparison: flow keys are ordered on every packet.
+impl Ord for Addr {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        u128::from_be_bytes(self.0).cmp(&u128::from_be_bytes(other.0))
+    }
+}
+
+impl PartialOrd for Addr {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Addr {
     /// The IPv4 address `a.b.c.d` in mapped form.
@@ -203,9 +209,11 @@ pub enum AppHint {
     Dns {
         /// True for a query (QR bit 0).
         query: bool,
-        /// Length in characters of the first question's QNAME in dotted form (0 if unparsable).
+        /// Length in characters of the first question's QNAME in dotted form (0 if
+        /// unparsable, and 0 in a response: only queries' names are read).
         qname_len: u16,
-        /// Shannon entropy (bits per character) of the longest label of that QNAME.
+        /// Shannon entropy (bits per character) of the longest label of that QNAME (0 in
+        /// a response).
         label_entropy: f32,
     },
     /// A Modbus/TCP ADU (TCP port 502) with a valid MBAP header (protocol id 0).
@@ -371,6 +379,19 @@ mod tests {
             .unwrap_or_default();
         assert!(!b.is_v4());
         assert_eq!(b.to_ip().to_string(), "fe80::1");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn addr_order_is_byte_order(a: [u8; 16], b: [u8; 16], common in 0usize..16) {
+            // Also pairs that share a prefix, where byte order is decided late.
+            let mut b2 = b;
+            b2[..common].copy_from_slice(&a[..common]);
+            for b in [b, b2, a] {
+                proptest::prop_assert_eq!(Addr(a).cmp(&Addr(b)), a.cmp(&b));
+                proptest::prop_assert_eq!(Addr(a).partial_cmp(&Addr(b)), Some(a.cmp(&b)));
+            }
+        }
     }
 
     #[test]

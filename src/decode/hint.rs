@@ -44,6 +44,14 @@ fn dns(msg: &[u8]) -> AppHint {
     if u16::from_be_bytes([q0, q1]) == 0 {
         return AppHint::None;
     }
+    if flags & 0x80 != 0 {
+        // A response: only queries are accounted (`AppSummary`), so its name is not read.
+        return AppHint::Dns {
+            query: false,
+            qname_len: 0,
+            label_entropy: 0.0,
+        };
+    }
     let mut pos = 12usize;
     let mut chars = 0usize;
     let mut labels = 0usize;
@@ -66,7 +74,7 @@ fn dns(msg: &[u8]) -> AppHint {
     }
     let qname_len = chars + labels.saturating_sub(1);
     AppHint::Dns {
-        query: flags & 0x80 == 0,
+        query: true,
         qname_len: u16::try_from(qname_len).unwrap_or(u16::MAX),
         label_entropy: shannon_entropy(longest),
     }

@@ -997,11 +997,10 @@ fn dns_hint_qname_length_and_entropy() {
     );
     assert!((label_entropy - 2.521_641).abs() < 1e-5);
 
-    // A response from mDNS port 5353 (QR bit set), upper case folds to the same entropy.
-    let mut resp = DNS_QUERY;
-    resp[2] = 0x84;
-    resp[17] = b'E';
-    let f = cat(&[&udp_dns(5353, 5353, resp.len() as u16), &resp]);
+    // Upper case folds to the same entropy (an mDNS query from port 5353).
+    let mut upper = DNS_QUERY;
+    upper[17] = b'E';
+    let f = cat(&[&udp_dns(5353, 5353, upper.len() as u16), &upper]);
     let AppHint::Dns {
         query,
         qname_len,
@@ -1010,8 +1009,21 @@ fn dns_hint_qname_length_and_entropy() {
     else {
         panic!("no hint")
     };
-    assert_eq!((query, qname_len), (false, 15));
+    assert_eq!((query, qname_len), (true, 15));
     assert_eq!(e2, label_entropy);
+
+    // A response (QR bit set): only queries are accounted, so its name is not read.
+    let mut resp = DNS_QUERY;
+    resp[2] = 0x84;
+    let f = cat(&[&udp_dns(5353, 5353, resp.len() as u16), &resp]);
+    assert_eq!(
+        ip_of(LinkType::Ethernet, &f).app,
+        AppHint::Dns {
+            query: false,
+            qname_len: 0,
+            label_entropy: 0.0
+        }
+    );
 }
 
 #[test]

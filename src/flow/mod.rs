@@ -722,7 +722,7 @@ impl FlowTable {
     pub fn observe_at(&mut self, pkt: &IpPacket, clock: Timestamp, out: &mut Vec<FlowRecord>) {
         let (key, src_is_lo) = FlowKey::of(pkt);
         let hash = key.hash_with(&self.hasher);
-        self.observe_keyed(pkt, clock, key, src_is_lo, hash, out);
+        self.observe_keyed(pkt, clock, key, src_is_lo, hash, None, out);
     }
 
     /// Accounts a batch of packets in order, exactly like [`FlowTable::observe_at`] on each
@@ -808,12 +808,16 @@ impl FlowTable {
             }
             if let Some((pkt, clock)) = ip(item) {
                 let e = ring[i % RING];
-                self.observe_keyed(pkt, clock, e.key, e.src_is_lo, e.hash, out);
+                self.observe_keyed(pkt, clock, e.key, e.src_is_lo, e.hash, e.slot, out);
             }
         }
     }
 
     /// [`FlowTable::observe_at`] with the packet's key and its hash already computed.
+    /// `candidate` is a slot that may hold the flow (the prefetched one): it is used when
+    /// it is live with this key (keys of live slots are unique, so it is then the slot
+    /// the index would find), and the index is searched otherwise.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn observe_keyed(
         &mut self,
@@ -822,6 +826,7 @@ impl FlowTable {
         key: FlowKey,
         src_is_lo: bool,
         hash: u64,
+        candidate: Option<u32>,
         out: &mut Vec<FlowRecord>,
     ) {
         let now = if clock > pkt.ts { clock } else { pkt.ts };
@@ -835,9 +840,13 @@ impl FlowTable {
         self.expire(out);
 
         let slots = &self.slots;
-        let found = self.index.find(hash, |i| {
-            slots.get(i as usize).is_some_and(|s| s.key == key)
-        });
+        let is_flow = |i: u32| slots.get(i as usize).is_some_and(|s| s.key == key && s.live());
+        let found = match candidate {
+            Some(c) if is_flow(c) => Some(c),
+            _ => self.index.find(hash, |i| {
+                slots.get(i as usize).is_some_and(|s| s.key == key)
+            }),
+        };
         let syn_only = pkt.proto == proto::TCP
             && pkt.tcp_flags & crate::packet::tcp_flags::SYN != 0
             && pkt.tcp_flags & crate::packet::tcp_flags::ACK == 0;
@@ -900,10 +909,16 @@ impl FlowTable {
     /// return at once without looking at the lists. It stays a lower bound because lists
     /// are ordered by `touched` (a head leaving makes the next head's deadline no
     /// earlier) and `relink` lowers it when a flow becomes the head of an empty list.
+    #[inline(always)]
     fn expire(&mut self, out: &mut Vec<FlowRecord>) {
-        if self.clock <= self.next_deadline {
-            return;
+        if self.clock > self.next_deadline {
+            self.expire_due(out);
         }
+    }
+
+    /// [`FlowTable::expire`] once a list head may be due.
+    #[inline(never)]
+    fn expire_due(&mut self, out: &mut Vec<FlowRecord>) {
         loop {
             let mut best: Option<(Timestamp, u8)> = None;
             let mut earliest = Timestamp(i64::MAX);
