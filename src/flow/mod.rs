@@ -840,7 +840,11 @@ impl FlowTable {
         self.expire(out);
 
         let slots = &self.slots;
-        let is_flow = |i: u32| slots.get(i as usize).is_some_and(|s| s.key == key && s.live());
+        let is_flow = |i: u32| {
+            slots
+                .get(i as usize)
+                .is_some_and(|s| s.key == key && s.live())
+        };
         let found = match candidate {
             Some(c) if is_flow(c) => Some(c),
             _ => self.index.find(hash, |i| {
@@ -1096,12 +1100,15 @@ impl FlowTable {
         if flags != 0 {
             use crate::packet::tcp_flags as tf;
             h.flags_or |= flags;
-            for (j, (bit, i)) in [(tf::SYN, 0), (tf::FIN, 1), (tf::RST, 2), (tf::URG, 5)]
-                .into_iter()
-                .enumerate()
-            {
-                if flags & bit != 0 {
-                    inc8(&mut h.flags_rare[j], b + D_FLAG0 + i, &mut ovf);
+            // Most packets carry only ACK (and PSH): test the rare flags together first.
+            if flags & (tf::SYN | tf::FIN | tf::RST | tf::URG) != 0 {
+                for (j, (bit, i)) in [(tf::SYN, 0), (tf::FIN, 1), (tf::RST, 2), (tf::URG, 5)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    if flags & bit != 0 {
+                        inc8(&mut h.flags_rare[j], b + D_FLAG0 + i, &mut ovf);
+                    }
                 }
             }
             for (j, (bit, i)) in [(tf::PSH, 3), (tf::ACK, 4)].into_iter().enumerate() {
