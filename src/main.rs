@@ -292,27 +292,22 @@ fn train(a: &cli::TrainArgs) -> ExitCode {
             // union FPR cover it.
             (c, Some(t)) => format!("  {}/{}", c.as_str(), t.as_str()),
         };
-        if r.transport.is_some() {
-            println!(
-                "{:<16} {:>10} {:>12} {:>10.4} {:>15.3}%",
-                name,
-                r.n_train,
-                r.n_calibration,
-                r.threshold,
-                r.calibration_fpr * 100.0
-            );
-            continue;
-        }
-        println!(
-            "{:<16} {:>10} {:>12} {:>10.4} {:>15.3}% {:>10.4} {:>15.3}%",
+        let line = format!(
+            "{:<16} {:>10} {:>12} {:>10.4} {:>15.3}%",
             name,
             r.n_train,
             r.n_calibration,
             r.threshold,
-            r.calibration_fpr * 100.0,
-            r.envelope_threshold,
-            r.union_fpr * 100.0
+            r.calibration_fpr * 100.0
         );
+        match r.guard {
+            Some(g) => println!(
+                "{line} {:>10.4} {:>15.3}%",
+                g.threshold,
+                g.union_fpr * 100.0
+            ),
+            None => println!("{line}"),
+        }
     }
     println!(
         "inference model: {}; modbus write masters: {}",

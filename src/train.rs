@@ -93,13 +93,13 @@ impl Default for TrainOptions {
     }
 }
 
-/// Per-class line of the training report.
+/// One line of the training report: a class-wide (or the pooled) forest, or a
+/// per-transport forest of a class.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassReport {
     /// Class (`unknown` = the pooled model).
     pub class: DeviceClass,
-    /// The transport of a per-transport forest (`None`: the class-wide forest; its
-    /// envelope threshold and union FPR then cover the whole class).
+    /// The transport of a per-transport forest (`None`: the class-wide forest).
     pub transport: Option<Transport>,
     /// Training rows.
     pub n_train: u64,
@@ -109,9 +109,18 @@ pub struct ClassReport {
     pub threshold: f64,
     /// Achieved calibration FPR of the forest.
     pub calibration_fpr: f64,
+    /// The class's envelope guard, on a class-wide or pooled line only: a class has one
+    /// guard, whose figures cover its per-transport forests too.
+    pub guard: Option<GuardReport>,
+}
+
+/// The envelope guard of a class, as calibrated by `train`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GuardReport {
     /// Envelope guard threshold.
-    pub envelope_threshold: f64,
-    /// Achieved calibration FPR of forest or guard (a flow alerted by either).
+    pub threshold: f64,
+    /// Achieved calibration FPR of forest or guard (a flow alerted by either; each flow
+    /// by the forest that scores it).
     pub union_fpr: f64,
 }
 
@@ -416,8 +425,7 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
                 n_calibration: tm.n_calibration,
                 threshold: t_thr,
                 calibration_fpr: t_fpr,
-                envelope_threshold: ethr,
-                union_fpr: f64::NAN,
+                guard: None,
             });
             true
         });
@@ -437,8 +445,10 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
             n_calibration: m.n_calibration,
             threshold: thr,
             calibration_fpr: fpr,
-            envelope_threshold: ethr,
-            union_fpr: ufpr,
+            guard: Some(GuardReport {
+                threshold: ethr,
+                union_fpr: ufpr,
+            }),
         });
         report.extend(sub_reports);
     }
@@ -482,8 +492,10 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
             n_calibration: pooled_model.n_calibration,
             threshold: thr,
             calibration_fpr: fpr,
-            envelope_threshold: ethr,
-            union_fpr: ufpr,
+            guard: Some(GuardReport {
+                threshold: ethr,
+                union_fpr: ufpr,
+            }),
         });
     }
 
