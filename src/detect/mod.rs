@@ -14,7 +14,9 @@ pub mod rules;
 use crate::device::{DeviceClass, DeviceInfo, DeviceResolver, Inventory, ResolverConfig};
 use crate::error::OutputError;
 use crate::event::{flow_id, flow_json, EventWriter, FlowEventJson};
-use crate::features::{FeatureExtractor, FeatureVector, Side, FEATURE_NAMES, N_FEATURES};
+use crate::features::{
+    FeatureExtractor, FeatureVector, Side, SitePeers, FEATURE_NAMES, N_FEATURES,
+};
 use crate::flow::FlowRecord;
 use crate::model::{ModelBundle, Transport};
 use crate::output::FlowObserver;
@@ -55,7 +57,8 @@ pub struct DetectorConfig {
     /// with its own threshold) instead of its class's forest: the evaluation baseline.
     pub global_model: bool,
     /// Alert when a device talks to a public network (/24, /48) it never talked to in
-    /// training (its class's when the device itself was not in training). Default on.
+    /// training (its class's when the device itself was not in training; any device's
+    /// when its class is unknown). Default on.
     pub new_public_peer: bool,
     /// The forest alone: no envelope guard and no rules (an evaluation ablation).
     pub forest_only: bool,
@@ -106,7 +109,8 @@ pub struct Verdict {
     pub envelope: f64,
     /// The class's envelope threshold.
     pub envelope_threshold: f64,
-    /// The peer is a public network the device (or its class) never met in training.
+    /// The peer is a public network the device (or its class; for a device of unknown
+    /// class, any device) never met in training.
     pub new_public_peer: bool,
 }
 
@@ -329,6 +333,9 @@ pub struct Detector {
     model_id: String,
     resolver: DeviceResolver,
     extractor: FeatureExtractor,
+    /// Every peer of the training window, for the new-public-peer rule on devices whose
+    /// class is unknown.
+    site_peers: SitePeers,
     arp: ArpWatcher,
     modbus: ModbusWriteRule,
     incidents: IncidentTracker,
@@ -368,6 +375,7 @@ impl Detector {
         let extractor = Self::extractor(&bundle, &cfg);
         let modbus = ModbusWriteRule::new(&bundle.modbus_write_masters);
         Detector {
+            site_peers: SitePeers::of(&bundle.familiarity),
             bundle,
             model_id,
             resolver,
@@ -451,10 +459,13 @@ impl Detector {
             } else {
                 0.0
             };
+            // New to the device (to its class when it was not in training; to the whole
+            // site when its class is unknown, as it has no class table).
             let new_public_peer = self.cfg.new_public_peer
                 && !self.cfg.forest_only
                 && fv.0[crate::features::idx::PEER_PUBLIC] >= 1.0
-                && fv.0[crate::features::idx::PEER_FAM] <= 0.0;
+                && fv.0[crate::features::idx::PEER_FAM] <= 0.0
+                && (class != DeviceClass::Unknown || !self.site_peers.knows(rec, side));
             let verdict = Verdict {
                 side,
                 model_class: m.class,
@@ -843,9 +854,14 @@ impl FlowObserver for Detector {
             let rule = (detector == DETECTOR_NEW_PEER).then(|| RuleJson {
                 name: DETECTOR_NEW_PEER,
                 detail: format!(
-                    "{} talks to {}, in a public network it never talked to in the training window",
+                    "{} talks to {}, in a public network {} in the training window",
                     ip.to_ip(),
-                    peer.to_ip()
+                    peer.to_ip(),
+                    if v.device.assignment.class == DeviceClass::Unknown {
+                        "no device talked to"
+                    } else {
+                        "it never talked to"
+                    }
                 ),
             });
             let ev = AnomalyEvent {
@@ -1051,6 +1067,7 @@ impl FlowObserver for Detector {
         let inventory = self.resolver.inventory().clone();
         self.resolver = DeviceResolver::new(inventory, bundle.inference.clone(), self.cfg.resolver);
         self.extractor = Self::extractor(&bundle, &self.cfg);
+        self.site_peers = SitePeers::of(&bundle.familiarity);
         self.modbus = ModbusWriteRule::new(&bundle.modbus_write_masters);
         self.bundle = bundle;
         self.model_id = id;

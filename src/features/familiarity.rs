@@ -177,3 +177,27 @@ impl FamiliarityTables {
         super::ln_1p(self.peer_count(class, device_id, rec, side) as f64)
     }
 }
+
+/// The peers (networks, as [`PeerKey`]s) any device of the training window talked to:
+/// the union of [`FamiliarityTables::class_peers`], indexed once. The new-public-peer
+/// rule asks it for a device whose class is unknown, which has no class table of its own.
+#[derive(Debug, Clone, Default)]
+pub struct SitePeers(foldhash::HashSet<PeerKey>);
+
+impl SitePeers {
+    /// The site's peers in `t`.
+    pub fn of(t: &FamiliarityTables) -> SitePeers {
+        SitePeers(
+            t.class_peers
+                .values()
+                .flat_map(|c| c.0.iter().filter(|&(_, &n)| n > 0).map(|(k, _)| *k))
+                .collect(),
+        )
+    }
+
+    /// Whether the record's peer (seen from `side`) is one of them.
+    pub fn knows(&self, rec: &FlowRecord, side: Side) -> bool {
+        let (_, _, _, peer) = oriented(rec, side);
+        self.0.contains(&peer_key(&peer))
+    }
+}

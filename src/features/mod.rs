@@ -18,7 +18,7 @@ mod familiarity;
 pub(crate) mod tests;
 
 pub use context::{ContextConfig, ContextCounts, DeviceContext};
-pub use familiarity::{peer_key, service_key, FamiliarityTables, PeerKey, ServiceKey};
+pub use familiarity::{peer_key, service_key, FamiliarityTables, PeerKey, ServiceKey, SitePeers};
 
 use crate::device::DeviceClass;
 use crate::flow::{ConnState, DirStats, FlowRecord};
