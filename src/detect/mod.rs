@@ -454,11 +454,11 @@ impl Detector {
             );
             let m = self.model_of(class);
             let scorer = m.scorer(rec.proto, dev.assignment.source);
-            let env = if self.envelope_applies(&dev) {
-                envelope::score_only(&fv.0, m.forest.feature_ranges())
-            } else {
-                0.0
-            };
+            let guard = self.guard_model(&dev);
+            let env = guard.map_or(0.0, |g| {
+                envelope::score_only(&fv.0, g.forest.feature_ranges())
+            });
+            let envelope_threshold = guard.map_or(f64::INFINITY, |g| g.envelope_threshold);
             // New to the device (to its class when it was not in training; to the whole
             // site when its class is unknown, as it has no class table).
             let new_public_peer = self.cfg.new_public_peer
@@ -475,11 +475,7 @@ impl Detector {
                 features: fv,
                 contributions: None,
                 envelope: env,
-                envelope_threshold: if self.cfg.forest_only {
-                    f64::INFINITY
-                } else {
-                    m.envelope_threshold
-                },
+                envelope_threshold,
                 new_public_peer,
                 device: dev,
             };
@@ -604,23 +600,29 @@ impl Detector {
         }
     }
 
-    /// Whether the envelope guard applies to `dev` (see [`envelope`]): the guard compares
-    /// a device with its class's training envelope, which only describes it when the
-    /// operator listed its class (an inferred "camera" may be the NVR receiving the video).
-    fn envelope_applies(&self, dev: &DeviceInfo) -> bool {
-        !self.cfg.forest_only
-            && (dev.assignment.source == crate::device::ClassSource::Inventory
-                || self.cfg.global_model)
+    /// The model whose training envelope guards `dev` (see [`envelope`]), `None` in the
+    /// forest-only ablation. A device whose class the operator listed is compared with
+    /// its class's envelope; any other device (class inferred or unknown) with the pooled
+    /// envelope of all training devices, since a class envelope only describes a device
+    /// known to be of that class (an inferred "camera" may be the NVR receiving the
+    /// video), while every device of the site is inside the pooled one.
+    fn guard_model(&self, dev: &DeviceInfo) -> Option<&crate::model::ClassModel> {
+        if self.cfg.forest_only {
+            None
+        } else if dev.assignment.source == crate::device::ClassSource::Inventory {
+            Some(self.model_of(dev.assignment.class))
+        } else {
+            Some(&self.bundle.pooled)
+        }
     }
 
     /// The per-feature excess behind `v.envelope`, recomputed from its features with the
-    /// model that scored it (the same inputs as in [`Detector::analyse`], so the same
-    /// values; kept out of the verdict because only alerts need it).
+    /// guarding model (the same inputs as in [`Detector::analyse`], so the same values;
+    /// kept out of the verdict because only alerts need it).
     fn excess(&self, v: &Verdict) -> [f64; N_FEATURES] {
         let mut excess = [0f64; N_FEATURES];
-        if self.envelope_applies(&v.device) {
-            let m = self.model_of(v.device.assignment.class);
-            envelope::score(&v.features.0, m.forest.feature_ranges(), &mut excess);
+        if let Some(g) = self.guard_model(&v.device) {
+            envelope::score(&v.features.0, g.forest.feature_ranges(), &mut excess);
         }
         excess
     }
@@ -647,7 +649,12 @@ impl Detector {
     }
 
     fn explanation(&self, v: &Verdict) -> Vec<FeatureJson> {
-        let m = self.bundle.model_for(v.model_class);
+        // The training ranges of what explains the alert: the scoring forest's, or the
+        // guarding envelope's when the guard alone alerted.
+        let m = match self.guard_model(&v.device) {
+            Some(g) if !v.forest_alert() => g,
+            _ => self.bundle.model_for(v.model_class),
+        };
         let ranges = m.forest.feature_ranges();
         let weights = self.weights(v);
         let mut idx: Vec<usize> = (0..N_FEATURES).filter(|&i| weights[i] > 0.0).collect();
