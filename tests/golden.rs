@@ -10,6 +10,8 @@
 //! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test --test golden`
 //! and review the diff.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -94,7 +96,6 @@ fn fixture_alerts_equal_golden_files() {
 
 fn check_goldens(gdir: &Path, run: fn(&Path, &str) -> String) {
     let update = std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1");
-    let dir = root().join("fixtures/pcaps");
     if update {
         std::fs::create_dir_all(gdir).expect("golden dir");
     }
@@ -107,13 +108,7 @@ fn check_goldens(gdir: &Path, run: fn(&Path, &str) -> String) {
                 .map(|(a, b)| (a.to_string(), b.to_string()))
         })
         .collect();
-    let mut pcaps: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("fixtures/pcaps")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
-        .collect();
-    pcaps.sort();
-    assert!(pcaps.len() >= 12, "expected 12 fixtures");
+    let pcaps = common::fixture_pcaps();
     for pcap in pcaps {
         let name = pcap
             .file_stem()

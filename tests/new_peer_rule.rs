@@ -11,7 +11,6 @@ use flowsentry::device::{DeviceClass, Inventory};
 use flowsentry::features::{idx, FamiliarityTables, Side, SitePeers};
 use flowsentry::flow::FlowRecord;
 use flowsentry::model::{ModelBundle, BUILTIN_MODEL};
-use std::path::Path;
 use std::sync::Arc;
 
 /// The peer of `side`, and whether any class table of `t` holds its network.
@@ -31,14 +30,7 @@ fn unknown_devices_are_checked_against_every_training_peer() {
     let bundle =
         Arc::new(ModelBundle::from_bytes(BUILTIN_MODEL, "built-in").expect("built-in model"));
     let site = SitePeers::of(&bundle.familiarity);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pcaps");
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .expect("fixtures/pcaps")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
-        .collect();
-    names.sort();
-    assert!(!names.is_empty(), "no fixture pcaps in {}", dir.display());
+    let names = common::fixture_pcaps();
     // (unknown class: alerted, known to the site and so not alerted; class known: alerted)
     let mut seen = [0u64; 3];
     let runs = names.iter().flat_map(|p| {

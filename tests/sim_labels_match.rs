@@ -3,8 +3,9 @@
 //! count), and every label record matches a flow. Run on every committed fixture, with
 //! the active timeout disabled (labels describe whole flows).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 type Key = (String, u64, String, u64, String, String, i64, i64);
@@ -13,25 +14,9 @@ fn iso_to_us(s: &str) -> i64 {
     flowsentry::eval::parse_eve_us(s).unwrap_or_else(|| panic!("bad timestamp {s}"))
 }
 
-fn fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pcaps");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("fixtures/pcaps")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
-        .collect();
-    v.sort();
-    assert!(
-        v.len() >= 12,
-        "expected the 12 fixture captures, found {}",
-        v.len()
-    );
-    v
-}
-
 #[test]
 fn every_flow_matches_exactly_one_label_and_back() {
-    for pcap in fixtures() {
+    for pcap in common::fixture_pcaps() {
         let labels_path = pcap.with_extension("labels.jsonl");
         let labels_text = std::fs::read_to_string(&labels_path)
             .unwrap_or_else(|e| panic!("{}: {e}", labels_path.display()));

@@ -37,6 +37,25 @@ pub const NO_TIMEOUTS: [&str; 12] = [
     "1e8",
 ];
 
+/// The project's fixture captures (`fixtures/pcaps/*.pcap`), sorted; fails when fewer
+/// than the 12 committed ones are there.
+pub fn fixture_pcaps() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pcaps");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
+        .collect();
+    v.sort();
+    assert!(
+        v.len() >= 12,
+        "expected the 12 fixture captures in {}, found {}",
+        dir.display(),
+        v.len()
+    );
+    v
+}
+
 /// True when running in CI (`CI=true`), where missing prerequisites are failures.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
