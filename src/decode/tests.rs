@@ -974,18 +974,27 @@ const DNS_QUERY: [u8; 33] = [
     0x00, 0x01, 0x00, 0x01, // QTYPE A, QCLASS IN
 ];
 
+/// The application hint of the DNS message `msg` in a UDP datagram `sport` -> `dport`.
+fn dns_hint(sport: u16, dport: u16, msg: &[u8]) -> AppHint {
+    let f = cat(&[&udp_dns(sport, dport, msg.len() as u16), msg]);
+    ip_of(LinkType::Ethernet, &f).app
+}
+
+/// `(query, qname_len, label_entropy)` of the DNS hint of `msg` (panics for any other hint).
+fn query_hint(sport: u16, dport: u16, msg: &[u8]) -> (bool, u16, f32) {
+    match dns_hint(sport, dport, msg) {
+        AppHint::Dns {
+            query,
+            qname_len,
+            label_entropy,
+        } => (query, qname_len, label_entropy),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn dns_hint_qname_length_and_entropy() {
-    let f = cat(&[&udp_dns(5000, 53, DNS_QUERY.len() as u16), &DNS_QUERY]);
-    let p = ip_of(LinkType::Ethernet, &f);
-    let AppHint::Dns {
-        query,
-        qname_len,
-        label_entropy,
-    } = p.app
-    else {
-        panic!("{:?}", p.app)
-    };
+    let (query, qname_len, label_entropy) = query_hint(5000, 53, &DNS_QUERY);
     assert!(query);
     assert_eq!(qname_len, 15); // "www.example.com"
                                // "example": e twice, x a m p l once each, over 7 characters.
@@ -1000,30 +1009,12 @@ fn dns_hint_qname_length_and_entropy() {
     // Upper case folds to the same entropy (an mDNS query from port 5353).
     let mut upper = DNS_QUERY;
     upper[17] = b'E';
-    let f = cat(&[&udp_dns(5353, 5353, upper.len() as u16), &upper]);
-    let AppHint::Dns {
-        query,
-        qname_len,
-        label_entropy: e2,
-    } = ip_of(LinkType::Ethernet, &f).app
-    else {
-        panic!("no hint")
-    };
-    assert_eq!((query, qname_len), (true, 15));
-    assert_eq!(e2, label_entropy);
+    assert_eq!(query_hint(5353, 5353, &upper), (true, 15, label_entropy));
 
     // A response (QR bit set): only queries are accounted, so its name is not read.
     let mut resp = DNS_QUERY;
     resp[2] = 0x84;
-    let f = cat(&[&udp_dns(5353, 5353, resp.len() as u16), &resp]);
-    assert_eq!(
-        ip_of(LinkType::Ethernet, &f).app,
-        AppHint::Dns {
-            query: false,
-            qname_len: 0,
-            label_entropy: 0.0
-        }
-    );
+    assert_eq!(query_hint(5353, 5353, &resp), (false, 0, 0.0));
 }
 
 #[test]
@@ -1031,8 +1022,7 @@ fn dns_hint_edge_cases() {
     // QDCOUNT 0: no hint.
     let mut no_q = DNS_QUERY;
     no_q[5] = 0;
-    let f = cat(&[&udp_dns(5000, 53, no_q.len() as u16), &no_q]);
-    assert_eq!(ip_of(LinkType::Ethernet, &f).app, AppHint::None);
+    assert_eq!(dns_hint(5000, 53, &no_q), AppHint::None);
     // A compression pointer first: parsable header, QNAME length 0.
     let ptr: [u8; 14] = [
         0x00, 0x01, 0x01, 0x00, // id, flags
@@ -1040,15 +1030,7 @@ fn dns_hint_edge_cases() {
         0x00, 0x00, 0x00, 0x00, // NS, AR
         0xc0, 0x0c, // pointer to offset 12
     ];
-    let f = cat(&[&udp_dns(5000, 53, ptr.len() as u16), &ptr]);
-    assert_eq!(
-        ip_of(LinkType::Ethernet, &f).app,
-        AppHint::Dns {
-            query: true,
-            qname_len: 0,
-            label_entropy: 0.0
-        }
-    );
+    assert_eq!(query_hint(5000, 53, &ptr), (true, 0, 0.0));
     // Captured bytes end inside "example": only "www" counts; entropy of "www" is 0.
     let f = cat(&[&udp_dns(5000, 53, DNS_QUERY.len() as u16), &DNS_QUERY]);
     let fr = Frame {
@@ -1069,8 +1051,7 @@ fn dns_hint_edge_cases() {
         }
     );
     // Header shorter than 12 bytes: no hint.
-    let f = cat(&[&udp_dns(5000, 53, 8), &DNS_QUERY[..8]]);
-    assert_eq!(ip_of(LinkType::Ethernet, &f).app, AppHint::None);
+    assert_eq!(dns_hint(5000, 53, &DNS_QUERY[..8]), AppHint::None);
 }
 
 #[test]
