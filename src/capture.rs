@@ -128,6 +128,11 @@ struct BpfFilter {
 }
 
 impl BpfFilter {
+    /// Whether the filter passes frame `fr`.
+    fn keeps(&mut self, fr: &Frame<'_>) -> Result<bool, CaptureError> {
+        self.matches(fr.link, link_number(fr.link), fr.data)
+    }
+
     fn matches(
         &mut self,
         link: LinkType,
@@ -309,8 +314,8 @@ impl NativeReader {
     ) -> Result<usize, CaptureError> {
         let mut n = 0;
         while n < max && !self.done {
-            if self.legacy_fast.is_some() {
-                n += self.dispatch_legacy(max - n, &mut f)?;
+            if let Some(endian) = self.legacy_fast {
+                n += self.dispatch_legacy(endian, max - n, &mut f)?;
                 if n >= max {
                     break;
                 }
@@ -430,15 +435,12 @@ impl NativeReader {
                         PcapBlockOwned::NG(_) => {}
                     }
                     if let Some(fr) = frame {
-                        let keep = match self.bpf.as_mut() {
-                            Some(b) => match b.matches(fr.link, link_number(fr.link), fr.data) {
-                                Ok(k) => k,
-                                Err(e) => {
-                                    failure = Some(e);
-                                    false
-                                }
-                            },
-                            None => true,
+                        let keep = match self.bpf.as_mut().map_or(Ok(true), |b| b.keeps(&fr)) {
+                            Ok(k) => k,
+                            Err(e) => {
+                                failure = Some(e);
+                                false
+                            }
                         };
                         if keep {
                             f(&fr);
@@ -514,7 +516,8 @@ impl NativeReader {
         Ok(n)
     }
 
-    /// The fast path of [`NativeReader::dispatch`] for a standard legacy pcap: hands out
+    /// The fast path of [`NativeReader::dispatch`] for a standard legacy pcap whose
+    /// record headers are in byte order `endian`: hands out
     /// up to `max` of the records that lie whole in the read buffer, parsed in place
     /// (the 16-byte record header read directly; pcap-parser's `next` reads the same
     /// fields from the same bytes, through the boxed reader and a `PcapBlockOwned` per
@@ -523,12 +526,10 @@ impl NativeReader {
     /// out.
     fn dispatch_legacy<F: FnMut(&Frame<'_>)>(
         &mut self,
+        endian: Endian,
         max: usize,
         f: &mut F,
     ) -> Result<usize, CaptureError> {
-        let Some(endian) = self.legacy_fast else {
-            return Ok(0);
-        };
         let (link, nanos) = (self.legacy_link, self.legacy_nanos);
         let data = self.rd.data();
         let mut pos = 0usize;
@@ -553,15 +554,12 @@ impl NativeReader {
                 break;
             };
             let fr = legacy_frame(link, nanos, [field(0), field(4), field(12)], body);
-            let keep = match self.bpf.as_mut() {
-                Some(b) => match b.matches(fr.link, link_number(fr.link), fr.data) {
-                    Ok(k) => k,
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                },
-                None => true,
+            let keep = match self.bpf.as_mut().map_or(Ok(true), |b| b.keeps(&fr)) {
+                Ok(k) => k,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
             };
             if keep {
                 f(&fr);

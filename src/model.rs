@@ -192,8 +192,8 @@ pub struct ClassModel {
 impl ClassModel {
     /// The forest scoring a flow of IP protocol `proto` for a device whose class came
     /// from `source`, with its threshold and calibration FPR. Per-transport forests
-    /// score operator-listed devices only, like the envelope guard: an inferred class is
-    /// a guess (an HMI inferred as a thermostat polls PLCs over Modbus, which no
+    /// score operator-listed devices only, like a class's envelope guard: an inferred
+    /// class is a guess (an HMI inferred as a thermostat polls PLCs over Modbus, which no
     /// thermostat TCP flow resembles); everything else gets the class-wide forest.
     pub fn scorer(&self, proto: u8, source: ClassSource) -> Scorer<'_> {
         match source {

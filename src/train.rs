@@ -378,7 +378,8 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
                     None => f64::NAN,
                 };
                 tscores.entry(class).or_default().push((sub.transport, ts));
-                // The guard applies to operator-listed devices only (see detect::envelope).
+                // A class's guard covers its operator-listed devices only; the others are
+                // guarded by the pooled envelope, calibrated below (see detect::envelope).
                 let e = if dev.assignment.source == crate::device::ClassSource::Inventory {
                     envelope::score_only(&fv.0, m.forest.feature_ranges())
                 } else {

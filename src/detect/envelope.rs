@@ -13,10 +13,13 @@
 //! forest and the new-public-peer rule: a new local peer is ordinary (a device joins the
 //! site), so "outside the training range" there is not evidence on its own.
 //!
-//! The guard applies to devices whose class comes from the inventory: a class's envelope
+//! A class's envelope guards the devices whose class comes from the inventory: it
 //! describes that class's devices, and an inferred class can be wrong in exactly the way
 //! that matters here (the NVR receiving a camera's video looks like a camera to the
-//! inference, and far outside a camera's envelope). Calibration follows the same rule.
+//! inference, and far outside a camera's envelope). Every other device is guarded by the
+//! pooled envelope of all training devices (`Detector::guard_model`). Calibration follows
+//! the same rule: a class's guard threshold from its listed devices, the pooled one from
+//! all calibration traffic.
 
 use crate::features::{idx, N_FEATURES};
 
