@@ -425,6 +425,8 @@ struct AlertObs {
     at_us: i64,
     /// The time incidents group the alert by (the flow's last packet; the ARP packet), µs.
     ts_us: i64,
+    /// The alerting flow record's first packet, µs (the ARP packet for ARP alerts).
+    first_us: i64,
     device_id: String,
     detector: String,
     /// The label of the alerting flow (none for ARP alerts).
@@ -444,6 +446,8 @@ struct IncidentObs {
 #[derive(Debug, Clone, Copy)]
 struct FlowObs {
     label: Option<u32>,
+    /// The record's first and last packet, µs.
+    span_us: (i64, i64),
     /// max over the monitored sides of [`crate::detect::Verdict::margin`]; +1 when a rule
     /// alerted on the flow; −∞ when no side was scored.
     margin: f64,
@@ -465,7 +469,11 @@ struct ModeRun {
 impl ModeRun {
     /// Reads back the events written since the last call; `label` = the record being
     /// handled (for its anomaly events).
-    fn drain(&mut self, label: Option<u32>, last_us: i64) -> Result<(u32, bool), OutputError> {
+    fn drain(
+        &mut self,
+        label: Option<u32>,
+        (first_us, last_us): (i64, i64),
+    ) -> Result<(u32, bool), OutputError> {
         self.writer.flush()?;
         let bytes = self.buf.take();
         let (mut n_flow_alerts, mut rule) = (0u32, false);
@@ -503,6 +511,7 @@ impl ModeRun {
                     self.alerts.push(AlertObs {
                         at_us,
                         ts_us: if is_flow { last_us } else { at_us },
+                        first_us: if is_flow { first_us } else { at_us },
                         device_id,
                         detector,
                         label: if is_flow { label } else { None },
@@ -563,10 +572,12 @@ impl FlowObserver for Collector {
             // A new-public-peer match ranks as a rule alert even when its event was
             // suppressed as a repeat (suppression dedups output, it is not a verdict).
             let peer_rule = r.det.last_verdicts().iter().any(|v| v.new_public_peer);
-            let (n, rule) = r.drain(label, rec.last_ts.as_micros())?;
+            let span = (rec.first_ts.as_micros(), rec.last_ts.as_micros());
+            let (n, rule) = r.drain(label, span)?;
             let rule = rule || peer_rule;
             r.flows.push(FlowObs {
                 label,
+                span_us: span,
                 margin: if rule { 1.0 } else { margin },
                 alerted: n > 0,
             });
@@ -577,7 +588,7 @@ impl FlowObserver for Collector {
     fn on_arp(&mut self, arp: &ArpPacket, _w: &mut EventWriter) -> Result<(), OutputError> {
         for r in &mut self.runs {
             r.det.on_arp(arp, &mut r.writer)?;
-            r.drain(None, 0)?;
+            r.drain(None, (0, 0))?;
         }
         Ok(())
     }
@@ -585,7 +596,7 @@ impl FlowObserver for Collector {
     fn finish(&mut self, ts: Timestamp, _w: &mut EventWriter) -> Result<(), OutputError> {
         for r in &mut self.runs {
             r.det.finish(ts, &mut r.writer)?;
-            r.drain(None, 0)?;
+            r.drain(None, (0, 0))?;
         }
         if let Ok(mut d) = self.done.lock() {
             *d = Some((std::mem::take(&mut self.runs), self.unmatched));
@@ -752,6 +763,44 @@ pub struct EvalReport {
     pub modes: Vec<ModeReport>,
 }
 
+/// Which flow records are attack traffic.
+struct AttackTruth {
+    /// Episode id -> its window (µs; ARP spoofing widened by [`ARP_SLACK_US`]).
+    windows: HashMap<u32, (i64, i64)>,
+}
+
+impl AttackTruth {
+    fn new(episodes: &[EpisodeRow]) -> AttackTruth {
+        let windows = episodes
+            .iter()
+            .map(|e| {
+                let slack = if e.kind == "arp_spoof" {
+                    ARP_SLACK_US
+                } else {
+                    0
+                };
+                (e.episode_id, (e.start_us, e.end_us + slack))
+            })
+            .collect();
+        AttackTruth { windows }
+    }
+
+    /// A record spanning `(first, last)` µs, matched to label `row`, is attack traffic
+    /// when the label is an attack and, for a label of an episode, the record overlaps
+    /// the episode's window. The simulator labels a whole 5-tuple ("a flow containing any
+    /// attack packet is attack"); the sensor cuts a long flow into 300 s records, and a
+    /// day-long camera stream diverted for a few minutes (ARP spoofing) spans ~290
+    /// records, all but one or two of them before or after the episode: they hold no
+    /// attack packet and are the camera's benign traffic.
+    fn is_attack(&self, row: &LabelRow, (first, last): (i64, i64)) -> bool {
+        row.label != "benign"
+            && row
+                .episode_id
+                .and_then(|e| self.windows.get(&e))
+                .is_none_or(|&(s, e)| first <= e && last >= s)
+    }
+}
+
 fn report_mode(
     run: &ModeRun,
     labels: &LabelIndex,
@@ -760,7 +809,8 @@ fn report_mode(
     days: f64,
 ) -> ModeReport {
     let rows = &labels.rows;
-    let is_attack = |l: u32| rows[l as usize].label != "benign";
+    let truth = AttackTruth::new(episodes);
+    let is_attack = |l: u32, span: (i64, i64)| truth.is_attack(&rows[l as usize], span);
     let mut pooled_pos = Vec::new();
     let mut pooled_neg = Vec::new();
     let mut class_pos: BTreeMap<String, Vec<(f64, bool)>> = BTreeMap::new();
@@ -774,7 +824,7 @@ fn report_mode(
             unscored += 1;
         }
         let x = (f.margin, f.alerted);
-        if is_attack(l) {
+        if is_attack(l, f.span_us) {
             pooled_pos.push(x);
             class_pos
                 .entry(row.device_class.clone())
@@ -816,7 +866,7 @@ fn report_mode(
         match a.label {
             Some(l) => {
                 let row = &rows[l as usize];
-                let att = row.label != "benign";
+                let att = is_attack(l, (a.first_us, a.ts_us));
                 if let (true, Some(ep)) = (att, row.episode_id) {
                     note(ep, a.at_us);
                 }
@@ -1186,6 +1236,52 @@ pub fn render(r: &EvalReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_outside_their_episode_are_benign() {
+        let ep = |id, kind: &str, start_us, end_us| EpisodeRow {
+            episode_id: id,
+            kind: kind.to_string(),
+            start_us,
+            end_us,
+        };
+        let truth = AttackTruth::new(&[
+            ep(1, "arp_spoof", 1_000, 2_000),
+            ep(2, "syn_flood", 5_000, 6_000),
+        ]);
+        let row = |label: &str, episode_id| LabelRow {
+            src_ip: "192.168.10.22".parse().unwrap(),
+            src_port: 5000,
+            dest_ip: "192.168.10.5".parse().unwrap(),
+            dest_port: 50000,
+            proto: "UDP".into(),
+            vlan: vec![10],
+            start_us: 0,
+            end_us: 100_000_000,
+            device_id: "cam-02".into(),
+            device_class: "camera".into(),
+            label: label.into(),
+            episode_id,
+        };
+        let arp = row("arp_spoof", Some(1));
+        // Overlapping the window (either end, or inside it): attack.
+        assert!(truth.is_attack(&arp, (500, 1_000)));
+        assert!(truth.is_attack(&arp, (1_500, 1_600)));
+        assert!(truth.is_attack(&arp, (0, 10_000_000)));
+        // ARP spoofing keeps diverting traffic until the caches are restored.
+        assert!(truth.is_attack(&arp, (2_000 + ARP_SLACK_US, 2_000 + ARP_SLACK_US + 5)));
+        // Before the episode, or after its slack: the camera's own traffic.
+        assert!(!truth.is_attack(&arp, (0, 999)));
+        assert!(!truth.is_attack(&arp, (2_001 + ARP_SLACK_US, 3_000 + ARP_SLACK_US)));
+        // Other attacks: no slack.
+        let flood = row("syn_flood", Some(2));
+        assert!(truth.is_attack(&flood, (5_500, 5_600)));
+        assert!(!truth.is_attack(&flood, (6_001, 7_000)));
+        // An attack label without a known episode stays attack; benign stays benign.
+        assert!(truth.is_attack(&row("syn_flood", None), (0, 1)));
+        assert!(truth.is_attack(&row("syn_flood", Some(9)), (0, 1)));
+        assert!(!truth.is_attack(&row("benign", None), (1_500, 1_600)));
+    }
 
     #[test]
     fn auc_matches_hand_computed_values() {
