@@ -34,19 +34,34 @@ import glob, json, sys, statistics as st
 out = sys.argv[1]
 reports = [json.load(open(p)) for p in sorted(glob.glob(f"{out}/report-f*-e*.json"))]
 print(f"{len(reports)} runs (forest seeds x simulator seeds)\n")
-def agg(vals):
+def agg(vals, p=4):
     vals = [v for v in vals if v is not None]
     if not vals:
         return "-"
-    return f"{st.mean(vals):.4f} [{min(vals):.4f}, {max(vals):.4f}]"
+    return f"{st.mean(vals):.{p}f} [{min(vals):.{p}f}, {max(vals):.{p}f}]"
 modes = [m["mode"] for m in reports[0]["modes"]]
 print("| mode | ROC-AUC | PR-AUC | TPR@0.1% | min episode recall | false incidents / device / day | benign FPR at thresholds |")
 print("|---|---|---|---|---|---|---|")
 for i, mode in enumerate(modes):
     ms = [r["modes"][i] for r in reports]
-    print(f"| {mode} | {agg([m['pooled']['roc_auc'] for m in ms])} | {agg([m['pooled']['pr_auc'] for m in ms])} "
+    print(f"| {mode} | {agg([m['pooled']['roc_auc'] for m in ms], 6)} | {agg([m['pooled']['pr_auc'] for m in ms], 6)} "
           f"| {agg([m['pooled']['tpr_at_fpr_0_1pct'] for m in ms])} | {agg([m['min_episode_recall'] for m in ms])} "
           f"| {agg([m['triage']['false_incidents_per_device_day'] for m in ms])} | {agg([m['pooled']['fpr'] for m in ms])} |")
+print("\nAt the operating thresholds (what the triage queue sees):\n")
+print("| mode | attack flows alerted (TPR) | benign flows alerted (FPR) | false alerts / device / day | incidents | false incidents |")
+print("|---|---|---|---|---|---|")
+for i, mode in enumerate(modes):
+    ms = [r["modes"][i] for r in reports]
+    print(f"| {mode} | {agg([m['pooled']['tpr'] for m in ms])} | {agg([m['pooled']['fpr'] for m in ms])} "
+          f"| {agg([m['triage']['false_alerts_per_device_day'] for m in ms], 2)} | {agg([m['triage']['incidents'] for m in ms], 1)} "
+          f"| {sum(m['triage']['false_incidents'] for m in ms)} |")
+print("\nFlow TPR at the operating thresholds, per attack:\n")
+kinds = sorted(reports[0]["modes"][0]["per_attack"])
+print("| attack | " + " | ".join(modes) + " |")
+print("|---|" + "---|" * len(modes))
+for k in kinds:
+    cells = [agg([r["modes"][i]["per_attack"][k]["flows"]["tpr"] for r in reports if k in r["modes"][i]["per_attack"]]) for i, _ in enumerate(modes)]
+    print(f"| {k} | " + " | ".join(cells) + " |")
 print(f"\nbase rate (attack share of flows): {agg([r['modes'][0]['pooled']['base_rate'] for r in reports])}")
 for i, mode in enumerate(modes[:1]):
     print(f"\nPer attack, mode {mode}:\n")
@@ -57,20 +72,20 @@ for i, mode in enumerate(modes[:1]):
         a = [r["modes"][i]["per_attack"][k] for r in reports if k in r["modes"][i]["per_attack"]]
         print(f"| {k} | {sum(x['episodes'] for x in a)} | {agg([x['episode_recall'] for x in a])} "
               f"| {agg([x['alerts_per_episode'] for x in a])} | {agg([x['ttd_median_s'] for x in a])} "
-              f"| {agg([x['ttd_p95_s'] for x in a])} | {agg([x['flows']['roc_auc'] for x in a])} |")
+              f"| {agg([x['ttd_p95_s'] for x in a])} | {agg([x['flows']['roc_auc'] for x in a], 6)} |")
     print(f"\nPer class, mode {mode}:\n")
     print("| class | ROC-AUC | TPR@0.1% | benign FPR at thresholds | false incidents (sum) |")
     print("|---|---|---|---|---|")
     for c in sorted(reports[0]["modes"][i]["per_class"]):
         pc = [r["modes"][i]["per_class"][c] for r in reports if c in r["modes"][i]["per_class"]]
         fi = sum(r["modes"][i]["triage"]["false_incidents_by_class"].get(c, 0) for r in reports)
-        print(f"| {c} | {agg([x['roc_auc'] for x in pc])} | {agg([x['tpr_at_fpr_0_1pct'] for x in pc])} | {agg([x['fpr'] for x in pc])} | {fi} |")
+        print(f"| {c} | {agg([x['roc_auc'] for x in pc], 6)} | {agg([x['tpr_at_fpr_0_1pct'] for x in pc])} | {agg([x['fpr'] for x in pc])} | {fi} |")
 print("\nPer class, flow ROC-AUC in every mode:\n")
 print("| class | " + " | ".join(modes) + " |")
 print("|---|" + "---|" * len(modes))
 for c in sorted(reports[0]["modes"][0]["per_class"]):
     cells = []
     for i, _ in enumerate(modes):
-        cells.append(agg([r["modes"][i]["per_class"][c]["roc_auc"] for r in reports if c in r["modes"][i]["per_class"]]))
+        cells.append(agg([r["modes"][i]["per_class"][c]["roc_auc"] for r in reports if c in r["modes"][i]["per_class"]], 6))
     print(f"| {c} | " + " | ".join(cells) + " |")
 EOF
