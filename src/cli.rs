@@ -107,15 +107,19 @@ pub struct EvalArgs {
 
 /// The bytes of the model file `path` and its name for messages, or the model built into
 /// the binary (empty in a build without `models/default.fsm`).
-fn model_bytes(path: Option<&std::path::Path>) -> Result<(Vec<u8>, String), String> {
+/// The built-in model is borrowed from the binary, not copied (6.5 MB).
+fn model_bytes(
+    path: Option<&std::path::Path>,
+) -> Result<(std::borrow::Cow<'static, [u8]>, String), String> {
     match path {
         Some(p) => Ok((
             std::fs::read(p)
-                .map_err(|e| format!("{}: cannot read model file: {e}", p.display()))?,
+                .map_err(|e| format!("{}: cannot read model file: {e}", p.display()))?
+                .into(),
             p.display().to_string(),
         )),
         None => Ok((
-            flowsentry::model::BUILTIN_MODEL.to_vec(),
+            flowsentry::model::BUILTIN_MODEL.into(),
             "<built-in default model>".to_string(),
         )),
     }

@@ -109,7 +109,7 @@ pub struct EvalOptions {
     /// Device inventory (the per-class and global modes use it).
     pub inventory: Option<PathBuf>,
     /// The model bundle's bytes and a name for messages.
-    pub model: (Vec<u8>, String),
+    pub model: (std::borrow::Cow<'static, [u8]>, String),
     /// Flow-table settings (the sensor's defaults unless overridden).
     pub flow: FlowConfig,
     /// Modes to run.
@@ -1016,6 +1016,8 @@ pub fn evaluate(o: &EvalOptions) -> Result<EvalReport, EvalError> {
         let cfg = DetectorConfig {
             global_model: global,
             forest_only,
+            // Flows are ranked by their margins, which need exact scores.
+            exact_scores: true,
             ..DetectorConfig::default()
         };
         let buf = SharedBuf::default();

@@ -109,6 +109,9 @@ const BLOCK_LANES: usize = 10;
 /// this width).
 const NARROW: usize = 64;
 
+/// Trees between two early-exit tests of [`IsolationForest::score_batch_until`].
+const EXIT_CHECK: usize = 8;
+
 /// Rows evaluated side by side per tree by [`IsolationForest::score_batch`].
 const BATCH_ROWS: usize = 32;
 
@@ -224,24 +227,6 @@ impl Tree {
     pub fn n_nodes(&self) -> usize {
         self.feature.len()
     }
-
-    /// Walks `x` to its leaf; returns `(leaf index, depth in edges)`. Assumes a validated
-    /// tree.
-    fn leaf_of(&self, x: &[f32]) -> (usize, usize) {
-        let mut node = 0usize;
-        let mut depth = 0usize;
-        while self.feature[node] != NONE {
-            let v = f64::from(x[self.feature[node] as usize]);
-            // `v > thr` goes right, so NaN goes left (documented in the module docs).
-            node = if v > self.threshold[node] {
-                self.right[node] as usize
-            } else {
-                self.left[node] as usize
-            };
-            depth += 1;
-        }
-        (node, depth)
-    }
 }
 
 /// Serde helpers storing `f64`s as their IEEE-754 bit patterns (exact in every format).
@@ -323,6 +308,10 @@ const PERFECT_SLOTS: usize = 1 << PERFECT_DEPTH;
 struct Perfect {
     /// Per tree: the walk arrays of its internal slots and its bottom-slot values.
     tree: Vec<PerfectTree>,
+    /// `min_rest[t]`: the sum over trees `t..` of each tree's smallest leaf value, a
+    /// lower bound of what those trees can still add to any row's path sum (length
+    /// `trees + 1`, last entry 0).
+    min_rest: Vec<f64>,
 }
 
 /// One tree of the complete-tree layout: the arrays a walk step reads, per internal slot
@@ -558,7 +547,9 @@ impl Perfect {
                 };
                 trees.len()
             ],
+            min_rest: vec![0.0; trees.len() + 1],
         };
+        let mut min_leaf = vec![f64::INFINITY; trees.len()];
         // (original node, heap slot, depth)
         let mut stack: Vec<(usize, usize, usize)> = Vec::new();
         for (t, tree) in trees.iter().enumerate() {
@@ -568,7 +559,9 @@ impl Perfect {
                 if tree.feature[i] == NONE {
                     // Padding: the slots below stay "+inf" (always left) to the bottom.
                     let bottom = slot << (PERFECT_DEPTH - d);
-                    p.tree[t].leaf[bottom - PERFECT_SLOTS] = leaf_value(d, tree.n_samples[i]);
+                    let v = leaf_value(d, tree.n_samples[i]);
+                    p.tree[t].leaf[bottom - PERFECT_SLOTS] = v;
+                    min_leaf[t] = min_leaf[t].min(v);
                 } else {
                     p.tree[t].thr[slot] = sort_key(floor_f32(tree.threshold[i]));
                     p.tree[t].feature[slot] = tree.feature[i] as u8;
@@ -576,6 +569,15 @@ impl Perfect {
                     stack.push((tree.right[i] as usize, 2 * slot + 1, d + 1));
                 }
             }
+        }
+        for t in (0..trees.len()).rev() {
+            // A validated tree has at least one leaf; guard anyway (no bound from it).
+            let m = if min_leaf[t].is_finite() {
+                min_leaf[t]
+            } else {
+                0.0
+            };
+            p.min_rest[t] = p.min_rest[t + 1] + m.max(0.0);
         }
         p
     }
@@ -617,6 +619,54 @@ impl Perfect {
         for t in &self.tree {
             for g in groups.iter_mut() {
                 walk_rows_add(t, g);
+            }
+        }
+    }
+
+    /// [`Perfect::path_sums_block`] that may stop early, group by group: every
+    /// `EXIT_CHECK` trees, a group each of whose rows has a sum so far plus
+    /// [`Perfect::min_rest`] of the remaining trees of at least `stop` skips the remaining
+    /// trees, its `acc` set to that lower bound of each row's final sum. The other
+    /// groups' sums are exact.
+    fn path_sums_block_until(&self, groups: &mut [RowGroup], stop: f64) {
+        for g in groups.iter_mut() {
+            g.acc = [0.0; BLOCK_LANES];
+        }
+        // Indices of the groups still walking, in order.
+        let mut active = [0usize; BLOCK_GROUPS];
+        let mut n_active = groups.len().min(BLOCK_GROUPS);
+        for (i, a) in active.iter_mut().enumerate().take(n_active) {
+            *a = i;
+        }
+        let n = self.tree.len();
+        for (i, t) in self.tree.iter().enumerate() {
+            for &gi in &active[..n_active] {
+                if let Some(g) = groups.get_mut(gi) {
+                    walk_rows_add(t, g);
+                }
+            }
+            let next = i + 1;
+            if next % EXIT_CHECK == 0 && next < n {
+                let rest = self.min_rest[next];
+                let mut kept = 0;
+                for j in 0..n_active {
+                    let gi = active[j];
+                    let Some(g) = groups.get_mut(gi) else {
+                        continue;
+                    };
+                    if g.acc.iter().all(|&a| a + rest >= stop) {
+                        for a in g.acc.iter_mut() {
+                            *a += rest;
+                        }
+                    } else {
+                        active[kept] = gi;
+                        kept += 1;
+                    }
+                }
+                n_active = kept;
+                if n_active == 0 {
+                    return;
+                }
             }
         }
     }
@@ -688,6 +738,62 @@ pub fn average_path_length(n: usize) -> f64 {
         let n = n as f64;
         2.0 * ((n - 1.0).ln() + EULER_GAMMA) - 2.0 * (n - 1.0) / n
     }
+}
+
+/// Node sizes up to which [`ExplainTables`] holds precomputed values (the default
+/// `max_samples`; larger subsamples are computed on the spot, with the same result).
+const TABLE_N: usize = 256;
+
+/// Exact precomputed values for [`IsolationForest::score_explained`]: the isolation gain
+/// `ln(n / n')` of a split from `n` to `n'` rows and `c(n)`, for node sizes up to
+/// [`TABLE_N`], each computed by the very expression it replaces (so the attributions keep
+/// their bits). An explanation takes a logarithm per split otherwise, which was most of
+/// the detector's time during a flood (an alert per flow). 0.5 MB, built on first use.
+struct ExplainTables {
+    /// `ln(a / b)` at `a * (TABLE_N + 1) + b`.
+    gain: Vec<f64>,
+    /// `average_path_length(n)`.
+    c: Vec<f64>,
+}
+
+impl ExplainTables {
+    fn build() -> ExplainTables {
+        let w = TABLE_N + 1;
+        let mut gain = vec![0.0; w * w];
+        for a in 1..w {
+            for b in 1..w {
+                gain[a * w + b] = (f64::from(a as u32) / f64::from(b as u32)).ln();
+            }
+        }
+        ExplainTables {
+            gain,
+            c: (0..w).map(average_path_length).collect(),
+        }
+    }
+
+    #[inline]
+    fn gain(&self, n: u32, next: u32) -> f64 {
+        let (a, b) = (n as usize, next as usize);
+        if a <= TABLE_N && b <= TABLE_N && b > 0 {
+            self.gain[a * (TABLE_N + 1) + b]
+        } else {
+            (f64::from(n) / f64::from(next)).ln()
+        }
+    }
+
+    #[inline]
+    fn c(&self, n: u32) -> f64 {
+        self.c
+            .get(n as usize)
+            .copied()
+            .unwrap_or_else(|| average_path_length(n as usize))
+    }
+}
+
+/// The process's [`ExplainTables`].
+fn explain_tables() -> &'static ExplainTables {
+    static TABLES: std::sync::OnceLock<ExplainTables> = std::sync::OnceLock::new();
+    TABLES.get_or_init(ExplainTables::build)
 }
 
 /// A tree's path-length contribution for a leaf at `depth` edges holding `n` rows, in
@@ -1161,6 +1267,67 @@ impl IsolationForest {
         Ok(self.score(x))
     }
 
+    /// Like [`IsolationForest::score_batch`] for callers that only need the exact score
+    /// of rows above `threshold`: a block of rows that can no longer reach it (each
+    /// row's path sum so far, plus the smallest leaf value of every remaining tree,
+    /// already puts its score below `threshold`) skips its remaining trees. So for every
+    /// row, `out[i] > threshold` exactly when its score is, and then `out[i]` is the
+    /// exact score (the same bits as `score_batch`); otherwise `out[i]` is its score or
+    /// an upper bound of it that is still below `threshold`. Most flows of a monitored
+    /// device are far below their threshold: they stop after 40-60 % of the trees.
+    pub fn score_batch_until(
+        &self,
+        rows: &[f32],
+        out: &mut [f64],
+        threshold: f64,
+    ) -> Result<(), ForestError> {
+        let d = self.n_features;
+        let c = &self.compiled;
+        let (Some(p), true) = (&c.perfect, d <= NARROW) else {
+            return self.score_batch(rows, out);
+        };
+        if !(threshold > 0.0 && threshold < 1.0) || c.denominator <= 0.0 {
+            return self.score_batch(rows, out);
+        }
+        if rows.len() != out.len() * d {
+            return Err(ForestError::DimensionMismatch {
+                expected: out.len() * d,
+                got: rows.len(),
+            });
+        }
+        // score = 2^(-sum / denominator) < threshold  <=>  sum > -denominator log2(threshold).
+        // The margin keeps rounding (the bound adds the trees in another order) from
+        // ever deciding a row whose exact score is at the threshold.
+        let at = -c.denominator * threshold.log2();
+        let stop = at + 1e-9 * at.abs().max(1.0);
+        let mut xs = [0u32; 256];
+        let mut groups = [RowGroup {
+            keys: [[0u32; NARROW]; BLOCK_LANES],
+            acc: [0.0; BLOCK_LANES],
+        }; BLOCK_GROUPS];
+        let blocked = out.len() - out.len() % BLOCK_LANES;
+        let (head, tail) = out.split_at_mut(blocked);
+        for (block, out) in rows.chunks(BLOCK_ROWS * d).zip(head.chunks_mut(BLOCK_ROWS)) {
+            let groups = &mut groups[..out.len() / BLOCK_LANES];
+            let keys = groups.iter_mut().flat_map(|g| g.keys.iter_mut());
+            for (keys, x) in keys.zip(block.chunks_exact(d)) {
+                for (k, &v) in keys.iter_mut().zip(x) {
+                    *k = sort_key(v);
+                }
+            }
+            p.path_sums_block_until(groups, stop);
+            let acc = groups.iter().flat_map(|g| g.acc.iter());
+            for (o, &a) in out.iter_mut().zip(acc) {
+                *o = self.finish(a);
+            }
+        }
+        for (x, o) in rows[blocked * d..].chunks_exact(d).zip(tail.iter_mut()) {
+            row_keys(x, &mut xs);
+            *o = self.finish(p.path_sum(&xs));
+        }
+        Ok(())
+    }
+
     /// Scores many rows (row-major, `n_features` per row) into `out` (one score per row),
     /// tree by tree over blocks of rows; same values as [`IsolationForest::score`]. No
     /// allocation.
@@ -1248,27 +1415,53 @@ impl IsolationForest {
             "score_explained: contrib length"
         );
         contrib.fill(0.0);
+        let tables = explain_tables();
         let mut sum = 0.0f64;
+        // The splits of one path: (feature, gain), depth = position. A path longer than
+        // the buffer (only with `max_samples` above 2^32) takes the second walk below.
+        let mut path = [(0usize, 0.0f64); 32];
         for tree in &self.trees {
-            let (leaf, depth) = tree.leaf_of(x);
-            sum += leaf_value(depth, tree.n_samples[leaf]);
-            if depth == 0 {
-                continue;
-            }
-            let h = depth as f64 + average_path_length(tree.n_samples[leaf] as usize);
             let mut node = 0usize;
-            let mut d = 0usize;
+            let mut depth = 0usize;
             while tree.feature[node] != NONE {
                 let f = tree.feature[node] as usize;
+                // `v > thr` goes right, so NaN goes left (as in `Tree::leaf_of`).
                 let next = if f64::from(x[f]) > tree.threshold[node] {
                     tree.right[node] as usize
                 } else {
                     tree.left[node] as usize
                 };
-                let gain = (f64::from(tree.n_samples[node]) / f64::from(tree.n_samples[next])).ln();
-                contrib[f] += gain / ((d + 1) as f64 * h);
+                if let Some(p) = path.get_mut(depth) {
+                    *p = (f, tables.gain(tree.n_samples[node], tree.n_samples[next]));
+                }
                 node = next;
-                d += 1;
+                depth += 1;
+            }
+            let n_leaf = tree.n_samples[node];
+            sum += leaf_value(depth, n_leaf);
+            if depth == 0 {
+                continue;
+            }
+            let h = depth as f64 + tables.c(n_leaf);
+            if depth <= path.len() {
+                for (d, &(f, gain)) in path[..depth].iter().enumerate() {
+                    contrib[f] += gain / ((d + 1) as f64 * h);
+                }
+            } else {
+                let mut node = 0usize;
+                let mut d = 0usize;
+                while tree.feature[node] != NONE {
+                    let f = tree.feature[node] as usize;
+                    let next = if f64::from(x[f]) > tree.threshold[node] {
+                        tree.right[node] as usize
+                    } else {
+                        tree.left[node] as usize
+                    };
+                    let gain = tables.gain(tree.n_samples[node], tree.n_samples[next]);
+                    contrib[f] += gain / ((d + 1) as f64 * h);
+                    node = next;
+                    d += 1;
+                }
             }
         }
         let total: f64 = contrib.iter().sum();
@@ -1393,6 +1586,87 @@ impl TreeBuilder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The attribution as first written: two walks per tree and a logarithm per split.
+    fn explained_reference(f: &IsolationForest, x: &[f32], contrib: &mut [f64]) -> f64 {
+        contrib.fill(0.0);
+        let mut sum = 0.0f64;
+        for tree in &f.trees {
+            let (mut leaf, mut depth) = (0usize, 0usize);
+            while tree.feature[leaf] != NONE {
+                let v = f64::from(x[tree.feature[leaf] as usize]);
+                leaf = if v > tree.threshold[leaf] {
+                    tree.right[leaf] as usize
+                } else {
+                    tree.left[leaf] as usize
+                };
+                depth += 1;
+            }
+            sum += leaf_value(depth, tree.n_samples[leaf]);
+            if depth == 0 {
+                continue;
+            }
+            let h = depth as f64 + average_path_length(tree.n_samples[leaf] as usize);
+            let (mut node, mut d) = (0usize, 0usize);
+            while tree.feature[node] != NONE {
+                let ft = tree.feature[node] as usize;
+                let next = if f64::from(x[ft]) > tree.threshold[node] {
+                    tree.right[node] as usize
+                } else {
+                    tree.left[node] as usize
+                };
+                let gain = (f64::from(tree.n_samples[node]) / f64::from(tree.n_samples[next])).ln();
+                contrib[ft] += gain / ((d + 1) as f64 * h);
+                node = next;
+                d += 1;
+            }
+        }
+        let total: f64 = contrib.iter().sum();
+        if total > 0.0 {
+            contrib.iter_mut().for_each(|c| *c /= total);
+        }
+        f.finish(sum)
+    }
+
+    /// The table-driven, one-walk attribution keeps every bit of the reference, with the
+    /// default subsample (all sizes in the tables) and a larger one (sizes past them).
+    #[test]
+    fn explanation_tables_keep_every_bit() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let d = 7;
+        let rows: Vec<f32> = (0..1_200 * d).map(|_| next() * 10.0 - 5.0).collect();
+        for max_samples in [256, 1_000] {
+            let params = ForestParams {
+                n_trees: 40,
+                max_samples,
+                seed: 3,
+            };
+            let f = IsolationForest::fit(&rows, d, &params).expect("fit");
+            let (mut a, mut b) = (vec![0.0; d], vec![0.0; d]);
+            for i in 0..300 {
+                let mut x: Vec<f32> = (0..d).map(|_| next() * 14.0 - 7.0).collect();
+                if i % 17 == 0 {
+                    x[i % d] = f32::NAN;
+                }
+                let s = f.score_explained(&x, &mut a);
+                let want = explained_reference(&f, &x, &mut b);
+                assert_eq!(s.to_bits(), want.to_bits(), "score, row {i}");
+                for (j, (p, q)) in a.iter().zip(&b).enumerate() {
+                    assert_eq!(
+                        p.to_bits(),
+                        q.to_bits(),
+                        "max_samples {max_samples}, row {i}, feature {j}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn floor_f32_is_exact() {

@@ -635,3 +635,69 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    /// `score_batch_until` decides every row like the exact scores: a row is above the
+    /// threshold in one exactly when it is in the other, with the same bits then; below
+    /// it, its value is the exact score or an upper bound that stays below the threshold.
+    /// Rows are a mix of training-like points (which stop early) and outliers, in batch
+    /// sizes with partial blocks, and thresholds from low (nothing stops) to high.
+    #[test]
+    fn early_exit_scoring_decides_like_the_exact_scores(
+        d in prop_oneof![Just(1usize), Just(7), Just(33), Just(64), Just(65)],
+        n_trees in prop_oneof![Just(1usize), Just(8), Just(23), Just(200)],
+        seed in any::<u64>(),
+        n_rows in 0usize..140,
+        outliers in 0usize..20,
+        threshold in prop_oneof![Just(0.3f64), 0.4f64..0.8, Just(0.99)],
+    ) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let train = gaussian_rows(&mut rng, 300, d, 2.0);
+        let f = IsolationForest::fit(&train, d, &params(n_trees, 256, seed)).expect("fit");
+        let mut rows = gaussian_rows(&mut rng, n_rows, d, 2.0);
+        for r in rows.chunks_exact_mut(d).take(outliers.min(n_rows)) {
+            r[0] += 25.0;
+        }
+        let mut exact = vec![0.0; n_rows];
+        f.score_batch(&rows, &mut exact).expect("batch");
+        let mut until = vec![0.0; n_rows];
+        f.score_batch_until(&rows, &mut until, threshold).expect("until");
+        for i in 0..n_rows {
+            prop_assert_eq!(until[i] > threshold, exact[i] > threshold, "row {}", i);
+            if exact[i] > threshold {
+                prop_assert_eq!(until[i].to_bits(), exact[i].to_bits(), "row {}", i);
+            } else {
+                prop_assert!(until[i] >= exact[i], "row {}: bound {} below exact {}", i, until[i], exact[i]);
+            }
+        }
+        prop_assert!(f.score_batch_until(&rows[..rows.len().saturating_sub(1)], &mut until, threshold).is_err() || rows.is_empty());
+    }
+}
+
+/// On a 200-tree forest, rows like the training data stop well before the last tree:
+/// their scores come back as bounds (above the exact score, below the threshold), which
+/// is only possible when trees were skipped.
+#[test]
+fn early_exit_skips_trees_for_ordinary_rows() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let d = 33;
+    let train = gaussian_rows(&mut rng, 2_000, d, 2.0);
+    let f = IsolationForest::fit(&train, d, &params(200, 256, 7)).expect("fit");
+    let rows = gaussian_rows(&mut rng, 600, d, 2.0);
+    let mut exact = vec![0.0; 600];
+    let mut until = vec![0.0; 600];
+    f.score_batch(&rows, &mut exact).expect("batch");
+    let thr = 0.7;
+    f.score_batch_until(&rows, &mut until, thr).expect("until");
+    let bounded = until
+        .iter()
+        .zip(&exact)
+        .filter(|(u, e)| u.to_bits() != e.to_bits())
+        .count();
+    assert!(bounded >= 300, "only {bounded} of 600 rows stopped early");
+    assert!(until
+        .iter()
+        .zip(&exact)
+        .all(|(&u, &e)| (u > thr) == (e > thr)));
+}

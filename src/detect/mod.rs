@@ -67,6 +67,12 @@ pub struct DetectorConfig {
     /// dropped, so memory stays bounded on a long run without changing any feature
     /// ([`FeatureExtractor::retire_idle_contexts`]). `None` keeps every context.
     pub max_record_lag: Option<Nanos>,
+    /// Compute every verdict's exact forest score (evaluation: it ranks flows by their
+    /// margins). Off by default: a side that no other detector alerts on stops scoring
+    /// once its forest cannot reach the threshold, and keeps an upper bound below it
+    /// ([`IsolationForest::score_batch_until`](crate::forest::IsolationForest::score_batch_until));
+    /// every written event is the same either way.
+    pub exact_scores: bool,
 }
 
 impl Default for DetectorConfig {
@@ -80,6 +86,7 @@ impl Default for DetectorConfig {
             new_public_peer: true,
             forest_only: false,
             max_record_lag: None,
+            exact_scores: false,
         }
     }
 }
@@ -96,7 +103,9 @@ pub struct Verdict {
     /// The per-transport forest of that class that scored it (`None`: the class-wide
     /// forest).
     pub transport: Option<Transport>,
-    /// Isolation-forest score in (0, 1].
+    /// Isolation-forest score in (0, 1]. Exact when above the threshold, when another
+    /// detector alerts on the side, or with [`DetectorConfig::exact_scores`]; otherwise
+    /// possibly an upper bound that is still below the threshold.
     pub score: f64,
     /// The class threshold.
     pub threshold: f64,
@@ -522,15 +531,19 @@ impl Detector {
     fn score_forests(&mut self, vs: &mut [Verdict]) {
         let mut rows = std::mem::take(&mut self.batch_rows);
         let mut scores = std::mem::take(&mut self.batch_scores);
-        // (class, transport) forests: a handful at most.
-        let mut done: Vec<(DeviceClass, Option<Transport>)> = Vec::new();
+        let exact_all = self.cfg.exact_scores;
+        // A side some other detector alerts on gets its exact score (its event shows
+        // it); the others only need to know whether the forest alerts.
+        let needs_exact = |v: &Verdict| exact_all || v.envelope_alert() || v.new_public_peer;
+        // (class, transport, exact) batches: a handful at most.
+        let mut done: Vec<(DeviceClass, Option<Transport>, bool)> = Vec::new();
         for i in 0..vs.len() {
-            let key = (vs[i].model_class, vs[i].transport);
+            let key = (vs[i].model_class, vs[i].transport, needs_exact(&vs[i]));
             if done.contains(&key) {
                 continue;
             }
             done.push(key);
-            let of_key = |v: &Verdict| (v.model_class, v.transport) == key;
+            let of_key = |v: &Verdict| (v.model_class, v.transport, needs_exact(v)) == key;
             rows.clear();
             for v in vs[i..].iter().filter(|v| of_key(v)) {
                 rows.extend_from_slice(&v.features.0);
@@ -538,7 +551,11 @@ impl Detector {
             let m = self.model_of(key.0).scorer_of(key.1);
             scores.clear();
             scores.resize(rows.len() / N_FEATURES.max(1), f64::NAN);
-            let batch = m.forest.score_batch(&rows, &mut scores);
+            let batch = if key.2 {
+                m.forest.score_batch(&rows, &mut scores)
+            } else {
+                m.forest.score_batch_until(&rows, &mut scores, m.threshold)
+            };
             for (v, &s) in vs[i..].iter_mut().filter(|v| of_key(v)).zip(&scores) {
                 v.score = match batch {
                     Ok(()) => s,
