@@ -295,3 +295,120 @@ proptest! {
         }
     }
 }
+
+/// A `Write` whose bytes the test can read back.
+#[derive(Clone, Default)]
+struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Rest<'a> {
+    detector: &'static str,
+    score: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    detectors: Vec<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct Whole<'a> {
+    #[serde(flatten)]
+    flow: flowsentry::event::FlowEventJson<'a>,
+    #[serde(flatten)]
+    rest: &'a Rest<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct Nothing {}
+
+/// `EventWriter::write_with_flow` (the flow part by the fast path, the rest by serde)
+/// writes the same lines as serde's flattening of both, with the same envelope fields,
+/// for every fixture record, a rest with and without optional fields, and an empty rest.
+#[test]
+fn event_with_flow_equals_serde_flatten() {
+    use flowsentry::event::EventWriter;
+    let files: Vec<PathBuf> =
+        common::capture_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pcaps"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+            .collect();
+    let (a, b) = (Shared::default(), Shared::default());
+    let mut wa = EventWriter::new(Box::new(a.clone()), "a");
+    let mut wb = EventWriter::new(Box::new(b.clone()), "b");
+    let rests = [
+        Rest {
+            detector: "iforest",
+            score: Some(0.731_234_5),
+            detectors: vec!["iforest", "envelope"],
+        },
+        Rest {
+            detector: "envelope",
+            score: None,
+            detectors: Vec::new(),
+        },
+    ];
+    let mut n = 0;
+    for f in &files {
+        for r in common::flow_records(f).iter().take(300) {
+            for rest in &rests {
+                wa.write_keyed(
+                    "dev",
+                    &Whole {
+                        flow: flow_json(r, "anomaly"),
+                        rest,
+                    },
+                )
+                .expect("serde");
+                wb.write_with_flow("dev", &flow_json(r, "anomaly"), rest)
+                    .expect("fast");
+                n += 1;
+            }
+            wa.write_keyed(
+                "dev",
+                &Whole2 {
+                    flow: flow_json(r, "anomaly"),
+                },
+            )
+            .expect("serde");
+            wb.write_with_flow("dev", &flow_json(r, "anomaly"), &Nothing {})
+                .expect("fast");
+        }
+    }
+    wa.flush().expect("flush");
+    wb.flush().expect("flush");
+    drop((wa, wb));
+    let (a, b) = (
+        a.0.lock().expect("a").clone(),
+        b.0.lock().expect("b").clone(),
+    );
+    assert!(n > 1000, "only {n} events");
+    for (i, (x, y)) in a
+        .split(|&c| c == b'\n')
+        .zip(b.split(|&c| c == b'\n'))
+        .enumerate()
+    {
+        assert_eq!(
+            String::from_utf8_lossy(x),
+            String::from_utf8_lossy(y),
+            "event {i}"
+        );
+    }
+    assert_eq!(a.len(), b.len());
+}
+
+#[derive(serde::Serialize)]
+struct Whole2<'a> {
+    #[serde(flatten)]
+    flow: flowsentry::event::FlowEventJson<'a>,
+}

@@ -13,7 +13,7 @@ pub mod rules;
 
 use crate::device::{DeviceClass, DeviceInfo, DeviceResolver, Inventory, ResolverConfig};
 use crate::error::OutputError;
-use crate::event::{flow_id, flow_json, EventWriter, FlowEventJson};
+use crate::event::{flow_id, flow_json, EventWriter};
 use crate::features::{
     FeatureExtractor, FeatureVector, Side, SitePeers, FEATURE_NAMES, N_FEATURES,
 };
@@ -205,10 +205,10 @@ struct EnvelopeJson {
     threshold: f64,
 }
 
+/// The fields of an `anomaly` event after those of its flow (written together by
+/// [`EventWriter::write_with_flow`]).
 #[derive(Serialize)]
 struct AnomalyEvent<'a> {
-    #[serde(flatten)]
-    flow: FlowEventJson<'a>,
     detector: &'static str,
     /// Every detector that fired on this flow side (`detector` is the first of them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -889,7 +889,6 @@ impl FlowObserver for Detector {
                 ),
             });
             let ev = AnomalyEvent {
-                flow: flow_json(rec, "anomaly"),
                 detector,
                 detectors: detectors.clone(),
                 detected_at: detected_at.clone(),
@@ -913,7 +912,7 @@ impl FlowObserver for Detector {
                 },
                 rule,
             };
-            w.write_keyed(&v.device.id, &ev)?;
+            w.write_with_flow(&v.device.id, &flow_json(rec, "anomaly"), &ev)?;
             let alert = AlertRef {
                 device_id: &v.device.id,
                 class: v.device.assignment.class.as_str(),
@@ -939,7 +938,6 @@ impl FlowObserver for Detector {
         }) = modbus
         {
             let ev = AnomalyEvent {
-                    flow: flow_json(rec, "anomaly"),
                     detector: DETECTOR_MODBUS,
                     detectors: Vec::new(),
                     detected_at: detected_at.clone(),
@@ -964,7 +962,7 @@ impl FlowObserver for Detector {
                         ),
                     }),
                 };
-            w.write_keyed(&dev.id, &ev)?;
+            w.write_with_flow(&dev.id, &flow_json(rec, "anomaly"), &ev)?;
             let alert = AlertRef {
                 device_id: &dev.id,
                 class: dev.assignment.class.as_str(),

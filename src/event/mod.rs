@@ -665,6 +665,38 @@ impl EventWriter {
         self.emit(v, EventKey::Device(device))
     }
 
+    /// Writes an event keyed by `device` whose fields are those of `flow` followed by
+    /// those of `rest` (an object): the same line as serialising a struct with `flow`
+    /// flattened before `rest`'s fields, with the flow part written by the fast path of
+    /// flow events ([`write_flow_body`]) instead of serde's flattening.
+    pub fn write_with_flow<T: Serialize>(
+        &mut self,
+        device: &str,
+        flow: &FlowEventJson<'_>,
+        rest: &T,
+    ) -> Result<(), OutputError> {
+        self.line.clear();
+        write_flow_body(flow, &mut self.line);
+        let body = self.line.len();
+        if let Err(e) = serde_json::to_writer(&mut self.line, rest) {
+            return Err(OutputError::Write {
+                path: "event".into(),
+                events: self.written,
+                pending: 1,
+                source: std::io::Error::other(e),
+            });
+        }
+        // `{flow}{rest}` -> `{flow,rest}` (`{flow}` when `rest` has no field).
+        if self.line.get(body..) == Some(b"{}".as_slice()) {
+            self.line.truncate(body);
+        } else if body >= 1 && self.line.get(body) == Some(&b'{') {
+            self.line[body - 1] = b',';
+            self.line.remove(body);
+        }
+        let kind = EventKind::of_line(&self.line);
+        self.emit_line(EventKey::Device(device), kind)
+    }
+
     /// Flushes buffered events to the outputs.
     pub fn flush(&mut self) -> Result<(), OutputError> {
         if let Some(p) = self.primary.as_mut() {
