@@ -227,6 +227,17 @@ impl Tree {
     pub fn n_nodes(&self) -> usize {
         self.feature.len()
     }
+
+    /// The child of internal node `node` that `x` goes to: `x[f] > threshold` goes right,
+    /// so NaN goes left. Assumes a validated tree.
+    #[inline]
+    fn child(&self, node: usize, x: &[f32]) -> usize {
+        if f64::from(x[self.feature[node] as usize]) > self.threshold[node] {
+            self.right[node] as usize
+        } else {
+            self.left[node] as usize
+        }
+    }
 }
 
 /// Serde helpers storing `f64`s as their IEEE-754 bit patterns (exact in every format).
@@ -1425,12 +1436,7 @@ impl IsolationForest {
             let mut depth = 0usize;
             while tree.feature[node] != NONE {
                 let f = tree.feature[node] as usize;
-                // `v > thr` goes right, so NaN goes left (as in `Tree::leaf_of`).
-                let next = if f64::from(x[f]) > tree.threshold[node] {
-                    tree.right[node] as usize
-                } else {
-                    tree.left[node] as usize
-                };
+                let next = tree.child(node, x);
                 if let Some(p) = path.get_mut(depth) {
                     *p = (f, tables.gain(tree.n_samples[node], tree.n_samples[next]));
                 }
@@ -1448,17 +1454,11 @@ impl IsolationForest {
                     contrib[f] += gain / ((d + 1) as f64 * h);
                 }
             } else {
-                let mut node = 0usize;
-                let mut d = 0usize;
+                let (mut node, mut d) = (0usize, 0usize);
                 while tree.feature[node] != NONE {
-                    let f = tree.feature[node] as usize;
-                    let next = if f64::from(x[f]) > tree.threshold[node] {
-                        tree.right[node] as usize
-                    } else {
-                        tree.left[node] as usize
-                    };
+                    let next = tree.child(node, x);
                     let gain = tables.gain(tree.n_samples[node], tree.n_samples[next]);
-                    contrib[f] += gain / ((d + 1) as f64 * h);
+                    contrib[tree.feature[node] as usize] += gain / ((d + 1) as f64 * h);
                     node = next;
                     d += 1;
                 }
