@@ -1464,11 +1464,16 @@ impl IsolationForest {
                 }
             }
         }
-        let total: f64 = contrib.iter().sum();
-        if total > 0.0 {
-            contrib.iter_mut().for_each(|c| *c /= total);
-        }
+        normalise(contrib);
         self.finish(sum)
+    }
+}
+
+/// Scales an attribution to sum to 1 (left as is when nothing was attributed).
+fn normalise(contrib: &mut [f64]) {
+    let total: f64 = contrib.iter().sum();
+    if total > 0.0 {
+        contrib.iter_mut().for_each(|c| *c /= total);
     }
 }
 
@@ -1621,10 +1626,7 @@ mod tests {
                 d += 1;
             }
         }
-        let total: f64 = contrib.iter().sum();
-        if total > 0.0 {
-            contrib.iter_mut().for_each(|c| *c /= total);
-        }
+        normalise(contrib);
         f.finish(sum)
     }
 
