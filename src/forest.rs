@@ -1278,6 +1278,47 @@ impl IsolationForest {
         Ok(self.score(x))
     }
 
+    /// The complete-tree layout's batch scoring (`rows.len() == out.len() * d`): rows in
+    /// blocks of up to `BLOCK_ROWS` through the tree-major kernel, in whole groups of
+    /// `BLOCK_LANES` (all rows row by row when there are more than `NARROW` features);
+    /// the rest row by row. With `stop`, a group may end early
+    /// ([`Perfect::path_sums_block_until`]).
+    fn perfect_batch(&self, p: &Perfect, rows: &[f32], out: &mut [f64], stop: Option<f64>) {
+        let d = self.n_features;
+        let mut xs = [0u32; 256];
+        let mut groups = [RowGroup {
+            keys: [[0u32; NARROW]; BLOCK_LANES],
+            acc: [0.0; BLOCK_LANES],
+        }; BLOCK_GROUPS];
+        let blocked = if d <= NARROW {
+            out.len() - out.len() % BLOCK_LANES
+        } else {
+            0
+        };
+        let (head, tail) = out.split_at_mut(blocked);
+        for (block, out) in rows.chunks(BLOCK_ROWS * d).zip(head.chunks_mut(BLOCK_ROWS)) {
+            let groups = &mut groups[..out.len() / BLOCK_LANES];
+            let keys = groups.iter_mut().flat_map(|g| g.keys.iter_mut());
+            for (keys, x) in keys.zip(block.chunks_exact(d)) {
+                for (k, &v) in keys.iter_mut().zip(x) {
+                    *k = sort_key(v);
+                }
+            }
+            match stop {
+                Some(stop) => p.path_sums_block_until(groups, stop),
+                None => p.path_sums_block(groups),
+            }
+            let acc = groups.iter().flat_map(|g| g.acc.iter());
+            for (o, &a) in out.iter_mut().zip(acc) {
+                *o = self.finish(a);
+            }
+        }
+        for (x, o) in rows[blocked * d..].chunks_exact(d).zip(tail.iter_mut()) {
+            row_keys(x, &mut xs);
+            *o = self.finish(p.path_sum(&xs));
+        }
+    }
+
     /// Like [`IsolationForest::score_batch`] for callers that only need the exact score
     /// of rows above `threshold`: a block of rows that can no longer reach it (each
     /// row's path sum so far, plus the smallest leaf value of every remaining tree,
@@ -1311,31 +1352,7 @@ impl IsolationForest {
         // ever deciding a row whose exact score is at the threshold.
         let at = -c.denominator * threshold.log2();
         let stop = at + 1e-9 * at.abs().max(1.0);
-        let mut xs = [0u32; 256];
-        let mut groups = [RowGroup {
-            keys: [[0u32; NARROW]; BLOCK_LANES],
-            acc: [0.0; BLOCK_LANES],
-        }; BLOCK_GROUPS];
-        let blocked = out.len() - out.len() % BLOCK_LANES;
-        let (head, tail) = out.split_at_mut(blocked);
-        for (block, out) in rows.chunks(BLOCK_ROWS * d).zip(head.chunks_mut(BLOCK_ROWS)) {
-            let groups = &mut groups[..out.len() / BLOCK_LANES];
-            let keys = groups.iter_mut().flat_map(|g| g.keys.iter_mut());
-            for (keys, x) in keys.zip(block.chunks_exact(d)) {
-                for (k, &v) in keys.iter_mut().zip(x) {
-                    *k = sort_key(v);
-                }
-            }
-            p.path_sums_block_until(groups, stop);
-            let acc = groups.iter().flat_map(|g| g.acc.iter());
-            for (o, &a) in out.iter_mut().zip(acc) {
-                *o = self.finish(a);
-            }
-        }
-        for (x, o) in rows[blocked * d..].chunks_exact(d).zip(tail.iter_mut()) {
-            row_keys(x, &mut xs);
-            *o = self.finish(p.path_sum(&xs));
-        }
+        self.perfect_batch(p, rows, out, Some(stop));
         Ok(())
     }
 
@@ -1352,37 +1369,7 @@ impl IsolationForest {
         }
         let c = &self.compiled;
         if let Some(p) = &c.perfect {
-            let mut xs = [0u32; 256];
-            let mut groups = [RowGroup {
-                keys: [[0u32; NARROW]; BLOCK_LANES],
-                acc: [0.0; BLOCK_LANES],
-            }; BLOCK_GROUPS];
-            // Rows in blocks of up to `BLOCK_ROWS` through the tree-major kernel, in
-            // whole groups of `BLOCK_LANES`; the rest row by row.
-            let blocked = if d <= NARROW {
-                out.len() - out.len() % BLOCK_LANES
-            } else {
-                0
-            };
-            let (head, tail) = out.split_at_mut(blocked);
-            for (block, out) in rows.chunks(BLOCK_ROWS * d).zip(head.chunks_mut(BLOCK_ROWS)) {
-                let groups = &mut groups[..out.len() / BLOCK_LANES];
-                let keys = groups.iter_mut().flat_map(|g| g.keys.iter_mut());
-                for (keys, x) in keys.zip(block.chunks_exact(d)) {
-                    for (k, &v) in keys.iter_mut().zip(x) {
-                        *k = sort_key(v);
-                    }
-                }
-                p.path_sums_block(groups);
-                let acc = groups.iter().flat_map(|g| g.acc.iter());
-                for (o, &a) in out.iter_mut().zip(acc) {
-                    *o = self.finish(a);
-                }
-            }
-            for (x, o) in rows[blocked * d..].chunks_exact(d).zip(tail.iter_mut()) {
-                row_keys(x, &mut xs);
-                *o = self.finish(p.path_sum(&xs));
-            }
+            self.perfect_batch(p, rows, out, None);
             return Ok(());
         }
         let nodes = &c.nodes[..];
