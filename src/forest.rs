@@ -1335,7 +1335,7 @@ impl IsolationForest {
     ) -> Result<(), ForestError> {
         let d = self.n_features;
         let c = &self.compiled;
-        let (Some(p), true) = (&c.perfect, d <= NARROW) else {
+        let Some(p) = &c.perfect else {
             return self.score_batch(rows, out);
         };
         if !(threshold > 0.0 && threshold < 1.0) || c.denominator <= 0.0 {

@@ -569,14 +569,7 @@ impl EventWriter {
 
     fn emit<T: Serialize>(&mut self, v: &T, key: EventKey<'_>) -> Result<(), OutputError> {
         self.line.clear();
-        if let Err(e) = serde_json::to_writer(&mut self.line, v) {
-            return Err(OutputError::Write {
-                path: "event".into(),
-                events: self.written,
-                pending: 1,
-                source: std::io::Error::other(e),
-            });
-        }
+        self.serialise_onto_line(v)?;
         let kind = EventKind::of_line(&self.line);
         self.emit_line(key, kind)
     }
@@ -665,6 +658,16 @@ impl EventWriter {
         self.emit(v, EventKey::Device(device))
     }
 
+    /// Appends `v` as JSON to the line being built.
+    fn serialise_onto_line<T: Serialize>(&mut self, v: &T) -> Result<(), OutputError> {
+        serde_json::to_writer(&mut self.line, v).map_err(|e| OutputError::Write {
+            path: "event".into(),
+            events: self.written,
+            pending: 1,
+            source: std::io::Error::other(e),
+        })
+    }
+
     /// Writes an event keyed by `device` whose fields are those of `flow` followed by
     /// those of `rest` (an object): the same line as serialising a struct with `flow`
     /// flattened before `rest`'s fields, with the flow part written by the fast path of
@@ -678,14 +681,7 @@ impl EventWriter {
         self.line.clear();
         write_flow_body(flow, &mut self.line);
         let body = self.line.len();
-        if let Err(e) = serde_json::to_writer(&mut self.line, rest) {
-            return Err(OutputError::Write {
-                path: "event".into(),
-                events: self.written,
-                pending: 1,
-                source: std::io::Error::other(e),
-            });
-        }
+        self.serialise_onto_line(rest)?;
         // `{flow}{rest}` -> `{flow,rest}` (`{flow}` when `rest` has no field).
         if self.line.get(body..) == Some(b"{}".as_slice()) {
             self.line.truncate(body);
