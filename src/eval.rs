@@ -505,8 +505,7 @@ impl ModeRun {
                     if is_flow {
                         n_flow_alerts += 1;
                         // Rules have no score: a flow they alerted ranks above every score.
-                        rule |= detector == crate::detect::DETECTOR_MODBUS
-                            || detector == crate::detect::DETECTOR_NEW_PEER;
+                        rule |= crate::detect::RULE_DETECTORS.contains(&detector.as_str());
                     }
                     self.alerts.push(AlertObs {
                         at_us,

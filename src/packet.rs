@@ -105,6 +105,11 @@ impl Addr {
     pub fn is_v4(&self) -> bool {
         self.0[..10].iter().all(|&b| b == 0) && self.0[10] == 0xff && self.0[11] == 0xff
     }
+    /// The IPv4 octets, for an IPv4(-mapped) address.
+    pub fn as_v4(&self) -> Option<[u8; 4]> {
+        self.is_v4()
+            .then(|| [self.0[12], self.0[13], self.0[14], self.0[15]])
+    }
     /// The standard library form.
     pub fn to_ip(&self) -> IpAddr {
         if self.is_v4() {

@@ -130,7 +130,7 @@ pub struct Nanos(pub i64);
 
 impl Nanos {
     /// Whole seconds to a duration.
-    pub fn from_secs(s: i64) -> Self {
+    pub const fn from_secs(s: i64) -> Self {
         Nanos(s.saturating_mul(NANOS_PER_SEC))
     }
     /// Fractional seconds to a duration (rounded to the nanosecond).

@@ -77,6 +77,27 @@ fn every_fixture_attack_episode_is_detected() {
 }
 
 #[test]
+fn flows_diverted_by_arp_spoofing_are_alerted_in_every_mode() {
+    // The camera's RTSP session and both RTP streams to the NVR are relayed by the
+    // attacker's MAC during the episode: each of the 3 records is an
+    // `arp_intercepted_flow` alert, its 6 benign records are not.
+    let r = eval("fixture-arp-spoof");
+    for m in r["modes"].as_array().into_iter().flatten() {
+        let mode = &m["mode"];
+        let flows = &m["per_attack"]["arp_spoof"]["flows"];
+        assert_eq!(flows["attack"].as_u64(), Some(3), "mode {mode}: {flows}");
+        assert_eq!(flows["tpr"].as_f64(), Some(1.0), "mode {mode}: {flows}");
+        assert_eq!(flows["fp"].as_u64(), Some(0), "mode {mode}: {flows}");
+        assert_eq!(
+            m["alerts_by_detector"]["arp_intercepted_flow"].as_u64(),
+            Some(3),
+            "mode {mode}: {}",
+            m["alerts_by_detector"]
+        );
+    }
+}
+
+#[test]
 fn benign_fixtures_raise_no_incident() {
     for class in ["camera", "thermostat", "plc", "plug", "hub"] {
         let name = format!("fixture-benign-{class}");

@@ -274,6 +274,8 @@ fn record() -> impl Strategy<Value = FlowRecord> {
                         modbus_writes: mw,
                     },
                     fragments: frags,
+                    // Both values, without another strategy in the (full) tuple.
+                    mac_changed: frags % 2 == 1,
                 }
             },
         )

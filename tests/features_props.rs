@@ -160,6 +160,7 @@ fn record() -> impl Strategy<Value = FlowRecord> {
                         modbus_writes: mw,
                     },
                     fragments: 0,
+                    mac_changed: false,
                 }
             },
         )

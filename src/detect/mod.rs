@@ -38,8 +38,16 @@ pub const DETECTOR_ARP: &str = "arp_binding_change";
 pub const DETECTOR_ENVELOPE: &str = "envelope";
 /// Detector tag of the new-public-peer rule.
 pub const DETECTOR_NEW_PEER: &str = "new_public_peer";
+/// Detector tag of the intercepted-flow rule: a flow relayed through a second MAC while
+/// one of its addresses was claimed by ARP spoofing.
+pub const DETECTOR_ARP_FLOW: &str = "arp_intercepted_flow";
 /// The rule detectors: one of their alerts is evidence enough for an incident.
-pub const RULE_DETECTORS: [&str; 3] = [DETECTOR_ARP, DETECTOR_MODBUS, DETECTOR_NEW_PEER];
+pub const RULE_DETECTORS: [&str; 4] = [
+    DETECTOR_ARP,
+    DETECTOR_MODBUS,
+    DETECTOR_NEW_PEER,
+    DETECTOR_ARP_FLOW,
+];
 
 /// Detector settings.
 #[derive(Debug, Clone)]
@@ -177,6 +185,39 @@ struct DeviceJson {
     confidence: f64,
     role: &'static str,
     ip: std::net::IpAddr,
+}
+
+/// A flow record relayed through an ARP spoofer (see [`Detector::interception`]).
+#[derive(Debug, Clone, Copy)]
+struct Interception {
+    /// The endpoint whose address was claimed.
+    side: Side,
+    /// The MAC that address is bound to.
+    known_mac: [u8; 6],
+    /// The MAC claiming it.
+    new_mac: [u8; 6],
+}
+
+/// The `device.role` of a flow side.
+fn role_name(side: Side) -> &'static str {
+    match side {
+        Side::Orig => "src",
+        Side::Resp => "dest",
+    }
+}
+
+impl DeviceJson {
+    /// An address no device resolves to (class unknown, confidence 0).
+    fn unknown(id: &str, side: Side, ip: Addr) -> DeviceJson {
+        DeviceJson {
+            id: id.to_string(),
+            class: "unknown",
+            class_source: "unknown",
+            confidence: 0.0,
+            role: role_name(side),
+            ip: ip.to_ip(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -603,16 +644,116 @@ impl Detector {
         &self.verdicts
     }
 
+    /// The ARP-spoofing interception `rec` shows, if any: packets of it came from a
+    /// second source MAC (`mac_changed`) while one of its IPv4 endpoints was claimed by a
+    /// MAC other than its own (see [`ArpWatcher::claimed_during`]). Returns that endpoint
+    /// and the (known, claiming) MACs; when both endpoints were claimed (a poisoner sits
+    /// between two hosts), the one listed in the inventory, else the originator. ARP
+    /// packets reach the detector in packet-time order with the records, so every claim
+    /// up to the record's emission has been seen.
+    fn interception(&mut self, rec: &FlowRecord) -> Option<Interception> {
+        if !rec.mac_changed || self.cfg.forest_only {
+            return None;
+        }
+        let mut best: Option<(Interception, bool)> = None;
+        for (side, ep) in [(Side::Orig, rec.orig), (Side::Resp, rec.resp)] {
+            let Some(ip) = ep.addr.as_v4() else { continue };
+            let Some((known, new)) = self.arp.claimed_during(ip, rec.first_ts, rec.last_ts) else {
+                continue;
+            };
+            let listed = self
+                .resolver
+                .resolve(&ep)
+                .is_some_and(|d| d.assignment.source == crate::device::ClassSource::Inventory);
+            if best.is_none_or(|(_, b)| listed && !b) {
+                let hit = Interception {
+                    side,
+                    known_mac: known,
+                    new_mac: new,
+                };
+                best = Some((hit, listed));
+            }
+        }
+        best.map(|(hit, _)| hit)
+    }
+
+    /// Writes the `arp_intercepted_flow` alert of `rec` (on the device of the claimed
+    /// endpoint `side`) and notes it for incidents.
+    fn alert_interception(
+        &mut self,
+        rec: &FlowRecord,
+        hit: Interception,
+        detected_at: &str,
+        w: &mut EventWriter,
+    ) -> Result<(), OutputError> {
+        let Interception {
+            side,
+            known_mac,
+            new_mac,
+        } = hit;
+        let (ep, peer) = match side {
+            Side::Orig => (rec.orig, rec.resp),
+            Side::Resp => (rec.resp, rec.orig),
+        };
+        let dev = self.resolver.resolve(&ep);
+        let id = dev
+            .as_ref()
+            .map(|d| d.id.to_string())
+            .unwrap_or_else(|| ep.addr.to_ip().to_string());
+        let class = dev
+            .as_ref()
+            .map(|d| d.assignment.class.as_str())
+            .unwrap_or("unknown");
+        let ev = AnomalyEvent {
+            detector: DETECTOR_ARP_FLOW,
+            detectors: Vec::new(),
+            detected_at: detected_at.to_string(),
+            device: dev
+                .as_ref()
+                .map(|d| Self::device_json(d, side, ep.addr))
+                .unwrap_or_else(|| DeviceJson::unknown(&id, side, ep.addr)),
+            score: None,
+            threshold: None,
+            envelope: None,
+            model: ModelJson {
+                id: &self.model_id,
+                class,
+                transport: None,
+                calibration_fpr: 0.0,
+            },
+            explanation: Vec::new(),
+            rule: Some(RuleJson {
+                name: DETECTOR_ARP_FLOW,
+                detail: format!(
+                    "packets of this flow came through a second MAC while {} was claimed by {} (bound to {}): likely intercepted by ARP spoofing",
+                    ep.addr.to_ip(),
+                    mac_str(new_mac),
+                    mac_str(known_mac)
+                ),
+            }),
+        };
+        w.write_with_flow(&id, &flow_json(rec, "anomaly"), &ev)?;
+        let alert = AlertRef {
+            device_id: &id,
+            class,
+            class_source: dev.as_ref().map(source_name).unwrap_or("unknown"),
+            ts: rec.last_ts,
+            detector: DETECTOR_ARP_FLOW,
+            score: 1.0,
+            peer: peer.addr.to_ip().to_string(),
+            flow_id: flow_id(rec),
+            top_feature: None,
+        };
+        self.note_alert(&alert, w)
+    }
+
     fn device_json(dev: &DeviceInfo, side: Side, ip: Addr) -> DeviceJson {
         DeviceJson {
             id: dev.id.to_string(),
             class: dev.assignment.class.as_str(),
             class_source: source_name(dev),
             confidence: (f64::from(dev.assignment.confidence) * 1000.0).round() / 1000.0,
-            role: match side {
-                Side::Orig => "src",
-                Side::Resp => "dest",
-            },
+            role: role_name(side),
             ip: ip.to_ip(),
         }
     }
@@ -975,6 +1116,9 @@ impl FlowObserver for Detector {
                 top_feature: None,
             };
             self.note_alert(&alert, w)?;
+        }
+        if let Some(hit) = self.interception(rec) {
+            self.alert_interception(rec, hit, &detected_at, w)?;
         }
         self.verdicts = verdicts;
         Ok(())

@@ -29,6 +29,22 @@ pub struct ArpConflict {
     pub opcode: u16,
 }
 
+/// How long after its last poisoning claim a victim's ARP cache is taken to keep the
+/// attacker's MAC (Linux: reachable for 15-45 s, then stale until re-confirmed): traffic
+/// relayed that long after the claims stopped still counts as intercepted.
+pub const ARP_CACHE_LINGER: crate::time::Nanos = crate::time::Nanos::from_secs(60);
+
+/// One MAC's current run of conflicting claims on an IP.
+#[derive(Debug, Clone, Copy)]
+struct Claims {
+    /// First claim of the run (the one alerted on).
+    first: crate::time::Timestamp,
+    /// Latest claim.
+    last: crate::time::Timestamp,
+    /// The MAC the IP was bound to.
+    known_mac: [u8; 6],
+}
+
 /// Watches ARP sender bindings: the first MAC seen for an IP (or the inventory's MAC for
 /// it) is the binding; another MAC claiming that IP raises an alert, once per (IP, MAC)
 /// pair while its claims keep coming less than `quiet` apart: a poisoner re-sends every
@@ -37,8 +53,8 @@ pub struct ArpConflict {
 #[derive(Debug)]
 pub struct ArpWatcher {
     bindings: BTreeMap<[u8; 4], [u8; 6]>,
-    /// Last conflicting claim per (IP, MAC).
-    alerted: BTreeMap<([u8; 4], [u8; 6]), crate::time::Timestamp>,
+    /// The current run of conflicting claims per (IP, MAC).
+    alerted: BTreeMap<([u8; 4], [u8; 6]), Claims>,
     quiet: crate::time::Nanos,
     /// IPs (or conflicts) not tracked because a table was full.
     pub untracked: u64,
@@ -93,21 +109,27 @@ impl ArpWatcher {
             Some(k) if k == mac => None,
             Some(k) => {
                 let ts = arp.ts;
-                if let Some(last) = self.alerted.get_mut(&(ip, mac)) {
-                    let repeat = ts.since(*last) < self.quiet;
-                    *last = ts;
+                let run = Claims {
+                    first: ts,
+                    last: ts,
+                    known_mac: k,
+                };
+                if let Some(c) = self.alerted.get_mut(&(ip, mac)) {
+                    let repeat = ts.since(c.last) < self.quiet;
                     if repeat {
+                        c.last = ts;
                         return None;
                     }
+                    *c = run;
                 } else {
                     if self.alerted.len() >= MAX_ARP_ALERTS {
                         let quiet = self.quiet;
-                        self.alerted.retain(|_, t| ts.since(*t) < quiet);
+                        self.alerted.retain(|_, c| ts.since(c.last) < quiet);
                     }
                     if self.alerted.len() >= MAX_ARP_ALERTS {
                         self.untracked += 1;
                     } else {
-                        self.alerted.insert((ip, mac), ts);
+                        self.alerted.insert((ip, mac), run);
                     }
                 }
                 Some(ArpConflict {
@@ -119,6 +141,22 @@ impl ArpWatcher {
                 })
             }
         }
+    }
+
+    /// A conflicting run of claims on `ip` that was in force at some time in
+    /// [`from`, `to`] (from its first claim until [`ARP_CACHE_LINGER`] after its last):
+    /// `(known MAC, claiming MAC)`, the earliest-starting run when there are several.
+    pub fn claimed_during(
+        &self,
+        ip: [u8; 4],
+        from: crate::time::Timestamp,
+        to: crate::time::Timestamp,
+    ) -> Option<([u8; 6], [u8; 6])> {
+        self.alerted
+            .range((ip, [0u8; 6])..=(ip, [0xffu8; 6]))
+            .filter(|(_, c)| c.first <= to && c.last.plus(ARP_CACHE_LINGER) >= from)
+            .min_by_key(|(_, c)| c.first)
+            .map(|(&(_, mac), c)| (c.known_mac, mac))
     }
 }
 
@@ -207,6 +245,40 @@ mod tests {
         // an hour later the same attacker poisons again
         assert!(w.observe(&at(3600, 9), None).is_some());
         assert!(w.observe(&at(3602, 9), None).is_none());
+    }
+
+    #[test]
+    fn a_claim_is_in_force_from_its_first_claim_until_the_cache_linger_after_its_last() {
+        let mut w = ArpWatcher::new(crate::time::Nanos::from_secs(300));
+        let s = |secs: i64| Timestamp::from_secs_nanos(secs, 0);
+        let at = |secs: i64, ip: u8, mac: u8| {
+            let mut a = arp([10, 0, 0, ip], mac);
+            a.ts = s(secs);
+            a
+        };
+        w.observe(&at(0, 1, 1), None);
+        w.observe(&at(0, 2, 2), None);
+        // MAC 9 claims 10.0.0.1 from 100 s to 200 s, every 2 s.
+        for t in (100..=200).step_by(2) {
+            w.observe(&at(t, 1, 9), None);
+        }
+        let claimed =
+            |w: &ArpWatcher, from: i64, to: i64| w.claimed_during([10, 0, 0, 1], s(from), s(to));
+        let linger = ARP_CACHE_LINGER.0 / 1_000_000_000;
+        assert_eq!(claimed(&w, 0, 99), None, "before the first claim");
+        assert_eq!(claimed(&w, 0, 100).map(|(k, n)| (k[5], n[5])), Some((1, 9)));
+        assert!(claimed(&w, 150, 160).is_some());
+        assert!(
+            claimed(&w, 200 + linger, 400).is_some(),
+            "the poisoned cache lingers"
+        );
+        assert_eq!(claimed(&w, 201 + linger, 400), None, "after the linger");
+        // Only the claimed address: 10.0.0.2 was never claimed by another MAC.
+        assert_eq!(w.claimed_during([10, 0, 0, 2], s(0), s(400)), None);
+        // A new run after a quiet gap starts again at its own first claim.
+        w.observe(&at(1000, 1, 9), None);
+        assert_eq!(claimed(&w, 300, 999), None);
+        assert!(claimed(&w, 300, 1000).is_some());
     }
 
     #[test]

@@ -206,6 +206,9 @@ pub fn write_flow_body(j: &FlowEventJson<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"dest_mac\":");
         put_mac(out, m.0);
     }
+    if f.mac_changed {
+        out.extend_from_slice(b",\"mac_changed\":true");
+    }
     out.extend_from_slice(b",\"toserver\":");
     put_dir(out, &f.toserver);
     out.extend_from_slice(b",\"toclient\":");

@@ -155,6 +155,8 @@ struct FlowJson<'a> {
     src_mac: Option<MacJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dest_mac: Option<MacJson>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    mac_changed: bool,
     toserver: DirJson,
     toclient: DirJson,
 }
@@ -341,6 +343,7 @@ pub fn flow_json<'a>(rec: &'a FlowRecord, event_type: &'static str) -> FlowEvent
             fragments: rec.fragments,
             src_mac: rec.orig.mac.map(MacJson),
             dest_mac: rec.resp.mac.map(MacJson),
+            mac_changed: rec.mac_changed,
             toserver: DirJson::of(os),
             toclient: DirJson::of(rs),
         },

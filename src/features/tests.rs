@@ -47,6 +47,7 @@ pub(crate) fn rec(protocol: u8, orig: (Addr, u16), resp: (Addr, u16)) -> FlowRec
         slice: 0,
         app: Default::default(),
         fragments: 0,
+        mac_changed: false,
     }
 }
 

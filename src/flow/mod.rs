@@ -209,6 +209,10 @@ pub struct FlowRecord {
     pub app: AppSummary,
     /// IP fragments counted in this flow.
     pub fragments: u32,
+    /// A packet of this record came from a source MAC other than the first one of its
+    /// direction (`orig.mac` / `resp.mac`): relayed by another host (ARP-spoofing
+    /// interception, a gateway or NIC change, a capture seeing both sides of a router).
+    pub mac_changed: bool,
 }
 
 impl FlowRecord {
@@ -348,6 +352,8 @@ const M_ICMP: u8 = 16;
 const M_RARE: u8 = 32;
 /// A packet counter of this slice wrapped around (its low part may read 0).
 const M_PKTS_WRAPPED: u8 = 64;
+/// A packet of this slice came from a source MAC other than its direction's first one.
+const M_MAC_CHANGED: u8 = 128;
 
 /// One flow's state in the slab: the lookup key first, then what every packet updates.
 #[derive(Debug, Clone)]
@@ -598,6 +604,7 @@ impl Slot {
                 modbus_writes: c32(self.modbus_writes, C_MB_WR),
             },
             fragments: c32(self.fragments, C_FRAG),
+            mac_changed: self.meta & M_MAC_CHANGED != 0,
         }
     }
 
@@ -1117,10 +1124,12 @@ impl FlowTable {
                 }
             }
         }
-        if s.meta & (M_MAC0 << d) == 0 {
-            if let Some(m) = pkt.src_mac {
+        if let Some(m) = pkt.src_mac {
+            if s.meta & (M_MAC0 << d) == 0 {
                 s.macs[d] = m;
                 s.meta |= M_MAC0 << d;
+            } else if m != s.macs[d] {
+                s.meta |= M_MAC_CHANGED;
             }
         }
         if pkt.frag.is_fragment {
@@ -1231,7 +1240,7 @@ impl FlowTable {
         out.push(s.record(Some(r), EndReason::ActiveTimeout, clock));
         r.hi = [0; C_N];
         r.slice += 1;
-        s.meta &= !M_PKTS_WRAPPED;
+        s.meta &= !(M_PKTS_WRAPPED | M_MAC_CHANGED);
         s.reset_slice(ts);
         self.counters.ended[EndReason::ActiveTimeout as usize] += 1;
     }

@@ -446,3 +446,40 @@ mod batched {
         }
     }
 }
+
+#[test]
+fn a_second_source_mac_marks_the_record_it_appears_in() {
+    let cfg = FlowConfig {
+        active_timeout: Some(Nanos::from_secs(10)),
+        ..FlowConfig::default()
+    };
+    let relayed = |ms| {
+        let mut p = pkt(ms, 1, 5000, 2, 6000, proto::UDP, 0, 100);
+        p.src_mac = Some([2, 0, 0, 0, 0, 0x42]);
+        p
+    };
+    let direct = |ms| pkt(ms, 1, 5000, 2, 6000, proto::UDP, 0, 100);
+    let reply = |ms| pkt(ms, 2, 6000, 1, 5000, proto::UDP, 0, 100);
+    // Slice 1: direct, reply, then the same packet relayed by another MAC; slice 2 (after
+    // the 10 s active timeout): direct only; a packet without a MAC changes nothing.
+    let mut no_mac = direct(12_000);
+    no_mac.src_mac = None;
+    let (recs, _) = run(
+        cfg,
+        &[
+            direct(0),
+            reply(1),
+            relayed(2),
+            direct(11_000),
+            no_mac,
+            reply(13_000),
+        ],
+    );
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert!(recs[0].mac_changed);
+    assert_eq!(recs[0].orig.mac, Some([2, 0, 0, 0, 0, 1]), "first MAC kept");
+    assert!(!recs[1].mac_changed, "the next slice starts clean");
+    // Both directions keep their own first MAC: replies never count as a change.
+    let (recs, _) = run(cfg, &[direct(0), reply(1), direct(2), reply(3)]);
+    assert!(!recs[0].mac_changed);
+}
