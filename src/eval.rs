@@ -143,6 +143,9 @@ struct EpisodeRow {
     kind: String,
     start_us: i64,
     end_us: i64,
+    /// Devices the episode targets (names as in the labels' `device_id`).
+    #[serde(default)]
+    victims: Vec<String>,
 }
 
 /// Canonical, direction-free flow key of a label or a record: protocol, VLANs and the
@@ -766,37 +769,56 @@ pub struct EvalReport {
 struct AttackTruth {
     /// Episode id -> its window (µs; ARP spoofing widened by [`ARP_SLACK_US`]).
     windows: HashMap<u32, (i64, i64)>,
+    /// (attack type, victim device) -> the windows of that type's episodes on it.
+    by_victim: HashMap<(String, String), Vec<(i64, i64)>>,
 }
 
 impl AttackTruth {
     fn new(episodes: &[EpisodeRow]) -> AttackTruth {
-        let windows = episodes
-            .iter()
-            .map(|e| {
-                let slack = if e.kind == "arp_spoof" {
-                    ARP_SLACK_US
-                } else {
-                    0
-                };
-                (e.episode_id, (e.start_us, e.end_us + slack))
-            })
-            .collect();
-        AttackTruth { windows }
+        let window = |e: &EpisodeRow| {
+            let slack = if e.kind == "arp_spoof" {
+                ARP_SLACK_US
+            } else {
+                0
+            };
+            (e.start_us, e.end_us + slack)
+        };
+        let windows = episodes.iter().map(|e| (e.episode_id, window(e))).collect();
+        let mut by_victim: HashMap<(String, String), Vec<(i64, i64)>> = HashMap::new();
+        for e in episodes {
+            for v in &e.victims {
+                by_victim
+                    .entry((e.kind.clone(), v.clone()))
+                    .or_default()
+                    .push(window(e));
+            }
+        }
+        AttackTruth { windows, by_victim }
     }
 
     /// A record spanning `(first, last)` µs, matched to label `row`, is attack traffic
     /// when the label is an attack and, for a label of an episode, the record overlaps
-    /// the episode's window. The simulator labels a whole 5-tuple ("a flow containing any
-    /// attack packet is attack"); the sensor cuts a long flow into 300 s records, and a
-    /// day-long camera stream diverted for a few minutes (ARP spoofing) spans ~290
-    /// records, all but one or two of them before or after the episode: they hold no
-    /// attack packet and are the camera's benign traffic.
+    /// the episode's window, or the window of another episode of the same type on the
+    /// same device. The simulator labels a whole 5-tuple ("a flow containing any attack
+    /// packet is attack"), with the first episode that touched it; the sensor cuts a
+    /// long flow into 300 s records, and a day-long camera stream diverted for a few
+    /// minutes (ARP spoofing) spans ~290 records, all but one or two of them before or
+    /// after the episode: they hold no attack packet and are the camera's benign
+    /// traffic. The same stream diverted again later in the day (a second ARP-spoofing
+    /// episode on that camera) keeps its first episode's label, hence the second rule.
     fn is_attack(&self, row: &LabelRow, (first, last): (i64, i64)) -> bool {
+        let overlaps = |&(s, e): &(i64, i64)| first <= e && last >= s;
         row.label != "benign"
             && row
                 .episode_id
                 .and_then(|e| self.windows.get(&e))
-                .is_none_or(|&(s, e)| first <= e && last >= s)
+                .is_none_or(|w| {
+                    overlaps(w)
+                        || self
+                            .by_victim
+                            .get(&(row.label.clone(), row.device_id.clone()))
+                            .is_some_and(|ws| ws.iter().any(overlaps))
+                })
     }
 }
 
@@ -1245,10 +1267,16 @@ mod tests {
             kind: kind.to_string(),
             start_us,
             end_us,
+            victims: vec!["cam-02".to_string(), "nvr".to_string()],
         };
+        let later = 1_000_000_000;
+        let mut other_camera = ep(4, "arp_spoof", 3 * later, 3 * later + 1_000);
+        other_camera.victims = vec!["cam-03".to_string(), "nvr".to_string()];
         let truth = AttackTruth::new(&[
             ep(1, "arp_spoof", 1_000, 2_000),
             ep(2, "syn_flood", 5_000, 6_000),
+            ep(3, "arp_spoof", later, later + 1_000),
+            other_camera,
         ]);
         let row = |label: &str, episode_id| LabelRow {
             src_ip: "192.168.10.22".parse().unwrap(),
@@ -1274,6 +1302,12 @@ mod tests {
         // Before the episode, or after its slack: the camera's own traffic.
         assert!(!truth.is_attack(&arp, (0, 999)));
         assert!(!truth.is_attack(&arp, (2_001 + ARP_SLACK_US, 3_000 + ARP_SLACK_US)));
+        // The same stream diverted again by a later episode on the same camera (its
+        // label keeps the first episode's id): attack in that window too, and not in
+        // the window of an episode on another camera.
+        assert!(truth.is_attack(&arp, (later + 500, later + 600)));
+        assert!(!truth.is_attack(&arp, (later + 2_000 + ARP_SLACK_US, 2 * later)));
+        assert!(!truth.is_attack(&arp, (3 * later, 3 * later + 10)));
         // Other attacks: no slack.
         let flood = row("syn_flood", Some(2));
         assert!(truth.is_attack(&flood, (5_500, 5_600)));
