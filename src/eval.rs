@@ -495,7 +495,8 @@ impl ModeRun {
                         .and_then(|x| x.as_str())
                         .unwrap_or(s("src_ip"))
                         .to_string();
-                    let at = if detector == crate::detect::DETECTOR_ARP {
+                    let is_flow = !crate::detect::ARP_DETECTORS.contains(&detector.as_str());
+                    let at = if !is_flow {
                         s("timestamp")
                     } else {
                         s("detected_at")
@@ -504,7 +505,6 @@ impl ModeRun {
                         self.bad_events += 1;
                         continue;
                     };
-                    let is_flow = detector != crate::detect::DETECTOR_ARP;
                     if is_flow {
                         n_flow_alerts += 1;
                         // Rules have no score: a flow they alerted ranks above every score.

@@ -41,13 +41,19 @@ pub const DETECTOR_NEW_PEER: &str = "new_public_peer";
 /// Detector tag of the intercepted-flow rule: a flow relayed through a second MAC while
 /// one of its addresses was claimed by ARP spoofing.
 pub const DETECTOR_ARP_FLOW: &str = "arp_intercepted_flow";
+/// Detector tag of the ARP cross-claim rule: one MAC claims two hosts' addresses, each
+/// to the other.
+pub const DETECTOR_ARP_CROSS: &str = "arp_cross_claim";
 /// The rule detectors: one of their alerts is evidence enough for an incident.
-pub const RULE_DETECTORS: [&str; 4] = [
+pub const RULE_DETECTORS: [&str; 5] = [
     DETECTOR_ARP,
     DETECTOR_MODBUS,
     DETECTOR_NEW_PEER,
     DETECTOR_ARP_FLOW,
+    DETECTOR_ARP_CROSS,
 ];
+/// The rules on ARP packets (their alerts have no flow).
+pub const ARP_DETECTORS: [&str; 2] = [DETECTOR_ARP, DETECTOR_ARP_CROSS];
 
 /// Detector settings.
 #[derive(Debug, Clone)]
@@ -294,9 +300,15 @@ struct ArpEvent<'a> {
 #[derive(Serialize)]
 struct ArpJson {
     ip: String,
-    known_mac: String,
+    /// Binding changes: the MAC the address was bound to, and where that came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    known_mac: Option<String>,
     new_mac: String,
-    known_from: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    known_from: Option<&'static str>,
+    /// Cross claims: the other address the MAC claims (to the owner of `ip`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    also_claims: Option<String>,
     opcode: u16,
 }
 
@@ -747,6 +759,69 @@ impl Detector {
         self.note_alert(&alert, w)
     }
 
+    /// Writes an ARP rule's `anomaly` event (`detector` and its `arp` object), on the
+    /// device of address `ip` (or the address when no device has it), and notes it for
+    /// incidents.
+    fn alert_arp(
+        &mut self,
+        arp: &ArpPacket,
+        ip: [u8; 4],
+        detector: &'static str,
+        json: ArpJson,
+        detail: String,
+        w: &mut EventWriter,
+    ) -> Result<(), OutputError> {
+        let ip = Addr::v4(ip);
+        let ep = crate::flow::Endpoint {
+            addr: ip,
+            port: 0,
+            mac: None,
+        };
+        let dev = self.resolver.resolve(&ep);
+        let class = dev
+            .as_ref()
+            .map(|d| d.assignment.class.as_str())
+            .unwrap_or("unknown");
+        let peer = json.new_mac.clone();
+        let ev = ArpEvent {
+            timestamp: arp.ts.to_eve_string(),
+            event_type: "anomaly",
+            detector,
+            src_ip: json.ip.clone(),
+            src_mac: json.new_mac.clone(),
+            vlan: arp.vlan.iter().copied().filter(|&v| v != 0).collect(),
+            arp: json,
+            device: dev.as_ref().map(|d| Self::device_json(d, Side::Orig, ip)),
+            model: ModelJson {
+                id: &self.model_id,
+                class,
+                transport: None,
+                calibration_fpr: 0.0,
+            },
+            rule: RuleJson {
+                name: detector,
+                detail,
+            },
+        };
+        let id = dev
+            .as_ref()
+            .map(|d| d.id.to_string())
+            .unwrap_or_else(|| ip.to_ip().to_string());
+        w.write_keyed(&id, &ev)?;
+        let alert = AlertRef {
+            device_id: &id,
+            class,
+            class_source: dev.as_ref().map(source_name).unwrap_or("unknown"),
+            ts: arp.ts,
+            detector,
+            score: 1.0,
+            peer,
+            flow_id: 0,
+            top_feature: None,
+        };
+        self.note_alert(&alert, w)
+    }
+
     fn device_json(dev: &DeviceInfo, side: Side, ip: Addr) -> DeviceJson {
         DeviceJson {
             id: dev.id.to_string(),
@@ -1129,74 +1204,55 @@ impl FlowObserver for Detector {
         if self.cfg.forest_only {
             return Ok(());
         }
-        let Some(c) = self.arp.observe(arp, Some(self.resolver.inventory())) else {
-            return Ok(());
-        };
-        let ip = Addr::v4(c.ip);
-        let ep = crate::flow::Endpoint {
-            addr: ip,
-            port: 0,
-            mac: None,
-        };
-        let dev = self.resolver.resolve(&ep);
-        let ev = ArpEvent {
-            timestamp: arp.ts.to_eve_string(),
-            event_type: "anomaly",
-            detector: DETECTOR_ARP,
-            src_ip: ip.to_ip().to_string(),
-            src_mac: mac_str(c.new_mac),
-            vlan: arp.vlan.iter().copied().filter(|&v| v != 0).collect(),
-            arp: ArpJson {
-                ip: ip.to_ip().to_string(),
-                known_mac: mac_str(c.known_mac),
+        if let Some(c) = self.arp.observe(arp, Some(self.resolver.inventory())) {
+            let json = ArpJson {
+                ip: Addr::v4(c.ip).to_ip().to_string(),
+                known_mac: Some(mac_str(c.known_mac)),
                 new_mac: mac_str(c.new_mac),
-                known_from: if c.from_inventory {
+                known_from: Some(if c.from_inventory {
                     "inventory"
                 } else {
                     "first_seen"
-                },
+                }),
+                also_claims: None,
                 opcode: c.opcode,
-            },
-            device: dev.as_ref().map(|d| Self::device_json(d, Side::Orig, ip)),
-            model: ModelJson {
-                id: &self.model_id,
-                class: dev
-                    .as_ref()
-                    .map(|d| d.assignment.class.as_str())
-                    .unwrap_or("unknown"),
-                transport: None,
-                calibration_fpr: 0.0,
-            },
-            rule: RuleJson {
-                name: DETECTOR_ARP,
-                detail: format!(
-                    "{} is claimed by {} but was bound to {}",
-                    ip.to_ip(),
-                    mac_str(c.new_mac),
-                    mac_str(c.known_mac)
-                ),
-            },
-        };
-        let id = dev
-            .as_ref()
-            .map(|d| d.id.to_string())
-            .unwrap_or_else(|| ip.to_ip().to_string());
-        w.write_keyed(&id, &ev)?;
-        let alert = AlertRef {
-            device_id: &id,
-            class: dev
-                .as_ref()
-                .map(|d| d.assignment.class.as_str())
-                .unwrap_or("unknown"),
-            class_source: dev.as_ref().map(source_name).unwrap_or("unknown"),
-            ts: arp.ts,
-            detector: DETECTOR_ARP,
-            score: 1.0,
-            peer: mac_str(c.new_mac),
-            flow_id: 0,
-            top_feature: None,
-        };
-        self.note_alert(&alert, w)
+            };
+            let detail = format!(
+                "{} is claimed by {} but was bound to {}",
+                json.ip,
+                json.new_mac,
+                mac_str(c.known_mac)
+            );
+            self.alert_arp(arp, c.ip, DETECTOR_ARP, json, detail, w)?;
+        }
+        if let Some(c) = self.arp.observe_cross(arp) {
+            let peer = Addr::v4(c.peer).to_ip().to_string();
+            let json = ArpJson {
+                ip: Addr::v4(c.ip).to_ip().to_string(),
+                known_mac: None,
+                new_mac: mac_str(c.mac),
+                known_from: None,
+                also_claims: Some(peer.clone()),
+                opcode: arp.opcode,
+            };
+            let detail = format!(
+                "{} tells {peer} it is {} and tells {} it is {peer}: both directions of a man in the middle",
+                json.new_mac, json.ip, json.ip
+            );
+            // On the device of either address (the inventory one first), as the
+            // poisoning targets both.
+            let ip = [c.ip, c.peer]
+                .into_iter()
+                .find(|&ip| {
+                    self.resolver
+                        .inventory()
+                        .lookup(None, Addr::v4(ip))
+                        .is_some()
+                })
+                .unwrap_or(c.ip);
+            self.alert_arp(arp, ip, DETECTOR_ARP_CROSS, json, detail, w)?;
+        }
+        Ok(())
     }
 
     fn finish(&mut self, ts: Timestamp, w: &mut EventWriter) -> Result<(), OutputError> {

@@ -29,6 +29,21 @@ pub struct ArpConflict {
     pub opcode: u16,
 }
 
+/// One MAC that, in ARP replies, told host `b` it is `a` and told host `a` it is `b`:
+/// the two-way poisoning of a man in the middle (arpspoof -r, ettercap), which needs no
+/// known binding to be seen (a capture that starts after the poisoning began, or hosts
+/// whose first ARP seen is already forged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrossClaim {
+    /// The claiming MAC.
+    pub mac: [u8; 6],
+    /// The address claimed in the packet that completed the pattern.
+    pub ip: [u8; 4],
+    /// The address of the host that packet was sent to, which the MAC also claimed (to
+    /// the owner of `ip`).
+    pub peer: [u8; 4],
+}
+
 /// How long after its last poisoning claim a victim's ARP cache is taken to keep the
 /// attacker's MAC (Linux: reachable for 15-45 s, then stale until re-confirmed): traffic
 /// relayed that long after the claims stopped still counts as intercepted.
@@ -56,6 +71,14 @@ pub struct ArpWatcher {
     /// The current run of conflicting claims per (IP, MAC).
     alerted: BTreeMap<([u8; 4], [u8; 6]), Claims>,
     quiet: crate::time::Nanos,
+    /// Last reply per (MAC, address claimed, address told).
+    replies: BTreeMap<([u8; 6], [u8; 4], [u8; 4]), crate::time::Timestamp>,
+    /// Last cross claim per (MAC, lower address, higher address), for one alert a run.
+    crossed: BTreeMap<([u8; 6], [u8; 4], [u8; 4]), crate::time::Timestamp>,
+    /// (address, MAC) claims a cross claim showed to be forged: they never become a
+    /// first-seen binding (so the genuine owner's reply becomes it, and the forger's
+    /// later claims are conflicts with it).
+    forged: BTreeSet<([u8; 4], [u8; 6])>,
     /// IPs (or conflicts) not tracked because a table was full.
     pub untracked: u64,
 }
@@ -72,6 +95,9 @@ impl ArpWatcher {
         ArpWatcher {
             bindings: BTreeMap::new(),
             alerted: BTreeMap::new(),
+            replies: BTreeMap::new(),
+            crossed: BTreeMap::new(),
+            forged: BTreeSet::new(),
             quiet,
             untracked: 0,
         }
@@ -92,12 +118,18 @@ impl ArpWatcher {
         let inv_mac = inventory
             .and_then(|inv| inv.lookup(None, Addr::v4(ip)))
             .and_then(|e| e.mac.filter(|_| e.ip == Some(Addr::v4(ip))));
-        let (known, from_inventory) = match (inv_mac, self.bindings.get(&ip)) {
+        let first_seen = self
+            .bindings
+            .get(&ip)
+            .filter(|&&m| !self.forged.contains(&(ip, m)))
+            .copied();
+        let (known, from_inventory) = match (inv_mac, first_seen) {
             (Some(m), _) => (Some(m), true),
-            (None, Some(m)) => (Some(*m), false),
+            (None, Some(m)) => (Some(m), false),
             (None, None) => (None, false),
         };
         match known {
+            None if self.forged.contains(&(ip, mac)) => None,
             None => {
                 if self.bindings.len() < MAX_ARP_BINDINGS {
                     self.bindings.insert(ip, mac);
@@ -141,6 +173,61 @@ impl ArpWatcher {
                 })
             }
         }
+    }
+
+    /// Checks one ARP packet for the two-way pattern of [`CrossClaim`]: a reply from MAC
+    /// M claiming A, sent to B, after a reply from M claiming B sent to A less than the
+    /// quiet time before. One alert per (M, {A, B}) while the replies keep coming less
+    /// than the quiet time apart. Gratuitous replies (A = B) and probes are ignored.
+    pub fn observe_cross(&mut self, arp: &ArpPacket) -> Option<CrossClaim> {
+        let (mac, a, b, ts) = (arp.sender_mac, arp.sender_ip, arp.target_ip, arp.ts);
+        let zero = [0u8; 4];
+        if arp.opcode != 2 || a == b || a == zero || b == zero || mac == [0; 6] {
+            return None;
+        }
+        let quiet = self.quiet;
+        if self.replies.len() >= MAX_ARP_ALERTS {
+            self.replies.retain(|_, t| ts.since(*t) < quiet);
+        }
+        if self.replies.len() < MAX_ARP_ALERTS || self.replies.contains_key(&(mac, a, b)) {
+            self.replies.insert((mac, a, b), ts);
+        } else {
+            self.untracked += 1;
+        }
+        let other = self.replies.get(&(mac, b, a))?;
+        if ts.since(*other) >= quiet {
+            return None;
+        }
+        for ip in [a, b] {
+            if self.forged.len() < MAX_ARP_ALERTS {
+                self.forged.insert((ip, mac));
+            }
+            if self.bindings.get(&ip) == Some(&mac) {
+                self.bindings.remove(&ip);
+            }
+        }
+        let key = (mac, a.min(b), a.max(b));
+        if let Some(last) = self.crossed.get_mut(&key) {
+            let repeat = ts.since(*last) < quiet;
+            *last = ts;
+            if repeat {
+                return None;
+            }
+        } else {
+            if self.crossed.len() >= MAX_ARP_ALERTS {
+                self.crossed.retain(|_, t| ts.since(*t) < quiet);
+            }
+            if self.crossed.len() >= MAX_ARP_ALERTS {
+                self.untracked += 1;
+            } else {
+                self.crossed.insert(key, ts);
+            }
+        }
+        Some(CrossClaim {
+            mac,
+            ip: a,
+            peer: b,
+        })
     }
 
     /// A conflicting run of claims on `ip` that was in force at some time in
@@ -279,6 +366,74 @@ mod tests {
         w.observe(&at(1000, 1, 9), None);
         assert_eq!(claimed(&w, 300, 999), None);
         assert!(claimed(&w, 300, 1000).is_some());
+    }
+
+    #[test]
+    fn one_mac_claiming_two_hosts_to_each_other_is_a_cross_claim() {
+        let mut w = ArpWatcher::new(crate::time::Nanos::from_secs(300));
+        let reply = |secs: i64, mac: u8, claimed: u8, told: u8| {
+            let mut a = arp([10, 0, 0, claimed], mac);
+            a.target_ip = [10, 0, 0, told];
+            a.ts = Timestamp::from_secs_nanos(secs, 0);
+            a
+        };
+        // Ordinary replies: each host answers for itself.
+        assert_eq!(w.observe_cross(&reply(0, 1, 1, 2)), None);
+        assert_eq!(w.observe_cross(&reply(1, 2, 2, 1)), None);
+        // A gateway answering two hosts for its own address.
+        assert_eq!(w.observe_cross(&reply(2, 7, 7, 1)), None);
+        assert_eq!(w.observe_cross(&reply(3, 7, 7, 2)), None);
+        // MAC 9 tells 10.0.0.2 it is 10.0.0.1, then tells 10.0.0.1 it is 10.0.0.2.
+        assert_eq!(w.observe_cross(&reply(10, 9, 1, 2)), None);
+        let c = w.observe_cross(&reply(11, 9, 2, 1));
+        assert_eq!(
+            c,
+            Some(CrossClaim {
+                mac: [2, 0, 0, 0, 0, 9],
+                ip: [10, 0, 0, 2],
+                peer: [10, 0, 0, 1],
+            })
+        );
+        // Re-sent every 2 s: one alert for the run, again after a quiet gap.
+        for t in (12..300).step_by(2) {
+            assert_eq!(
+                w.observe_cross(&reply(t, 9, 1 + (t % 4 == 0) as u8, 2 - (t % 4 == 0) as u8)),
+                None
+            );
+        }
+        assert_eq!(w.observe_cross(&reply(2000, 9, 1, 2)), None);
+        assert!(w.observe_cross(&reply(2001, 9, 2, 1)).is_some());
+        // Requests and gratuitous replies never count.
+        let mut req = reply(3000, 5, 1, 2);
+        req.opcode = 1;
+        assert_eq!(w.observe_cross(&req), None);
+        assert_eq!(w.observe_cross(&reply(3001, 5, 2, 2)), None);
+        // The two halves too far apart: no pattern.
+        assert_eq!(w.observe_cross(&reply(5000, 6, 1, 2)), None);
+        assert_eq!(w.observe_cross(&reply(5400, 6, 2, 1)), None);
+    }
+
+    #[test]
+    fn a_forged_first_binding_gives_way_to_the_owner() {
+        // The capture starts while MAC 9 poisons 10.0.0.1 and 10.0.0.2 both ways: its
+        // claims are the first seen for both addresses.
+        let mut w = ArpWatcher::new(crate::time::Nanos::from_secs(300));
+        let reply = |secs: i64, mac: u8, claimed: u8, told: u8| {
+            let mut a = arp([10, 0, 0, claimed], mac);
+            a.target_ip = [10, 0, 0, told];
+            a.ts = Timestamp::from_secs_nanos(secs, 0);
+            a
+        };
+        let both = |w: &mut ArpWatcher, a: &ArpPacket| (w.observe(a, None), w.observe_cross(a));
+        assert_eq!(both(&mut w, &reply(0, 9, 1, 2)), (None, None));
+        let (conflict, cross) = both(&mut w, &reply(0, 9, 2, 1));
+        assert_eq!(conflict, None);
+        assert!(cross.is_some());
+        // The owner of 10.0.0.1 (MAC 1) answers: it becomes the binding, no alert...
+        assert_eq!(both(&mut w, &reply(5, 1, 1, 2)).0, None);
+        // ...and the forger's next claim on 10.0.0.1 is a conflict with it.
+        let c = both(&mut w, &reply(6, 9, 1, 2)).0;
+        assert_eq!(c.map(|c| (c.known_mac[5], c.new_mac[5])), Some((1, 9)));
     }
 
     #[test]
