@@ -44,6 +44,9 @@ pub struct CrossClaim {
     pub peer: [u8; 4],
 }
 
+/// (MAC, address, address): a MAC and two IPv4 addresses it spoke about.
+type MacPair = ([u8; 6], [u8; 4], [u8; 4]);
+
 /// How long after its last poisoning claim a victim's ARP cache is taken to keep the
 /// attacker's MAC (Linux: reachable for 15-45 s, then stale until re-confirmed): traffic
 /// relayed that long after the claims stopped still counts as intercepted.
@@ -72,9 +75,9 @@ pub struct ArpWatcher {
     alerted: BTreeMap<([u8; 4], [u8; 6]), Claims>,
     quiet: crate::time::Nanos,
     /// Last reply per (MAC, address claimed, address told).
-    replies: BTreeMap<([u8; 6], [u8; 4], [u8; 4]), crate::time::Timestamp>,
+    replies: BTreeMap<MacPair, crate::time::Timestamp>,
     /// Last cross claim per (MAC, lower address, higher address), for one alert a run.
-    crossed: BTreeMap<([u8; 6], [u8; 4], [u8; 4]), crate::time::Timestamp>,
+    crossed: BTreeMap<MacPair, crate::time::Timestamp>,
     /// (address, MAC) claims a cross claim showed to be forged: they never become a
     /// first-seen binding (so the genuine owner's reply becomes it, and the forger's
     /// later claims are conflicts with it).
