@@ -371,15 +371,18 @@ mod tests {
         assert!(claimed(&w, 300, 1000).is_some());
     }
 
+    /// An ARP reply at `secs` from MAC `..:mac` saying 10.0.0.`claimed` is at that MAC,
+    /// sent to 10.0.0.`told`.
+    fn reply(secs: i64, mac: u8, claimed: u8, told: u8) -> ArpPacket {
+        let mut a = arp([10, 0, 0, claimed], mac);
+        a.target_ip = [10, 0, 0, told];
+        a.ts = Timestamp::from_secs_nanos(secs, 0);
+        a
+    }
+
     #[test]
     fn one_mac_claiming_two_hosts_to_each_other_is_a_cross_claim() {
         let mut w = ArpWatcher::new(crate::time::Nanos::from_secs(300));
-        let reply = |secs: i64, mac: u8, claimed: u8, told: u8| {
-            let mut a = arp([10, 0, 0, claimed], mac);
-            a.target_ip = [10, 0, 0, told];
-            a.ts = Timestamp::from_secs_nanos(secs, 0);
-            a
-        };
         // Ordinary replies: each host answers for itself.
         assert_eq!(w.observe_cross(&reply(0, 1, 1, 2)), None);
         assert_eq!(w.observe_cross(&reply(1, 2, 2, 1)), None);
@@ -421,12 +424,6 @@ mod tests {
         // The capture starts while MAC 9 poisons 10.0.0.1 and 10.0.0.2 both ways: its
         // claims are the first seen for both addresses.
         let mut w = ArpWatcher::new(crate::time::Nanos::from_secs(300));
-        let reply = |secs: i64, mac: u8, claimed: u8, told: u8| {
-            let mut a = arp([10, 0, 0, claimed], mac);
-            a.target_ip = [10, 0, 0, told];
-            a.ts = Timestamp::from_secs_nanos(secs, 0);
-            a
-        };
         let both = |w: &mut ArpWatcher, a: &ArpPacket| (w.observe(a, None), w.observe_cross(a));
         assert_eq!(both(&mut w, &reply(0, 9, 1, 2)), (None, None));
         let (conflict, cross) = both(&mut w, &reply(0, 9, 2, 1));
