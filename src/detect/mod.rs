@@ -198,8 +198,8 @@ struct DeviceJson {
 struct Interception {
     /// The endpoint whose address was claimed.
     side: Side,
-    /// The MAC that address is bound to.
-    known_mac: [u8; 6],
+    /// The MAC that address is bound to, when one is known.
+    known_mac: Option<[u8; 6]>,
     /// The MAC claiming it.
     new_mac: [u8; 6],
 }
@@ -670,7 +670,7 @@ impl Detector {
         let mut best: Option<(Interception, bool)> = None;
         for (side, ep) in [(Side::Orig, rec.orig), (Side::Resp, rec.resp)] {
             let Some(ip) = ep.addr.as_v4() else { continue };
-            let Some((known, new)) = self.arp.claimed_during(ip, rec.first_ts, rec.last_ts) else {
+            let Some(claim) = self.arp.claimed_during(ip, rec.first_ts, rec.last_ts) else {
                 continue;
             };
             let listed = self
@@ -680,8 +680,8 @@ impl Detector {
             if best.is_none_or(|(_, b)| listed && !b) {
                 let hit = Interception {
                     side,
-                    known_mac: known,
-                    new_mac: new,
+                    known_mac: claim.known_mac,
+                    new_mac: claim.new_mac,
                 };
                 best = Some((hit, listed));
             }
@@ -737,10 +737,13 @@ impl Detector {
             rule: Some(RuleJson {
                 name: DETECTOR_ARP_FLOW,
                 detail: format!(
-                    "packets of this flow came through a second MAC while {} was claimed by {} (bound to {}): likely intercepted by ARP spoofing",
+                    "packets of this flow came through a second MAC while {} was claimed by {} ({}): likely intercepted by ARP spoofing",
                     ep.addr.to_ip(),
                     mac_str(new_mac),
-                    mac_str(known_mac)
+                    match known_mac {
+                        Some(m) => format!("bound to {}", mac_str(m)),
+                        None => "in replies that cross-claim two hosts".to_string(),
+                    }
                 ),
             }),
         };

@@ -63,6 +63,24 @@ struct Claims {
     known_mac: [u8; 6],
 }
 
+/// A run of forged claims on an IP shown by cross claims: from the first reply of the
+/// pattern to the latest, while they keep coming less than the quiet time apart.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    first: crate::time::Timestamp,
+    last: crate::time::Timestamp,
+}
+
+/// An address claimed by a MAC not its own while a flow was open (see
+/// [`ArpWatcher::claimed_during`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimed {
+    /// The MAC the address is bound to, when one is known (inventory or first seen).
+    pub known_mac: Option<[u8; 6]>,
+    /// The MAC claiming it.
+    pub new_mac: [u8; 6],
+}
+
 /// Watches ARP sender bindings: the first MAC seen for an IP (or the inventory's MAC for
 /// it) is the binding; another MAC claiming that IP raises an alert, once per (IP, MAC)
 /// pair while its claims keep coming less than `quiet` apart: a poisoner re-sends every
@@ -82,6 +100,10 @@ pub struct ArpWatcher {
     /// first-seen binding (so the genuine owner's reply becomes it, and the forger's
     /// later claims are conflicts with it).
     forged: BTreeSet<([u8; 4], [u8; 6])>,
+    /// The current run of forged claims per (address, MAC) that cross claims showed,
+    /// for [`ArpWatcher::claimed_during`] when no binding conflict shows them (no
+    /// binding known yet: the forger's claims were the first seen).
+    cross_runs: BTreeMap<([u8; 4], [u8; 6]), Run>,
     /// IPs (or conflicts) not tracked because a table was full.
     pub untracked: u64,
 }
@@ -101,6 +123,7 @@ impl ArpWatcher {
             replies: BTreeMap::new(),
             crossed: BTreeMap::new(),
             forged: BTreeSet::new(),
+            cross_runs: BTreeMap::new(),
             quiet,
             untracked: 0,
         }
@@ -197,17 +220,18 @@ impl ArpWatcher {
         } else {
             self.untracked += 1;
         }
-        let other = self.replies.get(&(mac, b, a))?;
-        if ts.since(*other) >= quiet {
+        let other = *self.replies.get(&(mac, b, a))?;
+        if ts.since(other) >= quiet {
             return None;
         }
-        for ip in [a, b] {
+        for (ip, at) in [(a, ts), (b, other)] {
             if self.forged.len() < MAX_ARP_ALERTS {
                 self.forged.insert((ip, mac));
             }
             if self.bindings.get(&ip) == Some(&mac) {
                 self.bindings.remove(&ip);
             }
+            self.extend_cross_run(ip, mac, at);
         }
         let key = (mac, a.min(b), a.max(b));
         if let Some(last) = self.crossed.get_mut(&key) {
@@ -233,20 +257,77 @@ impl ArpWatcher {
         })
     }
 
-    /// A conflicting run of claims on `ip` that was in force at some time in
+    /// Notes a forged claim of `ip` by `mac` at `at` in that pair's run of cross claims
+    /// (a new run after the quiet time without one).
+    fn extend_cross_run(&mut self, ip: [u8; 4], mac: [u8; 6], at: crate::time::Timestamp) {
+        let quiet = self.quiet;
+        if let Some(r) = self.cross_runs.get_mut(&(ip, mac)) {
+            if at.since(r.last) < quiet {
+                r.first = r.first.min(at);
+                r.last = r.last.max(at);
+            } else {
+                *r = Run {
+                    first: at,
+                    last: at,
+                };
+            }
+            return;
+        }
+        if self.cross_runs.len() >= MAX_ARP_ALERTS {
+            self.cross_runs.retain(|_, r| at.since(r.last) < quiet);
+        }
+        if self.cross_runs.len() >= MAX_ARP_ALERTS {
+            self.untracked += 1;
+        } else {
+            self.cross_runs.insert(
+                (ip, mac),
+                Run {
+                    first: at,
+                    last: at,
+                },
+            );
+        }
+    }
+
+    /// A run of claims on `ip` by a MAC not its own that was in force at some time in
     /// [`from`, `to`] (from its first claim until [`ARP_CACHE_LINGER`] after its last):
-    /// `(known MAC, claiming MAC)`, the earliest-starting run when there are several.
+    /// a binding conflict run (the known MAC is the binding), else a run of forged claims
+    /// shown by cross claims (the known MAC is the current binding, if any). The
+    /// earliest-starting run when there are several.
     pub fn claimed_during(
         &self,
         ip: [u8; 4],
         from: crate::time::Timestamp,
         to: crate::time::Timestamp,
-    ) -> Option<([u8; 6], [u8; 6])> {
-        self.alerted
-            .range((ip, [0u8; 6])..=(ip, [0xffu8; 6]))
-            .filter(|(_, c)| c.first <= to && c.last.plus(ARP_CACHE_LINGER) >= from)
+    ) -> Option<Claimed> {
+        let in_force = |first: crate::time::Timestamp, last: crate::time::Timestamp| {
+            first <= to && last.plus(ARP_CACHE_LINGER) >= from
+        };
+        let range = (ip, [0u8; 6])..=(ip, [0xffu8; 6]);
+        let conflict = self
+            .alerted
+            .range(range.clone())
+            .filter(|(_, c)| in_force(c.first, c.last))
             .min_by_key(|(_, c)| c.first)
-            .map(|(&(_, mac), c)| (c.known_mac, mac))
+            .map(|(&(_, mac), c)| Claimed {
+                known_mac: Some(c.known_mac),
+                new_mac: mac,
+            });
+        conflict.or_else(|| {
+            let known = self
+                .bindings
+                .get(&ip)
+                .filter(|&&m| !self.forged.contains(&(ip, m)))
+                .copied();
+            self.cross_runs
+                .range(range)
+                .filter(|(_, r)| in_force(r.first, r.last))
+                .min_by_key(|(_, r)| r.first)
+                .map(|(&(_, mac), _)| Claimed {
+                    known_mac: known,
+                    new_mac: mac,
+                })
+        })
     }
 }
 
@@ -356,7 +437,13 @@ mod tests {
             |w: &ArpWatcher, from: i64, to: i64| w.claimed_during([10, 0, 0, 1], s(from), s(to));
         let linger = ARP_CACHE_LINGER.0 / 1_000_000_000;
         assert_eq!(claimed(&w, 0, 99), None, "before the first claim");
-        assert_eq!(claimed(&w, 0, 100).map(|(k, n)| (k[5], n[5])), Some((1, 9)));
+        assert_eq!(
+            claimed(&w, 0, 100),
+            Some(Claimed {
+                known_mac: Some([2, 0, 0, 0, 0, 1]),
+                new_mac: [2, 0, 0, 0, 0, 9],
+            })
+        );
         assert!(claimed(&w, 150, 160).is_some());
         assert!(
             claimed(&w, 200 + linger, 400).is_some(),
@@ -429,11 +516,40 @@ mod tests {
         let (conflict, cross) = both(&mut w, &reply(0, 9, 2, 1));
         assert_eq!(conflict, None);
         assert!(cross.is_some());
+        // No binding conflict shows these claims, but the cross claim does: both
+        // addresses count as claimed by MAC 9 (for intercepted flows), owner unknown.
+        let mac9 = [2, 0, 0, 0, 0, 9];
+        for ip in [[10, 0, 0, 1], [10, 0, 0, 2]] {
+            assert_eq!(
+                w.claimed_during(
+                    ip,
+                    Timestamp::from_secs_nanos(0, 0),
+                    Timestamp::from_secs_nanos(1, 0)
+                ),
+                Some(Claimed {
+                    known_mac: None,
+                    new_mac: mac9
+                })
+            );
+        }
+        let linger = ARP_CACHE_LINGER.0 / 1_000_000_000;
+        let after = Timestamp::from_secs_nanos(linger + 1, 0);
+        assert_eq!(
+            w.claimed_during([10, 0, 0, 2], after, after),
+            None,
+            "after the linger"
+        );
         // The owner of 10.0.0.1 (MAC 1) answers: it becomes the binding, no alert...
         assert_eq!(both(&mut w, &reply(5, 1, 1, 2)).0, None);
         // ...and the forger's next claim on 10.0.0.1 is a conflict with it.
         let c = both(&mut w, &reply(6, 9, 1, 2)).0;
         assert_eq!(c.map(|c| (c.known_mac[5], c.new_mac[5])), Some((1, 9)));
+        // The claim on 10.0.0.2, still without a known owner, stays a cross-claim run.
+        let t = Timestamp::from_secs_nanos(3, 0);
+        assert_eq!(
+            w.claimed_during([10, 0, 0, 2], t, t).map(|c| c.known_mac),
+            Some(None)
+        );
     }
 
     #[test]
