@@ -6,12 +6,18 @@
 use std::path::Path;
 use std::process::Command;
 
+/// The report of fixture `name` in the product mode and the baseline.
 fn eval(name: &str) -> serde_json::Value {
+    eval_modes(name, "per-class,global")
+}
+
+/// `flowsentry eval --json` of fixture `name` in `modes` (comma-separated).
+fn eval_modes(name: &str, modes: &str) -> serde_json::Value {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pcaps");
     let pcap = dir.join(format!("{name}.pcap"));
     let labels = dir.join(format!("{name}.labels.jsonl"));
     let out = Command::new(env!("CARGO_BIN_EXE_flowsentry"))
-        .args(["eval", "--modes", "per-class,global", "--json", "--pcap"])
+        .args(["eval", "--modes", modes, "--json", "--pcap"])
         .arg(&pcap)
         .arg("--labels")
         .arg(&labels)
@@ -80,8 +86,15 @@ fn every_fixture_attack_episode_is_detected() {
 fn flows_diverted_by_arp_spoofing_are_alerted_in_every_mode() {
     // The camera's RTSP session and both RTP streams to the NVR are relayed by the
     // attacker's MAC during the episode: each of the 3 records is an
-    // `arp_intercepted_flow` alert, its 6 benign records are not.
-    let r = eval("fixture-arp-spoof");
+    // `arp_intercepted_flow` alert, its 6 benign records are not. Without the inventory
+    // (inferred) the forged replies are the first ARP seen: the cross claim shows them.
+    let r = eval_modes("fixture-arp-spoof", "per-class,inferred,global");
+    assert_eq!(
+        r["modes"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        r["modes"]
+    );
     for m in r["modes"].as_array().into_iter().flatten() {
         let mode = &m["mode"];
         let flows = &m["per_attack"]["arp_spoof"]["flows"];
