@@ -37,6 +37,9 @@ bench: release ## throughput benchmarks (see docs/benchmarks.md)
 MODEL_DATA ?= target/model-data
 MODEL_SEED ?= 1
 TARGET_FPR ?= 0.001
+# Thresholds whose true FPR is at most their share of TARGET_FPR with this confidence
+# (docs/detection.md); empty: the plain (1 - F) quantile.
+CALIBRATION_CONFIDENCE ?= 0.95
 
 models: release ## train models/default.fsm from the simulator's training and calibration scenarios
 	$(BIN) simulate --scenario training --seed $(MODEL_SEED) --out $(MODEL_DATA)/training
@@ -44,7 +47,8 @@ models: release ## train models/default.fsm from the simulator's training and ca
 	$(BIN) train --pcap $(MODEL_DATA)/training/capture.pcap \
 		--inventory $(MODEL_DATA)/training/inventory.toml \
 		--calibrate $(MODEL_DATA)/calibration/capture.pcap \
-		--target-fpr $(TARGET_FPR) --seed $(MODEL_SEED) --out models/default.fsm
+		--target-fpr $(TARGET_FPR) $(if $(CALIBRATION_CONFIDENCE),--calibration-confidence $(CALIBRATION_CONFIDENCE)) \
+		--seed $(MODEL_SEED) --out models/default.fsm
 	$(CARGO) build --release
 
 eval: release ## evaluation protocol (docs/evaluation.md): 5 forest seeds x 3 simulated days, ~25 GB in target/eval

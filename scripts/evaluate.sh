@@ -4,7 +4,7 @@
 #   simulate the evaluation day for each simulator seed -> `flowsentry eval --json` for
 #   every (forest seed, simulator seed) -> summary table (mean, min, max over the runs).
 # Usage: scripts/evaluate.sh [BIN] [OUT]   (defaults: target/release/flowsentry, target/eval)
-# Env: FOREST_SEEDS="1 2 3 4 5"  SIM_SEEDS="2 3 4"  TARGET_FPR=0.001
+# Env: FOREST_SEEDS="1 2 3 4 5"  SIM_SEEDS="2 3 4"  TARGET_FPR=0.001  CALIBRATION_CONFIDENCE=0.95
 # Disk: ~4 GB per evaluation capture plus ~7.5 GB for training + calibration.
 set -euo pipefail
 BIN="${1:-target/release/flowsentry}"
@@ -12,6 +12,10 @@ OUT="${2:-target/eval}"
 FOREST_SEEDS="${FOREST_SEEDS:-1 2 3 4 5}"
 SIM_SEEDS="${SIM_SEEDS:-2 3 4}"
 TARGET_FPR="${TARGET_FPR:-0.001}"
+# As `make models`: thresholds at the target FPR with this confidence ("" = plain quantile).
+CALIBRATION_CONFIDENCE="${CALIBRATION_CONFIDENCE-0.95}"
+CONF_ARGS=()
+[ -n "$CALIBRATION_CONFIDENCE" ] && CONF_ARGS=(--calibration-confidence "$CALIBRATION_CONFIDENCE")
 mkdir -p "$OUT"
 for s in training calibration; do
   [ -f "$OUT/$s/capture.pcap" ] || "$BIN" simulate --scenario "$s" --seed 1 --out "$OUT/$s"
@@ -19,7 +23,7 @@ done
 for f in $FOREST_SEEDS; do
   [ -f "$OUT/model-$f.fsm" ] || "$BIN" train --pcap "$OUT/training/capture.pcap" \
     --inventory "$OUT/training/inventory.toml" --calibrate "$OUT/calibration/capture.pcap" \
-    --target-fpr "$TARGET_FPR" --seed "$f" --out "$OUT/model-$f.fsm" > "$OUT/train-$f.txt"
+    --target-fpr "$TARGET_FPR" "${CONF_ARGS[@]}" --seed "$f" --out "$OUT/model-$f.fsm" > "$OUT/train-$f.txt"
 done
 for e in $SIM_SEEDS; do
   [ -f "$OUT/eval-$e/capture.pcap" ] || "$BIN" simulate --scenario evaluation --seed "$e" --out "$OUT/eval-$e"

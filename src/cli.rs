@@ -54,6 +54,11 @@ pub struct TrainArgs {
     /// Target false-positive rate per class (threshold = (1 - F) quantile of calibration scores).
     #[arg(long, default_value_t = 0.001, value_name = "F")]
     pub target_fpr: f64,
+    /// Set each threshold so that its true false-positive rate is at most its share of
+    /// the target with confidence C (a higher calibration order statistic; default: the
+    /// plain quantile).
+    #[arg(long, value_name = "C")]
+    pub calibration_confidence: Option<f64>,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -249,11 +249,16 @@ fn train(a: &cli::TrainArgs) -> ExitCode {
         );
         return ExitCode::from(EXIT_USAGE);
     }
+    if let Some(c) = a.calibration_confidence.filter(|c| !(*c > 0.0 && *c < 1.0)) {
+        eprintln!("flowsentry train: --calibration-confidence must be in (0, 1), got {c}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let opts = flowsentry::train::TrainOptions {
         pcaps: a.pcaps.clone(),
         calibrate: a.calibrate.clone(),
         inventory: a.inventory.clone(),
         target_fpr: a.target_fpr,
+        calibration_confidence: a.calibration_confidence,
         seed: a.seed,
         n_trees: a.trees,
         max_samples: a.max_samples,
@@ -274,6 +279,16 @@ fn train(a: &cli::TrainArgs) -> ExitCode {
         .map(|b| flowsentry::model::ModelBundle::id_of(&b))
         .unwrap_or_default();
     println!("model {} written to {}", id, a.out.display());
+    match a.calibration_confidence {
+        Some(c) => println!(
+            "thresholds: each forest's and guard's true FPR at most {} with confidence {c}",
+            a.target_fpr / 2.0
+        ),
+        None => println!(
+            "thresholds: (1 - {}) quantile of each forest's and guard's calibration scores",
+            a.target_fpr / 2.0
+        ),
+    }
     println!(
         "{:<16} {:>10} {:>12} {:>10} {:>16} {:>10} {:>16}",
         "class",

@@ -36,7 +36,7 @@ pub static BUILTIN_MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/defa
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"FSMODEL\0";
 /// Format major version.
-pub const FORMAT_MAJOR: u16 = 3;
+pub const FORMAT_MAJOR: u16 = 4;
 /// Format minor version.
 pub const FORMAT_MINOR: u16 = 0;
 /// Largest body accepted (bytes).
@@ -245,6 +245,9 @@ pub struct TrainingMeta {
     pub max_samples: u64,
     /// Target false-positive rate of the thresholds.
     pub target_fpr: f64,
+    /// Confidence of the thresholds' calibration (`train --calibration-confidence`):
+    /// `None` for the plain (1 − F) quantile.
+    pub calibration_confidence: Option<f64>,
     /// Training captures (file names only).
     pub training_inputs: Vec<String>,
     /// Calibration captures (file names only).

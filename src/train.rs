@@ -68,6 +68,9 @@ pub struct TrainOptions {
     pub inventory: Option<PathBuf>,
     /// Target false-positive rate per class.
     pub target_fpr: f64,
+    /// When set, each threshold is the smallest calibration order statistic whose true
+    /// exceedance rate is at most its share of the target with this confidence.
+    pub calibration_confidence: Option<f64>,
     /// Seed of every random choice.
     pub seed: u64,
     /// Trees per forest.
@@ -85,6 +88,7 @@ impl Default for TrainOptions {
             calibrate: Vec::new(),
             inventory: None,
             target_fpr: 0.001,
+            calibration_confidence: None,
             seed: 1,
             n_trees: 200,
             max_samples: 256,
@@ -190,17 +194,47 @@ fn transport_seed(seed: u64, class: DeviceClass, t: Transport) -> u64 {
     class_seed(seed, class) ^ (t as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9)
 }
 
-/// The (1 − fpr) quantile (nearest rank) and the share of scores above it.
-pub fn quantile_threshold(scores: &mut [f64], fpr: f64) -> (f64, f64) {
+/// The (1 − fpr) quantile (nearest rank) and the share of scores above it. With a
+/// `confidence` c, the order statistic with the most scores above it (k) such that
+/// P(Binomial(n, fpr) ≤ k) ≤ 1 − c: then the threshold's true exceedance rate is at most
+/// `fpr` with probability at least c (distribution-free; the largest score when even
+/// k = 0 cannot give that).
+pub fn quantile_threshold(scores: &mut [f64], fpr: f64, confidence: Option<f64>) -> (f64, f64) {
     if scores.is_empty() {
         return (1.0, 0.0);
     }
     scores.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let n = scores.len();
-    let rank = ((1.0 - fpr) * n as f64).ceil() as usize;
+    let rank = match confidence {
+        None => ((1.0 - fpr) * n as f64).ceil() as usize,
+        Some(c) => n - binomial_exceedances(n, fpr, 1.0 - c),
+    };
     let thr = scores[rank.clamp(1, n) - 1];
     let above = scores.iter().filter(|&&s| s > thr).count();
     (thr, above as f64 / n as f64)
+}
+
+/// The largest k with P(Binomial(n, p) ≤ k) ≤ `tail` (0 when none), at most n − 1.
+fn binomial_exceedances(n: usize, p: f64, tail: f64) -> usize {
+    if !(p > 0.0 && p < 1.0) {
+        return 0;
+    }
+    let nf = n as f64;
+    let mut pmf = (nf * (1.0 - p).ln()).exp();
+    let mut cdf = pmf;
+    let mut k = 0usize;
+    if cdf > tail {
+        return 0;
+    }
+    while k + 1 < n {
+        pmf *= (nf - k as f64) / (k as f64 + 1.0) * p / (1.0 - p);
+        if cdf + pmf > tail {
+            break;
+        }
+        cdf += pmf;
+        k += 1;
+    }
+    k
 }
 
 /// Trains a model bundle. Returns it with a per-class report (pooled model last).
@@ -395,10 +429,10 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
         let e0 = env_scores.remove(&m.class).unwrap_or_default();
         let t0 = tscores.remove(&m.class).unwrap_or_default();
         m.n_calibration = s0.len() as u64;
-        let (thr, fpr) = quantile_threshold(&mut s0.clone(), half);
+        let (thr, fpr) = quantile_threshold(&mut s0.clone(), half, o.calibration_confidence);
         m.threshold = thr;
         m.calibration_fpr = fpr;
-        let (ethr, _) = quantile_threshold(&mut e0.clone(), half);
+        let (ethr, _) = quantile_threshold(&mut e0.clone(), half, o.calibration_confidence);
         let ethr = ethr.max(envelope::MIN_THRESHOLD);
         let efpr = share_above(&e0, ethr);
         m.envelope_threshold = ethr;
@@ -416,7 +450,7 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
                 return false;
             }
             tm.n_calibration = st.len() as u64;
-            let (t_thr, t_fpr) = quantile_threshold(&mut st, half);
+            let (t_thr, t_fpr) = quantile_threshold(&mut st, half, o.calibration_confidence);
             tm.threshold = t_thr;
             tm.calibration_fpr = t_fpr;
             sub_reports.push(ClassReport {
@@ -477,10 +511,11 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
             }
         }
         pooled_model.n_calibration = pooled_scores.len() as u64;
-        let (thr, fpr) = quantile_threshold(&mut pooled_scores.clone(), half);
+        let (thr, fpr) =
+            quantile_threshold(&mut pooled_scores.clone(), half, o.calibration_confidence);
         pooled_model.threshold = thr;
         pooled_model.calibration_fpr = fpr;
-        let (ethr, _) = quantile_threshold(&mut pooled_env.clone(), half);
+        let (ethr, _) = quantile_threshold(&mut pooled_env.clone(), half, o.calibration_confidence);
         let ethr = ethr.max(envelope::MIN_THRESHOLD);
         let efpr = share_above(&pooled_env, ethr);
         let ufpr = union_fpr(pooled_scores.iter().map(|&s| s > thr), &pooled_env, ethr);
@@ -517,6 +552,7 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
             n_trees: o.n_trees as u64,
             max_samples: o.max_samples as u64,
             target_fpr: o.target_fpr,
+            calibration_confidence: o.calibration_confidence,
             training_inputs: o.pcaps.iter().map(name).collect(),
             calibration_inputs: o.calibrate.iter().map(name).collect(),
             training_window_us: window_us(&recs),
@@ -525,4 +561,41 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
         },
     };
     Ok((bundle, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn binomial_exceedances_follow_the_binomial_tail() {
+        // n p = 6.19 (the shipped hub/udp forest): P(X <= 1) = 0.015, P(X <= 2) = 0.054.
+        assert_eq!(binomial_exceedances(12_387, 0.0005, 0.05), 1);
+        assert_eq!(binomial_exceedances(12_387, 0.0005, 0.06), 2);
+        // (1 - p)^n above the tail: no order statistic below the maximum is safe.
+        assert_eq!(binomial_exceedances(1_000, 0.0005, 0.05), 0);
+        assert_eq!(binomial_exceedances(10, 0.0, 0.05), 0);
+    }
+
+    #[test]
+    fn a_confident_threshold_exceeds_its_rate_in_at_most_one_minus_c_of_samples() {
+        // Uniform scores: a threshold t has true exceedance rate 1 - t. Over many
+        // calibration samples, the plain quantile's rate exceeds p about half the time;
+        // the confident one in at most 1 - c of them (plus sampling noise).
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let (n, p, c, trials) = (5_000, 0.002, 0.9, 2_000);
+        let (mut plain, mut confident) = (0, 0);
+        for _ in 0..trials {
+            let s: Vec<f64> = (0..n).map(|_| rng.random::<f64>()).collect();
+            let (t, _) = quantile_threshold(&mut s.clone(), p, None);
+            plain += usize::from(1.0 - t > p);
+            let (t, rate) = quantile_threshold(&mut s.clone(), p, Some(c));
+            confident += usize::from(1.0 - t > p);
+            assert!(rate < p, "calibration rate {rate}");
+        }
+        let share = |k: usize| k as f64 / trials as f64;
+        assert!(share(plain) > 0.35, "plain quantile: {}", share(plain));
+        assert!(share(confident) <= 0.12, "confident: {}", share(confident));
+    }
 }
