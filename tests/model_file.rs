@@ -1,5 +1,6 @@
 //! The model file: `flowsentry train` is deterministic (same inputs and seed give a
-//! byte-identical file, another seed a different one), and every kind of damage to a model
+//! byte-identical file, another seed a different one), `--calibration-confidence` only
+//! raises thresholds and is recorded in the file, and every kind of damage to a model
 //! file is a clear error naming the file, never a panic or a huge allocation.
 
 mod common;
@@ -20,6 +21,11 @@ fn run(args: &[&str]) {
 /// Simulates a short training and calibration window (the `training` and `calibration`
 /// scenarios cut to a few hours) and trains a model with `seed`; returns its path.
 fn train(dir: &Path, seed: u64, tag: &str) -> PathBuf {
+    train_with(dir, seed, tag, &[])
+}
+
+/// As [`train`], with `extra` arguments for `flowsentry train`.
+fn train_with(dir: &Path, seed: u64, tag: &str, extra: &[&str]) -> PathBuf {
     let t = dir.join("training");
     let c = dir.join("calibration");
     if !t.join("capture.pcap").exists() {
@@ -50,21 +56,30 @@ fn train(dir: &Path, seed: u64, tag: &str) -> PathBuf {
     }
     let out = dir.join(format!("{tag}.fsm"));
     let s = |p: PathBuf| p.to_string_lossy().into_owned();
-    run(&[
+    let (train_pcap, inventory, calib_pcap) = (
+        s(t.join("capture.pcap")),
+        s(t.join("inventory.toml")),
+        s(c.join("capture.pcap")),
+    );
+    let seed = seed.to_string();
+    let file = s(out.clone());
+    let mut args = vec![
         "train",
         "--pcap",
-        &s(t.join("capture.pcap")),
+        &train_pcap,
         "--inventory",
-        &s(t.join("inventory.toml")),
+        &inventory,
         "--calibrate",
-        &s(c.join("capture.pcap")),
+        &calib_pcap,
         "--seed",
-        &seed.to_string(),
+        &seed,
         "--trees",
         "50",
         "--out",
-        &s(out.clone()),
-    ]);
+        &file,
+    ];
+    args.extend_from_slice(extra);
+    run(&args);
     out
 }
 
@@ -161,6 +176,65 @@ fn train_is_deterministic_and_damage_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.fsm") && err.contains("corrupt"), "{err}");
+}
+
+#[test]
+fn a_calibration_confidence_raises_every_threshold_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let load =
+        |p: &Path| ModelBundle::from_bytes(&read(p), "m.fsm").unwrap_or_else(|e| panic!("{e}"));
+    let plain = load(&train(dir.path(), 7, "plain"));
+    let conf = load(&train_with(
+        dir.path(),
+        7,
+        "conf",
+        &["--calibration-confidence", "0.95"],
+    ));
+    assert_eq!(plain.meta.calibration_confidence, None);
+    assert_eq!(conf.meta.calibration_confidence, Some(0.95));
+    let all = |b: &ModelBundle| {
+        let mut v = Vec::new();
+        for m in b.classes.iter().chain(std::iter::once(&b.pooled)) {
+            v.push((format!("{:?}", m.class), m.threshold, m.calibration_fpr));
+            for t in &m.transports {
+                v.push((
+                    format!("{:?}/{:?}", m.class, t.transport),
+                    t.threshold,
+                    t.calibration_fpr,
+                ));
+            }
+        }
+        v
+    };
+    let (p, c) = (all(&plain), all(&conf));
+    assert_eq!(p.len(), c.len(), "the same forests");
+    let mut raised = 0;
+    for ((name, pt, pf), (_, ct, cf)) in p.iter().zip(&c) {
+        // Same forests (same seed and data): only the order statistic moves, upwards.
+        assert!(ct >= pt, "{name}: threshold {ct} below the plain {pt}");
+        assert!(
+            cf <= pf,
+            "{name}: calibration FPR {cf} above the plain {pf}"
+        );
+        raised += usize::from(ct > pt);
+    }
+    assert!(raised > 0, "no threshold moved: {c:?}");
+    // Out of range: a usage error naming the option.
+    let out = common::run(
+        &[
+            "train",
+            "--pcap",
+            "x.pcap",
+            "--calibration-confidence",
+            "1.5",
+            "--out",
+            "x.fsm",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--calibration-confidence"), "{err}");
 }
 
 /// The shipped model has per-transport forests (docs/detection.md, "Per transport"):
