@@ -81,6 +81,28 @@ pub struct Claimed {
     pub new_mac: [u8; 6],
 }
 
+/// Inserts `key` into `map`, one of the watcher's tables capped at [`MAX_ARP_ALERTS`]
+/// entries: when it is full, first drops the entries whose `last` time is `quiet` or more
+/// before `now`; when it is still full and `key` is new, counts it in `untracked`
+/// instead.
+fn insert_capped<K: Ord, V>(
+    map: &mut BTreeMap<K, V>,
+    key: K,
+    value: V,
+    last: impl Fn(&V) -> crate::time::Timestamp,
+    (now, quiet): (crate::time::Timestamp, crate::time::Nanos),
+    untracked: &mut u64,
+) {
+    if map.len() >= MAX_ARP_ALERTS {
+        map.retain(|_, v| now.since(last(v)) < quiet);
+    }
+    if map.len() < MAX_ARP_ALERTS || map.contains_key(&key) {
+        map.insert(key, value);
+    } else {
+        *untracked += 1;
+    }
+}
+
 /// Watches ARP sender bindings: the first MAC seen for an IP (or the inventory's MAC for
 /// it) is the binding; another MAC claiming that IP raises an alert, once per (IP, MAC)
 /// pair while its claims keep coming less than `quiet` apart: a poisoner re-sends every
@@ -144,12 +166,7 @@ impl ArpWatcher {
         let inv_mac = inventory
             .and_then(|inv| inv.lookup(None, Addr::v4(ip)))
             .and_then(|e| e.mac.filter(|_| e.ip == Some(Addr::v4(ip))));
-        let first_seen = self
-            .bindings
-            .get(&ip)
-            .filter(|&&m| !self.forged.contains(&(ip, m)))
-            .copied();
-        let (known, from_inventory) = match (inv_mac, first_seen) {
+        let (known, from_inventory) = match (inv_mac, self.first_seen(ip)) {
             (Some(m), _) => (Some(m), true),
             (None, Some(m)) => (Some(m), false),
             (None, None) => (None, false),
@@ -180,15 +197,14 @@ impl ArpWatcher {
                     }
                     *c = run;
                 } else {
-                    if self.alerted.len() >= MAX_ARP_ALERTS {
-                        let quiet = self.quiet;
-                        self.alerted.retain(|_, c| ts.since(c.last) < quiet);
-                    }
-                    if self.alerted.len() >= MAX_ARP_ALERTS {
-                        self.untracked += 1;
-                    } else {
-                        self.alerted.insert((ip, mac), run);
-                    }
+                    insert_capped(
+                        &mut self.alerted,
+                        (ip, mac),
+                        run,
+                        |c| c.last,
+                        (ts, self.quiet),
+                        &mut self.untracked,
+                    );
                 }
                 Some(ArpConflict {
                     ip,
@@ -212,14 +228,14 @@ impl ArpWatcher {
             return None;
         }
         let quiet = self.quiet;
-        if self.replies.len() >= MAX_ARP_ALERTS {
-            self.replies.retain(|_, t| ts.since(*t) < quiet);
-        }
-        if self.replies.len() < MAX_ARP_ALERTS || self.replies.contains_key(&(mac, a, b)) {
-            self.replies.insert((mac, a, b), ts);
-        } else {
-            self.untracked += 1;
-        }
+        insert_capped(
+            &mut self.replies,
+            (mac, a, b),
+            ts,
+            |t| *t,
+            (ts, quiet),
+            &mut self.untracked,
+        );
         let other = *self.replies.get(&(mac, b, a))?;
         if ts.since(other) >= quiet {
             return None;
@@ -241,14 +257,14 @@ impl ArpWatcher {
                 return None;
             }
         } else {
-            if self.crossed.len() >= MAX_ARP_ALERTS {
-                self.crossed.retain(|_, t| ts.since(*t) < quiet);
-            }
-            if self.crossed.len() >= MAX_ARP_ALERTS {
-                self.untracked += 1;
-            } else {
-                self.crossed.insert(key, ts);
-            }
+            insert_capped(
+                &mut self.crossed,
+                key,
+                ts,
+                |t| *t,
+                (ts, quiet),
+                &mut self.untracked,
+            );
         }
         Some(CrossClaim {
             mac,
@@ -260,33 +276,33 @@ impl ArpWatcher {
     /// Notes a forged claim of `ip` by `mac` at `at` in that pair's run of cross claims
     /// (a new run after the quiet time without one).
     fn extend_cross_run(&mut self, ip: [u8; 4], mac: [u8; 6], at: crate::time::Timestamp) {
-        let quiet = self.quiet;
-        if let Some(r) = self.cross_runs.get_mut(&(ip, mac)) {
-            if at.since(r.last) < quiet {
+        let fresh = Run {
+            first: at,
+            last: at,
+        };
+        match self.cross_runs.get_mut(&(ip, mac)) {
+            Some(r) if at.since(r.last) < self.quiet => {
                 r.first = r.first.min(at);
                 r.last = r.last.max(at);
-            } else {
-                *r = Run {
-                    first: at,
-                    last: at,
-                };
             }
-            return;
-        }
-        if self.cross_runs.len() >= MAX_ARP_ALERTS {
-            self.cross_runs.retain(|_, r| at.since(r.last) < quiet);
-        }
-        if self.cross_runs.len() >= MAX_ARP_ALERTS {
-            self.untracked += 1;
-        } else {
-            self.cross_runs.insert(
+            Some(r) => *r = fresh,
+            None => insert_capped(
+                &mut self.cross_runs,
                 (ip, mac),
-                Run {
-                    first: at,
-                    last: at,
-                },
-            );
+                fresh,
+                |r| r.last,
+                (at, self.quiet),
+                &mut self.untracked,
+            ),
         }
+    }
+
+    /// The first-seen binding of `ip`, unless a cross claim showed it to be forged.
+    fn first_seen(&self, ip: [u8; 4]) -> Option<[u8; 6]> {
+        self.bindings
+            .get(&ip)
+            .filter(|&&m| !self.forged.contains(&(ip, m)))
+            .copied()
     }
 
     /// A run of claims on `ip` by a MAC not its own that was in force at some time in
@@ -314,11 +330,7 @@ impl ArpWatcher {
                 new_mac: mac,
             });
         conflict.or_else(|| {
-            let known = self
-                .bindings
-                .get(&ip)
-                .filter(|&&m| !self.forged.contains(&(ip, m)))
-                .copied();
+            let known = self.first_seen(ip);
             self.cross_runs
                 .range(range)
                 .filter(|(_, r)| in_force(r.first, r.last))
