@@ -223,9 +223,6 @@ fn binomial_exceedances(n: usize, p: f64, tail: f64) -> usize {
     let mut pmf = (nf * (1.0 - p).ln()).exp();
     let mut cdf = pmf;
     let mut k = 0usize;
-    if cdf > tail {
-        return 0;
-    }
     while k + 1 < n {
         pmf *= (nf - k as f64) / (k as f64 + 1.0) * p / (1.0 - p);
         if cdf + pmf > tail {
@@ -398,6 +395,7 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
     // The forest and the envelope guard each get half of the target FPR, so a flow is
     // alerted by either at most at the target rate.
     let half = o.target_fpr / 2.0;
+    let calibrate = |scores: &mut [f64]| quantile_threshold(scores, half, o.calibration_confidence);
     for rec in calib {
         for (side, dev) in resolver.monitored(rec).into_iter().flatten() {
             let class = dev.assignment.class;
@@ -429,10 +427,10 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
         let e0 = env_scores.remove(&m.class).unwrap_or_default();
         let t0 = tscores.remove(&m.class).unwrap_or_default();
         m.n_calibration = s0.len() as u64;
-        let (thr, fpr) = quantile_threshold(&mut s0.clone(), half, o.calibration_confidence);
+        let (thr, fpr) = calibrate(&mut s0.clone());
         m.threshold = thr;
         m.calibration_fpr = fpr;
-        let (ethr, _) = quantile_threshold(&mut e0.clone(), half, o.calibration_confidence);
+        let (ethr, _) = calibrate(&mut e0.clone());
         let ethr = ethr.max(envelope::MIN_THRESHOLD);
         let efpr = share_above(&e0, ethr);
         m.envelope_threshold = ethr;
@@ -450,7 +448,7 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
                 return false;
             }
             tm.n_calibration = st.len() as u64;
-            let (t_thr, t_fpr) = quantile_threshold(&mut st, half, o.calibration_confidence);
+            let (t_thr, t_fpr) = calibrate(&mut st);
             tm.threshold = t_thr;
             tm.calibration_fpr = t_fpr;
             sub_reports.push(ClassReport {
@@ -511,11 +509,10 @@ pub fn train(o: &TrainOptions) -> Result<(ModelBundle, Vec<ClassReport>), TrainE
             }
         }
         pooled_model.n_calibration = pooled_scores.len() as u64;
-        let (thr, fpr) =
-            quantile_threshold(&mut pooled_scores.clone(), half, o.calibration_confidence);
+        let (thr, fpr) = calibrate(&mut pooled_scores.clone());
         pooled_model.threshold = thr;
         pooled_model.calibration_fpr = fpr;
-        let (ethr, _) = quantile_threshold(&mut pooled_env.clone(), half, o.calibration_confidence);
+        let (ethr, _) = calibrate(&mut pooled_env.clone());
         let ethr = ethr.max(envelope::MIN_THRESHOLD);
         let efpr = share_above(&pooled_env, ethr);
         let ufpr = union_fpr(pooled_scores.iter().map(|&s| s > thr), &pooled_env, ethr);
