@@ -52,7 +52,7 @@ models: release ## train models/default.fsm from the simulator's training and ca
 	$(CARGO) build --release
 
 eval: release ## evaluation protocol (docs/evaluation.md): 5 forest seeds x 3 simulated days, ~25 GB in target/eval
-	mkdir -p target/eval && scripts/evaluate.sh $(BIN) target/eval | tee target/eval/summary.md
+	mkdir -p target/eval && CALIBRATION_CONFIDENCE=$(CALIBRATION_CONFIDENCE) scripts/evaluate.sh $(BIN) target/eval | tee target/eval/summary.md
 
 fixtures: release ## regenerate fixtures/pcaps byte-for-byte from the simulator
 	scripts/make-fixtures.sh $(BIN)
