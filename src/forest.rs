@@ -82,6 +82,7 @@
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 
 /// Euler–Mascheroni constant, the value of `numpy.euler_gamma`.
 const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
@@ -709,14 +710,28 @@ fn row_keys(x: &[f32], xs: &mut [u32; 256]) {
 
 /// A trained (or imported) isolation forest. See the module docs for the algorithm,
 /// score and attribution definitions.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(try_from = "ForestRepr", into = "ForestRepr")]
 pub struct IsolationForest {
     n_features: usize,
     psi: usize,
     feature_ranges: Vec<(f32, f32)>,
     trees: Vec<Tree>,
-    compiled: Compiled,
+    /// The scoring layout, built from the trees on the first scoring call: a model
+    /// bundle holds a dozen or more forests, of which a capture often uses one or two,
+    /// and building the layout of all of them took most of the model's load time.
+    compiled: OnceLock<Compiled>,
+}
+
+/// Forests are equal when their parameters and trees are (the scoring layout is derived
+/// from them, and may not be built yet).
+impl PartialEq for IsolationForest {
+    fn eq(&self, other: &Self) -> bool {
+        self.n_features == other.n_features
+            && self.psi == other.psi
+            && self.feature_ranges == other.feature_ranges
+            && self.trees == other.trees
+    }
 }
 
 impl TryFrom<ForestRepr> for IsolationForest {
@@ -943,15 +958,14 @@ impl IsolationForest {
         trees: Vec<Tree>,
         feature_ranges: Vec<(f32, f32)>,
     ) -> Result<IsolationForest, ForestError> {
-        let mut f = IsolationForest {
+        let f = IsolationForest {
             n_features,
             psi,
             feature_ranges,
             trees,
-            compiled: Compiled::default(),
+            compiled: OnceLock::new(),
         };
         f.validate()?;
-        f.compiled = f.compile()?;
         Ok(f)
     }
 
@@ -1059,6 +1073,10 @@ impl IsolationForest {
                 return bad(format!("feature {f}: invalid training range ({lo}, {hi})"));
             }
         }
+        let total: usize = self.trees.iter().map(Tree::n_nodes).sum();
+        if total >= NONE as usize {
+            return bad(format!("too many nodes in total ({total})"));
+        }
         let mut parents: Vec<u8> = Vec::new();
         for (t, tree) in self.trees.iter().enumerate() {
             let n = tree.feature.len();
@@ -1127,24 +1145,26 @@ impl IsolationForest {
         Ok(())
     }
 
-    /// Builds the scorer's layout. Assumes `validate()` passed.
-    fn compile(&self) -> Result<Compiled, ForestError> {
+    /// The scorer's layout, built on first use.
+    #[inline]
+    fn compiled(&self) -> &Compiled {
+        self.compiled.get_or_init(|| self.compile())
+    }
+
+    /// Builds the scorer's layout. Assumes `validate()` passed (which bounds the total
+    /// node count, so node indices fit the layout's `u32`s).
+    fn compile(&self) -> Compiled {
         let total: usize = self.trees.iter().map(Tree::n_nodes).sum();
-        if total >= NONE as usize {
-            return Err(ForestError::InvalidModel(format!(
-                "too many nodes in total ({total})"
-            )));
-        }
         let depths: Vec<u32> = self.trees.iter().map(tree_depth).collect();
         let denominator = self.trees.len() as f64 * average_path_length(self.psi);
         if self.n_features <= 256 && depths.iter().all(|&d| d as usize <= PERFECT_DEPTH) {
             // The complete-tree layout serves every scoring path: the flat arrays are
             // not built.
-            return Ok(Compiled {
+            return Compiled {
                 denominator,
                 perfect: Some(Perfect::build(&self.trees)),
                 ..Compiled::default()
-            });
+            };
         }
         let mut nodes = Vec::with_capacity(total);
         let mut leaf_values = Vec::with_capacity(total);
@@ -1186,7 +1206,7 @@ impl IsolationForest {
             .chunks(LANES)
             .map(|c| c.iter().copied().max().unwrap_or(0))
             .collect();
-        Ok(Compiled {
+        Compiled {
             nodes,
             leaf_value: leaf_values,
             roots,
@@ -1194,7 +1214,7 @@ impl IsolationForest {
             chunk_depths,
             denominator,
             perfect: None,
-        })
+        }
     }
 
     /// Number of features per row.
@@ -1225,7 +1245,7 @@ impl IsolationForest {
 
     /// Turns the summed path length into the score `2^(-sum / (n_trees c(psi)))`.
     fn finish(&self, sum: f64) -> f64 {
-        let d = self.compiled.denominator;
+        let d = self.compiled().denominator;
         let ratio = if d != 0.0 { sum / d } else { 1.0 };
         2f64.powf(-ratio)
     }
@@ -1243,7 +1263,7 @@ impl IsolationForest {
             self.n_features,
             "IsolationForest::score: row length"
         );
-        let c = &self.compiled;
+        let c = self.compiled();
         if let Some(p) = &c.perfect {
             let mut xs = [0u32; 256];
             row_keys(x, &mut xs);
@@ -1334,7 +1354,7 @@ impl IsolationForest {
         threshold: f64,
     ) -> Result<(), ForestError> {
         let d = self.n_features;
-        let c = &self.compiled;
+        let c = self.compiled();
         let Some(p) = &c.perfect else {
             return self.score_batch(rows, out);
         };
@@ -1367,7 +1387,7 @@ impl IsolationForest {
                 got: rows.len(),
             });
         }
-        let c = &self.compiled;
+        let c = self.compiled();
         if let Some(p) = &c.perfect {
             self.perfect_batch(p, rows, out, None);
             return Ok(());
