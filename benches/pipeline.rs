@@ -2,9 +2,11 @@
 //! benchmark capture end to end (decode, flow table, detection with the shipped model,
 //! JSON to /dev/null) for 0 (single-threaded), 1 and 2 workers, with scoring on and off,
 //! as ratios to a raw libpcap read loop measured in the same run, to the single-threaded
-//! path, and to `argus -r` on the same file. Run with `make bench` (needs the release
-//! binary: `cargo build --release`). Without `--bench` (as `cargo test` runs it) it only
-//! checks that the binary and the capture can be found.
+//! path, and to `argus -r` on the same file. It also measures the fixed start-up cost of
+//! a replay (a 16-frame capture, with the built-in model and with `--no-detect`), which
+//! is most of the run time of a CI job replaying a small fixture. Run with `make bench`
+//! (needs the release binary: `cargo build --release`). Without `--bench` (as `cargo
+//! test` runs it) it only checks that the binary and the capture can be found.
 
 use flowsentry::benchgen::{ensure_bench_pcap, BENCH_FLOWS, BENCH_FRAMES, BENCH_SEED};
 use std::path::{Path, PathBuf};
@@ -171,5 +173,41 @@ fn main() {
     println!(
         "scoring on / off throughput (single-threaded): {:.2}",
         off / on
+    );
+    startup(&bin, &root);
+}
+
+/// Start-up cost: `flowsentry replay` of a 16-frame capture (written by the same
+/// generator), median of 21 runs each, with the built-in model and with `--no-detect`;
+/// the difference is what loading the model costs every replay.
+fn startup(bin: &Path, root: &Path) {
+    let small = root.join("target/bench-data/bench-16.pcap");
+    if let Err(e) = ensure_bench_pcap(&small, 16, 4, SEED) {
+        die(format!("cannot write {}: {e}", small.display()));
+    }
+    let p = small
+        .to_str()
+        .unwrap_or_else(|| die("non-UTF-8 path".into()));
+    let time = |extra: &[&str]| {
+        let mut args = vec![
+            "replay",
+            "--no-progress",
+            "--workers",
+            "0",
+            "--out",
+            "/dev/null",
+        ];
+        args.extend_from_slice(extra);
+        args.push(p);
+        let mut v: Vec<f64> = (0..21).map(|_| run(bin, &args)).collect();
+        median(&mut v)
+    };
+    let with_model = time(&[]);
+    let without = time(&["--no-detect"]);
+    println!(
+        "start-up (replay of 16 frames, median of 21): {:.1} ms with the built-in model, {:.1} ms with --no-detect: model load {:.1} ms",
+        with_model * 1e3,
+        without * 1e3,
+        (with_model - without) * 1e3
     );
 }
