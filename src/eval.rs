@@ -1060,13 +1060,9 @@ pub fn evaluate(o: &EvalOptions) -> Result<EvalReport, EvalError> {
         unmatched: 0,
         done: done.clone(),
     };
-    let mut out = Output {
-        writer: EventWriter::new(Box::new(std::io::sink()), "sink"),
-        emit_flows: false,
-        observer: Some(Box::new(collector)),
-        collected: None,
-        model_source: None,
-    };
+    let mut out = Output::flows_only(EventWriter::new(Box::new(std::io::sink()), "sink"));
+    out.emit_flows = false;
+    out.observer = Some(Box::new(collector));
     let ropts = ReplayOptions {
         inputs: o.pcaps.iter().map(|p| Input::File(p.clone())).collect(),
         backend: Backend::Native,

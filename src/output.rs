@@ -35,6 +35,25 @@ pub trait FlowObserver: Send {
     fn human_summary(&self) -> String;
     /// Switches to a new model (SIGHUP reload); open incidents are kept.
     fn replace_model(&mut self, bundle: std::sync::Arc<crate::model::ModelBundle>, id: String);
+    /// Starts doing the work of [`FlowObserver::prepare`] on a helper thread, so that the
+    /// caller writes the events of one run while the next run is prepared
+    /// ([`FlowObserver::submit`], [`FlowObserver::collect`]). Returns whether it did; the
+    /// default does not.
+    fn start_prepare_ahead(&mut self) -> Result<bool, OutputError> {
+        Ok(false)
+    }
+    /// After [`FlowObserver::start_prepare_ahead`] returned `true`: hands a run (as for
+    /// [`FlowObserver::prepare`]) to the helper thread without waiting for it. Runs are
+    /// prepared in the order they are handed over.
+    fn submit(&mut self, recs: &mut dyn Iterator<Item = &FlowRecord>) -> Result<(), OutputError> {
+        self.prepare(recs);
+        Ok(())
+    }
+    /// Waits until the oldest run handed to [`FlowObserver::submit`] is prepared, and takes
+    /// it for the [`FlowObserver::on_flow`] calls of its records.
+    fn collect(&mut self) -> Result<(), OutputError> {
+        Ok(())
+    }
     /// The device id that keys the `flow` event of the record last passed to
     /// [`FlowObserver::on_flow`] (its first monitored side), so a device's flows go to
     /// the same Kafka partition as its alerts; `None` keys it by the originator address.
@@ -75,6 +94,9 @@ pub struct Output {
     pub collected: Option<Vec<FlowRecord>>,
     /// The model file in use, when loaded from a path.
     pub model_source: Option<ModelSource>,
+    /// The observer prepares runs on its helper thread
+    /// ([`Output::start_prepare_ahead`]).
+    prepare_ahead: bool,
 }
 
 /// The `stats` event body with the detector's counters added.
@@ -98,7 +120,20 @@ impl Output {
             observer: None,
             collected: None,
             model_source: None,
+            prepare_ahead: false,
         }
+    }
+
+    /// Lets the observer analyse and score runs of records on a helper thread while this
+    /// thread writes the events of the runs before them (the threaded pipeline, where the
+    /// merging thread would otherwise do both one after the other). The events are the
+    /// same: the helper sees the runs in order, and ARP packets (whose rules read the
+    /// device state) are handled once every run before them is written.
+    pub fn start_prepare_ahead(&mut self) -> Result<(), OutputError> {
+        if let Some(obs) = self.observer.as_mut() {
+            self.prepare_ahead = obs.start_prepare_ahead()?;
+        }
+        Ok(())
     }
 
     /// Reloads the model file if it changed (SIGHUP). A new model that fails to load is
@@ -150,6 +185,9 @@ impl Output {
     }
 
     fn handle_items(&mut self, items: &[Item]) -> Result<(), OutputError> {
+        if self.prepare_ahead {
+            return self.handle_items_ahead(items);
+        }
         let mut start = 0;
         while start < items.len() {
             let run = items[start..]
@@ -178,6 +216,64 @@ impl Output {
                     }
                     Item::Arp(a, _, _) => self.on_arp(a)?,
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Output::handle_items`] with the observer preparing ahead: every run of a stretch
+    /// of flow records between two ARP packets is handed to the helper first, then each
+    /// run's events are written as soon as it is prepared (while the helper prepares the
+    /// next). The runs are the same as in [`Output::handle_items`].
+    fn handle_items_ahead(&mut self, items: &[Item]) -> Result<(), OutputError> {
+        fn flows(run: &[Item]) -> impl Iterator<Item = &FlowRecord> {
+            run.iter().filter_map(|i| match i {
+                Item::Flow(r) => Some(r),
+                Item::Arp(..) => None,
+            })
+        }
+        let mut start = 0;
+        while start < items.len() {
+            let n = items[start..]
+                .iter()
+                .take_while(|i| matches!(i, Item::Flow(_)))
+                .count();
+            if n == 0 {
+                if let Item::Arp(a, _, _) = &items[start] {
+                    self.on_arp(a)?;
+                }
+                start += 1;
+                continue;
+            }
+            let stretch = &items[start..start + n];
+            start += n;
+            if let Some(obs) = self.observer.as_mut() {
+                for run in stretch.chunks(PREPARE_RUN) {
+                    obs.submit(&mut flows(run))?;
+                }
+            }
+            let mut runs = stretch.chunks(PREPARE_RUN);
+            let written = runs.try_for_each(|run| {
+                if let Some(obs) = self.observer.as_mut() {
+                    obs.collect()?;
+                }
+                for rec in flows(run) {
+                    self.handle_record(rec)?;
+                    if let Some(c) = self.collected.as_mut() {
+                        c.push(*rec);
+                    }
+                }
+                Ok(())
+            });
+            if let Err(e) = written {
+                // Leave no run with the helper: take the rest back (the records were
+                // analysed, as a synchronous prepare would have, and are not written).
+                if let Some(obs) = self.observer.as_mut() {
+                    for _ in runs {
+                        obs.collect()?;
+                    }
+                }
+                return Err(e);
             }
         }
         Ok(())

@@ -928,6 +928,9 @@ fn replay_threaded(
     writer: &mut Output,
 ) -> Result<ReplayOutcome, OutputError> {
     let wall = Instant::now();
+    // The merging thread writes the events of one run of records while the detector's
+    // helper thread analyses and scores the next.
+    writer.start_prepare_ahead()?;
     let n = opts.workers.max(1);
     let mut wcfg = opts.flow;
     wcfg.max_flows = (opts.flow.max_flows / n).max(1);
@@ -1074,6 +1077,7 @@ pub fn live(
     control: &Control,
 ) -> Result<LiveOutcome, OutputError> {
     let wall = Instant::now();
+    writer.start_prepare_ahead()?;
     let k = sources.len().max(1);
     let per = opts.workers.max(1);
     let total = k * per;

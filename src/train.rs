@@ -158,13 +158,9 @@ pub fn collect_records(paths: &[PathBuf], flow: FlowConfig) -> Result<Vec<FlowRe
         workers: 0,
         ..ReplayOptions::default()
     };
-    let mut out = Output {
-        writer: EventWriter::new(Box::new(std::io::sink()), "sink"),
-        emit_flows: false,
-        observer: None,
-        collected: Some(Vec::new()),
-        model_source: None,
-    };
+    let mut out = Output::flows_only(EventWriter::new(Box::new(std::io::sink()), "sink"));
+    out.emit_flows = false;
+    out.collected = Some(Vec::new());
     let outcome = crate::pipeline::replay(&opts, &mut out)?;
     if let Some(e) = outcome.input_errors.first() {
         return Err(TrainError::Input(e.clone()));

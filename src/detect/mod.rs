@@ -17,7 +17,7 @@ use crate::event::{flow_id, flow_json, EventWriter};
 use crate::features::{
     FeatureExtractor, FeatureVector, Side, SitePeers, FEATURE_NAMES, N_FEATURES,
 };
-use crate::flow::FlowRecord;
+use crate::flow::{Endpoint, FlowRecord};
 use crate::model::{ModelBundle, Transport};
 use crate::output::FlowObserver;
 use crate::packet::{Addr, ArpPacket};
@@ -387,26 +387,156 @@ struct Queued {
     ident: RecordIdent,
     sides: usize,
     modbus: Option<ModbusHit>,
+    /// How both endpoints resolved once the record's run was analysed, for a record the
+    /// intercepted-flow rule looks at (`mac_changed`); `None` otherwise.
+    ends: Option<[Option<DeviceInfo>; 2]>,
+}
+
+/// A run of records analysed and scored ahead of their events: per record its
+/// [`Queued`] entry, and all their verdicts in order.
+#[derive(Debug, Default)]
+struct PreparedRun {
+    queued: Vec<Queued>,
+    verdicts: Vec<Verdict>,
+}
+
+/// The model that scores a device of `class` (the pooled one in global mode).
+fn model_of<'m>(
+    bundle: &'m ModelBundle,
+    cfg: &DetectorConfig,
+    class: DeviceClass,
+) -> &'m crate::model::ClassModel {
+    if cfg.global_model {
+        &bundle.pooled
+    } else {
+        bundle.model_for(class)
+    }
+}
+
+/// The model whose training envelope guards `dev`, or none in the forest-only
+/// ablation. A device whose class the operator listed is compared with its class's
+/// envelope; any other device (class inferred or unknown) with the pooled envelope of
+/// all training devices, since a class envelope only describes a device known to be of
+/// that class (an inferred "camera" may be the NVR receiving the video), while every
+/// device of the site is inside the pooled one.
+fn guard_model<'m>(
+    bundle: &'m ModelBundle,
+    cfg: &DetectorConfig,
+    dev: &DeviceInfo,
+) -> Option<&'m crate::model::ClassModel> {
+    if cfg.forest_only {
+        None
+    } else if dev.assignment.source == crate::device::ClassSource::Inventory {
+        Some(model_of(bundle, cfg, dev.assignment.class))
+    } else {
+        Some(&bundle.pooled)
+    }
+}
+
+/// The order-dependent analysis of flow records (device resolution and profiles,
+/// per-device feature contexts, the Modbus rule's PLC lookup) and the forest scoring of
+/// their verdicts: the part of the detector that can run ahead of event writing, on a
+/// helper thread in the threaded pipeline ([`FlowObserver::start_prepare_ahead`]). It
+/// sees the records in the same order either way, so its results are the same.
+struct Preparer {
+    bundle: Arc<ModelBundle>,
+    cfg: DetectorConfig,
+    resolver: DeviceResolver,
+    extractor: FeatureExtractor,
+    /// Every peer of the training window, for the new-public-peer rule on devices whose
+    /// class is unknown.
+    site_peers: SitePeers,
+    modbus: ModbusWriteRule,
+    /// Reused buffers of the batch scorer.
+    batch_rows: Vec<f32>,
+    batch_scores: Vec<f64>,
+    /// The `stats` counters of the flow sides analysed.
+    counts: SideCounts,
+}
+
+/// The detector's `stats` counters of analysed flow sides (the rest of
+/// [`DetectCounters`] is counted where events are written).
+#[derive(Debug, Default)]
+struct SideCounts {
+    scored: u64,
+    scored_by_class: BTreeMap<&'static str, u64>,
+    devices: BTreeMap<&'static str, u64>,
+    seen_devices: foldhash::HashSet<Arc<str>>,
+}
+
+impl SideCounts {
+    fn count(&mut self, v: &Verdict) {
+        self.scored += 1;
+        *self
+            .scored_by_class
+            .entry(v.model_class.as_str())
+            .or_insert(0) += 1;
+        if self.seen_devices.len() < DEVICE_TRACK_CAP
+            && !self.seen_devices.contains(&v.device.id)
+            && self.seen_devices.insert(v.device.id.clone())
+        {
+            *self.devices.entry(source_name(&v.device)).or_insert(0) += 1;
+        }
+    }
+}
+
+/// The preparer shared by the detector and its helper thread. The lock is taken once per
+/// run of records (by the helper, or by the detector itself when it prepares
+/// synchronously) and, outside runs, for ARP alerts and model reloads, when the helper
+/// is idle: never per packet.
+type SharedPreparer = Arc<std::sync::Mutex<Preparer>>;
+
+fn lock(p: &SharedPreparer) -> std::sync::MutexGuard<'_, Preparer> {
+    // A panic while holding the lock leaves the preparer as it was after its last
+    // complete step; the detector keeps using it.
+    p.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The helper thread of [`FlowObserver::start_prepare_ahead`]: runs go to it in order and
+/// come back prepared in the same order.
+struct Ahead {
+    tx: Option<crossbeam_channel::Sender<Vec<FlowRecord>>>,
+    rx: crossbeam_channel::Receiver<(Vec<FlowRecord>, PreparedRun)>,
+    /// Runs handed over and not collected yet.
+    in_flight: usize,
+    /// Record buffers back from the helper, for the next runs.
+    spare: Vec<Vec<FlowRecord>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        // Closing the channel ends the helper's loop.
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn helper_stopped() -> OutputError {
+    OutputError::Thread {
+        what: "detector helper thread".into(),
+        detail: "stopped unexpectedly".into(),
+    }
 }
 
 /// The detector stage.
 pub struct Detector {
     bundle: Arc<ModelBundle>,
     model_id: String,
-    resolver: DeviceResolver,
-    extractor: FeatureExtractor,
-    /// Every peer of the training window, for the new-public-peer rule on devices whose
-    /// class is unknown.
-    site_peers: SitePeers,
+    /// Analysis and scoring (see [`Preparer`]).
+    prep: SharedPreparer,
+    /// The helper thread that prepares runs ahead, once started.
+    ahead: Option<Ahead>,
     arp: ArpWatcher,
-    modbus: ModbusWriteRule,
     incidents: IncidentTracker,
     cfg: DetectorConfig,
-    /// Counters.
-    pub counters: DetectCounters,
+    /// Counters of the events written (alerts, incidents, suppressed); the counters of
+    /// analysed sides are the preparer's: [`Detector::counters`] has both.
+    counters: DetectCounters,
     /// Per-device summary (alerts, incidents, max score).
     pub summary: BTreeMap<String, DeviceSummary>,
-    seen_devices: foldhash::HashSet<Arc<str>>,
     /// Alerts and incidents of devices beyond [`DEVICE_TRACK_CAP`] in `summary`.
     untracked: DeviceSummary,
     verdicts: Vec<Verdict>,
@@ -414,10 +544,6 @@ pub struct Detector {
     /// verdicts (`sides` of them per record, in the same order).
     queued: std::collections::VecDeque<Queued>,
     queued_verdicts: std::collections::VecDeque<Verdict>,
-    /// Reused buffers of the batch scorer.
-    batch_verdicts: Vec<Verdict>,
-    batch_rows: Vec<f32>,
-    batch_scores: Vec<f64>,
     pending: Vec<Incident>,
     /// Last new-public-peer alert per (device, network), for suppression.
     peer_alerts: BTreeMap<(String, crate::features::PeerKey), Timestamp>,
@@ -425,45 +551,18 @@ pub struct Detector {
     next_expiry: Timestamp,
 }
 
-impl Detector {
-    /// A detector over a loaded bundle (`model_id` = its short hash) and inventory.
-    pub fn new(
-        bundle: Arc<ModelBundle>,
-        model_id: String,
-        inventory: Inventory,
-        cfg: DetectorConfig,
-    ) -> Detector {
-        let resolver = DeviceResolver::new(inventory, bundle.inference.clone(), cfg.resolver);
-        let extractor = Self::extractor(&bundle, &cfg);
-        let modbus = ModbusWriteRule::new(&bundle.modbus_write_masters);
-        Detector {
+impl Preparer {
+    fn new(bundle: Arc<ModelBundle>, inventory: Inventory, cfg: DetectorConfig) -> Preparer {
+        Preparer {
+            resolver: DeviceResolver::new(inventory, bundle.inference.clone(), cfg.resolver),
+            extractor: Self::extractor(&bundle, &cfg),
             site_peers: SitePeers::of(&bundle.familiarity),
+            modbus: ModbusWriteRule::new(&bundle.modbus_write_masters),
             bundle,
-            model_id,
-            resolver,
-            extractor,
-            arp: ArpWatcher::default(),
-            modbus,
-            incidents: IncidentTracker::with_evidence(
-                cfg.incident_window,
-                cfg.incident_min_alerts,
-                &RULE_DETECTORS,
-            ),
             cfg,
-            counters: DetectCounters::default(),
-            summary: BTreeMap::new(),
-            seen_devices: Default::default(),
-            untracked: DeviceSummary::default(),
-            verdicts: Vec::new(),
-            queued: Default::default(),
-            queued_verdicts: Default::default(),
-            batch_verdicts: Vec::new(),
             batch_rows: Vec::new(),
             batch_scores: Vec::new(),
-            pending: Vec::new(),
-            peer_alerts: BTreeMap::new(),
-            clock: Timestamp(i64::MIN),
-            next_expiry: Timestamp(i64::MIN),
+            counts: SideCounts::default(),
         }
     }
 
@@ -476,34 +575,10 @@ impl Detector {
         extractor
     }
 
-    /// The model id.
-    pub fn model_id(&self) -> &str {
-        &self.model_id
-    }
-
-    /// Scores every monitored side of `rec` (no events written). Used by evaluation.
-    pub fn score(&mut self, rec: &FlowRecord) -> &[Verdict] {
-        let mut vs = std::mem::take(&mut self.verdicts);
-        vs.clear();
-        self.analyse(rec, &mut vs);
-        self.score_forests(&mut vs);
-        self.verdicts = vs;
-        &self.verdicts
-    }
-
-    /// The model that scores a device of `class` (the pooled one in global mode).
-    fn model_of(&self, class: DeviceClass) -> &crate::model::ClassModel {
-        if self.cfg.global_model {
-            &self.bundle.pooled
-        } else {
-            self.bundle.model_for(class)
-        }
-    }
-
     /// Everything of one record that depends on record order: updates the device
     /// profiles and per-device feature contexts, pushes one verdict per monitored side
     /// onto `out` with its features, envelope and rule flags (its forest score still
-    /// `NaN`: [`Detector::score_forests`] fills it in), and runs the Modbus rule (whose
+    /// `NaN`: [`Preparer::score_forests`] fills it in), and runs the Modbus rule (whose
     /// PLC is resolved now, so it sees the device state of this point in the order).
     fn analyse(&mut self, rec: &FlowRecord, out: &mut Vec<Verdict>) -> Option<ModbusHit> {
         let sides = self.resolver.monitored(rec);
@@ -514,9 +589,9 @@ impl Detector {
                 side,
                 &crate::features::DeviceRef { id: &dev.id, class },
             );
-            let m = self.model_of(class);
+            let m = model_of(&self.bundle, &self.cfg, class);
             let scorer = m.scorer(rec.proto, dev.assignment.source);
-            let guard = self.guard_model(&dev);
+            let guard = guard_model(&self.bundle, &self.cfg, &dev);
             let env = guard.map_or(0.0, |g| {
                 envelope::score_only(&fv.0, g.forest.feature_ranges())
             });
@@ -541,21 +616,7 @@ impl Detector {
                 new_public_peer,
                 device: dev,
             };
-            self.counters.scored += 1;
-            *self
-                .counters
-                .scored_by_class
-                .entry(verdict.model_class.as_str())
-                .or_insert(0) += 1;
-            if self.seen_devices.len() < DEVICE_TRACK_CAP
-                && self.seen_devices.insert(verdict.device.id.clone())
-            {
-                *self
-                    .counters
-                    .devices
-                    .entry(source_name(&verdict.device))
-                    .or_insert(0) += 1;
-            }
+            self.counts.count(&verdict);
             out.push(verdict);
         }
         if self.cfg.forest_only {
@@ -601,7 +662,7 @@ impl Detector {
             for v in vs[i..].iter().filter(|v| of_key(v)) {
                 rows.extend_from_slice(&v.features.0);
             }
-            let m = self.model_of(key.0).scorer_of(key.1);
+            let m = model_of(&self.bundle, &self.cfg, key.0).scorer_of(key.1);
             scores.clear();
             scores.resize(rows.len() / N_FEATURES.max(1), f64::NAN);
             let batch = if key.2 {
@@ -628,26 +689,124 @@ impl Detector {
         self.batch_scores = scores;
     }
 
+    /// Whether the intercepted-flow rule looks at `rec` (and so needs its [`Queued::ends`]).
+    fn needs_ends(&self, rec: &FlowRecord) -> bool {
+        rec.mac_changed && !self.cfg.forest_only
+    }
+
+    /// How both endpoints resolve now (see [`Queued::ends`]).
+    fn ends(&mut self, orig: &Endpoint, resp: &Endpoint) -> [Option<DeviceInfo>; 2] {
+        [self.resolver.resolve(orig), self.resolver.resolve(resp)]
+    }
+
+    /// Analyses a run of consecutive flow records in order, then scores all their
+    /// verdicts' forests in one batch. The endpoints of the records the intercepted-flow
+    /// rule looks at are resolved once the whole run is analysed: what the rule saw when
+    /// it resolved them while writing the run's events.
+    fn prepare_run(&mut self, recs: &mut dyn Iterator<Item = &FlowRecord>) -> PreparedRun {
+        let mut run = PreparedRun::default();
+        let mut relayed: Vec<(usize, Endpoint, Endpoint)> = Vec::new();
+        for rec in recs {
+            let before = run.verdicts.len();
+            let modbus = self.analyse(rec, &mut run.verdicts);
+            if self.needs_ends(rec) {
+                relayed.push((run.queued.len(), rec.orig, rec.resp));
+            }
+            run.queued.push(Queued {
+                ident: RecordIdent::of(rec),
+                sides: run.verdicts.len() - before,
+                modbus,
+                ends: None,
+            });
+        }
+        self.score_forests(&mut run.verdicts);
+        for (i, orig, resp) in relayed {
+            let ends = self.ends(&orig, &resp);
+            if let Some(q) = run.queued.get_mut(i) {
+                q.ends = Some(ends);
+            }
+        }
+        run
+    }
+}
+
+impl Detector {
+    /// A detector over a loaded bundle (`model_id` = its short hash) and inventory.
+    pub fn new(
+        bundle: Arc<ModelBundle>,
+        model_id: String,
+        inventory: Inventory,
+        cfg: DetectorConfig,
+    ) -> Detector {
+        let prep = Preparer::new(bundle.clone(), inventory, cfg.clone());
+        Detector {
+            bundle,
+            model_id,
+            prep: Arc::new(std::sync::Mutex::new(prep)),
+            ahead: None,
+            arp: ArpWatcher::default(),
+            incidents: IncidentTracker::with_evidence(
+                cfg.incident_window,
+                cfg.incident_min_alerts,
+                &RULE_DETECTORS,
+            ),
+            cfg,
+            counters: DetectCounters::default(),
+            summary: BTreeMap::new(),
+            untracked: DeviceSummary::default(),
+            verdicts: Vec::new(),
+            queued: Default::default(),
+            queued_verdicts: Default::default(),
+            pending: Vec::new(),
+            peer_alerts: BTreeMap::new(),
+            clock: Timestamp(i64::MIN),
+            next_expiry: Timestamp(i64::MIN),
+        }
+    }
+
+    /// The model id.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    /// Scores every monitored side of `rec` (no events written). Used by evaluation.
+    pub fn score(&mut self, rec: &FlowRecord) -> &[Verdict] {
+        let mut vs = std::mem::take(&mut self.verdicts);
+        vs.clear();
+        {
+            let mut p = lock(&self.prep);
+            p.analyse(rec, &mut vs);
+            p.score_forests(&mut vs);
+        }
+        self.verdicts = vs;
+        &self.verdicts
+    }
+
+    /// The `stats` counters: those of the analysed sides (kept by the preparer) and of
+    /// the events written.
+    pub fn counters(&self) -> DetectCounters {
+        let mut c = self.counters.clone();
+        let p = lock(&self.prep);
+        c.scored = p.counts.scored;
+        c.scored_by_class = p.counts.scored_by_class.clone();
+        c.devices = p.counts.devices.clone();
+        c
+    }
+
+    /// Queues a prepared run's verdicts for the `on_flow` calls of its records.
+    fn enqueue(&mut self, run: PreparedRun) {
+        self.queued.extend(run.queued);
+        self.queued_verdicts.extend(run.verdicts);
+    }
+
     /// Analyses and scores a run of consecutive flow records (no ARP packet between
     /// them) ahead of their [`FlowObserver::on_flow`] calls, so their forests are scored
     /// in one batch; `on_flow` then takes the queued verdicts in the same order. Only
     /// `on_flow` (incidents, alerts) depends on what is written, never the analysis, so
     /// the events are the same as without it.
     fn prepare_run(&mut self, recs: &mut dyn Iterator<Item = &FlowRecord>) {
-        let mut vs = std::mem::take(&mut self.batch_verdicts);
-        vs.clear();
-        for rec in recs {
-            let before = vs.len();
-            let modbus = self.analyse(rec, &mut vs);
-            self.queued.push_back(Queued {
-                ident: RecordIdent::of(rec),
-                sides: vs.len() - before,
-                modbus,
-            });
-        }
-        self.score_forests(&mut vs);
-        self.queued_verdicts.extend(vs.drain(..));
-        self.batch_verdicts = vs;
+        let run = lock(&self.prep).prepare_run(recs);
+        self.enqueue(run);
     }
 
     /// The verdicts of the last record handed to [`Detector::score`] or
@@ -663,38 +822,49 @@ impl Detector {
     /// between two hosts), the one listed in the inventory, else the originator. ARP
     /// packets reach the detector in packet-time order with the records, so every claim
     /// up to the record's emission has been seen.
-    fn interception(&mut self, rec: &FlowRecord) -> Option<Interception> {
+    ///
+    /// `ends` are the endpoints' devices as resolved when the record's run was analysed
+    /// ([`Queued::ends`]); `None` for a record the rule does not look at.
+    fn interception(
+        &mut self,
+        rec: &FlowRecord,
+        ends: Option<[Option<DeviceInfo>; 2]>,
+    ) -> Option<(Interception, Option<DeviceInfo>)> {
         if !rec.mac_changed || self.cfg.forest_only {
             return None;
         }
-        let mut best: Option<(Interception, bool)> = None;
-        for (side, ep) in [(Side::Orig, rec.orig), (Side::Resp, rec.resp)] {
+        let [orig_dev, resp_dev] = ends?;
+        let mut best: Option<(Interception, Option<DeviceInfo>, bool)> = None;
+        for (side, ep, dev) in [
+            (Side::Orig, rec.orig, orig_dev),
+            (Side::Resp, rec.resp, resp_dev),
+        ] {
             let Some(ip) = ep.addr.as_v4() else { continue };
             let Some(claim) = self.arp.claimed_during(ip, rec.first_ts, rec.last_ts) else {
                 continue;
             };
-            let listed = self
-                .resolver
-                .resolve(&ep)
+            let listed = dev
+                .as_ref()
                 .is_some_and(|d| d.assignment.source == crate::device::ClassSource::Inventory);
-            if best.is_none_or(|(_, b)| listed && !b) {
+            if best.as_ref().is_none_or(|(_, _, b)| listed && !b) {
                 let hit = Interception {
                     side,
                     known_mac: claim.known_mac,
                     new_mac: claim.new_mac,
                 };
-                best = Some((hit, listed));
+                best = Some((hit, dev, listed));
             }
         }
-        best.map(|(hit, _)| hit)
+        best.map(|(hit, dev, _)| (hit, dev))
     }
 
-    /// Writes the `arp_intercepted_flow` alert of `rec` (on the device of the claimed
-    /// endpoint `side`) and notes it for incidents.
+    /// Writes the `arp_intercepted_flow` alert of `rec` (on `dev`, the device of the
+    /// claimed endpoint `side`) and notes it for incidents.
     fn alert_interception(
         &mut self,
         rec: &FlowRecord,
         hit: Interception,
+        dev: Option<DeviceInfo>,
         detected_at: &str,
         w: &mut EventWriter,
     ) -> Result<(), OutputError> {
@@ -707,7 +877,6 @@ impl Detector {
             Side::Orig => (rec.orig, rec.resp),
             Side::Resp => (rec.resp, rec.orig),
         };
-        let dev = self.resolver.resolve(&ep);
         let id = dev
             .as_ref()
             .map(|d| d.id.to_string())
@@ -780,7 +949,7 @@ impl Detector {
             port: 0,
             mac: None,
         };
-        let dev = self.resolver.resolve(&ep);
+        let dev = lock(&self.prep).resolver.resolve(&ep);
         let class = dev
             .as_ref()
             .map(|d| d.assignment.class.as_str())
@@ -836,20 +1005,10 @@ impl Detector {
         }
     }
 
-    /// The model whose training envelope guards `dev` (see [`envelope`]), `None` in the
-    /// forest-only ablation. A device whose class the operator listed is compared with
-    /// its class's envelope; any other device (class inferred or unknown) with the pooled
-    /// envelope of all training devices, since a class envelope only describes a device
-    /// known to be of that class (an inferred "camera" may be the NVR receiving the
-    /// video), while every device of the site is inside the pooled one.
+    /// The model whose training envelope guards `dev` (see [`envelope`] and
+    /// [`guard_model`]).
     fn guard_model(&self, dev: &DeviceInfo) -> Option<&crate::model::ClassModel> {
-        if self.cfg.forest_only {
-            None
-        } else if dev.assignment.source == crate::device::ClassSource::Inventory {
-            Some(self.model_of(dev.assignment.class))
-        } else {
-            Some(&self.bundle.pooled)
-        }
+        guard_model(&self.bundle, &self.cfg, dev)
     }
 
     /// The per-feature excess behind `v.envelope`, recomputed from its features with the
@@ -996,7 +1155,10 @@ impl Detector {
         let alerts: u64 = self.counters.alerts.values().sum();
         s.push_str(&format!(
             "flowsentry: {} flow sides scored, {} alerts, {} incidents (model {})\n",
-            self.counters.scored, alerts, self.counters.incidents, self.model_id
+            lock(&self.prep).counts.scored,
+            alerts,
+            self.counters.incidents,
+            self.model_id
         ));
         let mut devs: Vec<(&String, &DeviceSummary)> = self.summary.iter().collect();
         devs.sort_by(|a, b| {
@@ -1040,11 +1202,11 @@ impl FlowObserver for Detector {
             .queued
             .front()
             .is_some_and(|q| q.ident == RecordIdent::of(rec));
-        let modbus = match prepared.then(|| self.queued.pop_front()).flatten() {
+        let (modbus, ends) = match prepared.then(|| self.queued.pop_front()).flatten() {
             Some(q) => {
                 let n = q.sides.min(self.queued_verdicts.len());
                 verdicts.extend(self.queued_verdicts.drain(..n));
-                q.modbus
+                (q.modbus, q.ends)
             }
             None => {
                 // Not prepared (or the caller skipped records it prepared: never the case
@@ -1052,9 +1214,14 @@ impl FlowObserver for Detector {
                 debug_assert!(self.queued.is_empty(), "on_flow out of prepared order");
                 self.queued.clear();
                 self.queued_verdicts.clear();
-                let hit = self.analyse(rec, &mut verdicts);
-                self.score_forests(&mut verdicts);
-                hit
+                let (hit, ends) = {
+                    let mut p = lock(&self.prep);
+                    let hit = p.analyse(rec, &mut verdicts);
+                    p.score_forests(&mut verdicts);
+                    let ends = p.needs_ends(rec).then(|| p.ends(&rec.orig, &rec.resp));
+                    (hit, ends)
+                };
+                (hit, ends)
             }
         };
         for v in &verdicts {
@@ -1195,8 +1362,8 @@ impl FlowObserver for Detector {
             };
             self.note_alert(&alert, w)?;
         }
-        if let Some(hit) = self.interception(rec) {
-            self.alert_interception(rec, hit, &detected_at, w)?;
+        if let Some((hit, dev)) = self.interception(rec, ends) {
+            self.alert_interception(rec, hit, dev, &detected_at, w)?;
         }
         self.verdicts = verdicts;
         Ok(())
@@ -1207,7 +1374,11 @@ impl FlowObserver for Detector {
         if self.cfg.forest_only {
             return Ok(());
         }
-        if let Some(c) = self.arp.observe(arp, Some(self.resolver.inventory())) {
+        let prep = self.prep.clone();
+        let observed = self
+            .arp
+            .observe(arp, Some(lock(&prep).resolver.inventory()));
+        if let Some(c) = observed {
             let json = ArpJson {
                 ip: Addr::v4(c.ip).to_ip().to_string(),
                 known_mac: Some(mac_str(c.known_mac)),
@@ -1247,7 +1418,8 @@ impl FlowObserver for Detector {
             let ip = [c.ip, c.peer]
                 .into_iter()
                 .find(|&ip| {
-                    self.resolver
+                    lock(&self.prep)
+                        .resolver
                         .inventory()
                         .lookup(None, Addr::v4(ip))
                         .is_some()
@@ -1269,7 +1441,7 @@ impl FlowObserver for Detector {
     }
 
     fn stats(&self) -> serde_json::Value {
-        let mut c = self.counters.clone();
+        let mut c = self.counters();
         c.incidents_below_evidence = self.incidents.below_evidence;
         serde_json::to_value(&c).unwrap_or(serde_json::Value::Null)
     }
@@ -1286,14 +1458,78 @@ impl FlowObserver for Detector {
         Detector::human_summary(self)
     }
 
+    fn start_prepare_ahead(&mut self) -> Result<bool, OutputError> {
+        if self.ahead.is_some() {
+            return Ok(true);
+        }
+        let (tx, to_helper) = crossbeam_channel::unbounded::<Vec<FlowRecord>>();
+        let (from_helper, rx) = crossbeam_channel::unbounded();
+        let prep = self.prep.clone();
+        let thread = std::thread::Builder::new()
+            .name("detect-prepare".into())
+            .spawn(move || {
+                for recs in to_helper.iter() {
+                    let run = lock(&prep).prepare_run(&mut recs.iter());
+                    if from_helper.send((recs, run)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| OutputError::Thread {
+                what: "detector helper thread".into(),
+                detail: e.to_string(),
+            })?;
+        self.ahead = Some(Ahead {
+            tx: Some(tx),
+            rx,
+            in_flight: 0,
+            spare: Vec::new(),
+            thread: Some(thread),
+        });
+        Ok(true)
+    }
+
+    fn submit(&mut self, recs: &mut dyn Iterator<Item = &FlowRecord>) -> Result<(), OutputError> {
+        let Some(a) = self.ahead.as_mut() else {
+            self.prepare_run(recs);
+            return Ok(());
+        };
+        let mut buf = a.spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend(recs.copied());
+        let tx = a.tx.as_ref().ok_or_else(helper_stopped)?;
+        tx.send(buf).map_err(|_| helper_stopped())?;
+        a.in_flight += 1;
+        Ok(())
+    }
+
+    fn collect(&mut self) -> Result<(), OutputError> {
+        let Some(a) = self.ahead.as_mut() else {
+            return Ok(());
+        };
+        if a.in_flight == 0 {
+            return Ok(());
+        }
+        let (buf, run) = a.rx.recv().map_err(|_| helper_stopped())?;
+        a.in_flight -= 1;
+        // A few buffers are enough: at most a write batch's runs are out at once.
+        if a.spare.len() < 8 {
+            a.spare.push(buf);
+        }
+        self.enqueue(run);
+        Ok(())
+    }
+
     fn replace_model(&mut self, bundle: Arc<ModelBundle>, id: String) {
         self.queued.clear();
         self.queued_verdicts.clear();
-        let inventory = self.resolver.inventory().clone();
-        self.resolver = DeviceResolver::new(inventory, bundle.inference.clone(), self.cfg.resolver);
-        self.extractor = Self::extractor(&bundle, &self.cfg);
-        self.site_peers = SitePeers::of(&bundle.familiarity);
-        self.modbus = ModbusWriteRule::new(&bundle.modbus_write_masters);
+        {
+            let mut p = lock(&self.prep);
+            let inventory = p.resolver.inventory().clone();
+            let counts = std::mem::take(&mut p.counts);
+            *p = Preparer::new(bundle.clone(), inventory, self.cfg.clone());
+            p.counts = counts;
+        }
         self.bundle = bundle;
         self.model_id = id;
     }
