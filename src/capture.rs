@@ -770,8 +770,10 @@ pub struct LiveOptions {
     /// Promiscuous mode (a SPAN port usually needs it).
     pub promisc: bool,
     /// Read timeout in milliseconds: how often a quiet link returns control (to advance
-    /// the flow clock and check for signals). Immediate mode is not used: it makes libpcap
-    /// fall back from TPACKET_V3 to V2.
+    /// the flow clock and check for signals), and libpcap's TPACKET_V3 block timeout, so
+    /// the longest a captured frame waits in a part-filled ring block before the sensor
+    /// sees it. Immediate mode is not used: it makes libpcap fall back from TPACKET_V3 to
+    /// V2. Default 10 (docs/operations.md: latency against wake-ups).
     pub timeout_ms: i32,
     /// Join this PACKET_FANOUT hash group (several capture handles on one interface).
     pub fanout_group: Option<u16>,
@@ -785,7 +787,7 @@ impl Default for LiveOptions {
             snaplen: 1518,
             buffer_mb: 64,
             promisc: false,
-            timeout_ms: 100,
+            timeout_ms: 10,
             fanout_group: None,
         }
     }

@@ -56,7 +56,8 @@ pub struct CaptureSection {
     pub promisc: bool,
     /// Capture threads joined in one PACKET_FANOUT group. Default 1.
     pub capture_threads: usize,
-    /// libpcap read timeout in ms (how often a quiet link returns). Default 100.
+    /// libpcap read timeout in ms (how often a quiet link returns; also how long a frame
+    /// can wait in a part-filled kernel ring block). Default 10.
     pub timeout_ms: i32,
     /// File reader: "native" or "libpcap". Default "native".
     pub reader: String,
@@ -71,7 +72,7 @@ impl Default for CaptureSection {
             buffer_mb: 64,
             promisc: false,
             capture_threads: 1,
-            timeout_ms: 100,
+            timeout_ms: 10,
             reader: "native".into(),
         }
     }
