@@ -266,8 +266,8 @@ impl Output {
                 Ok(())
             });
             if let Err(e) = written {
-                // Leave no run with the helper: take the rest back (the records were
-                // analysed, as a synchronous prepare would have, and are not written).
+                // Leave no run with the helper: take the rest back (analysed, not
+                // written: the run ends with this error).
                 if let Some(obs) = self.observer.as_mut() {
                     for _ in runs {
                         obs.collect()?;

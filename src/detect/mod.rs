@@ -1012,7 +1012,7 @@ impl Detector {
     }
 
     /// The per-feature excess behind `v.envelope`, recomputed from its features with the
-    /// guarding model (the same inputs as in [`Detector::analyse`], so the same values;
+    /// guarding model (the same inputs as in [`Preparer::analyse`], so the same values;
     /// kept out of the verdict because only alerts need it).
     fn excess(&self, v: &Verdict) -> [f64; N_FEATURES] {
         let mut excess = [0f64; N_FEATURES];
