@@ -727,10 +727,11 @@ impl Downstream for Router {
     #[inline]
     fn packet(&mut self, p: Pkt, clock: Timestamp) {
         let n = self.batches.len() as u64;
-        // ARP packets all go to worker 0, which passes them through in order.
+        // ARP packets all go to worker 0, which passes them through in order; with one
+        // worker every packet does, and its flow key is not computed twice.
         let s = match &p {
-            Pkt::Ip(ip) => (FlowKey::of(ip).0.hash_with(&self.hasher) % n) as usize,
-            Pkt::Arp(..) => 0,
+            Pkt::Ip(ip) if n > 1 => (FlowKey::of(ip).0.hash_with(&self.hasher) % n) as usize,
+            Pkt::Ip(_) | Pkt::Arp(..) => 0,
         };
         self.batches[s].push((p, clock));
         if self.batches[s].len() >= BATCH_PKTS {
