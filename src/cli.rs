@@ -469,11 +469,16 @@ pub enum FailOn {
 }
 
 impl DetectArgs {
-    /// Builds the output stage: the detector (unless `--no-detect`) around `writer`.
+    /// Builds the output stage: the detector (unless `--no-detect`) around `writer`. The
+    /// model file is read and the inventory loaded here (their errors are returned); with
+    /// `defer`, the model is decoded and checked on another thread while the run starts
+    /// ([`flowsentry::output::Output::set_pending_observer`]: a model that fails there
+    /// ends the run with `OutputError::Model` before any event is written).
     pub fn output(
         &self,
         writer: flowsentry::event::EventWriter,
         flow: &flowsentry::flow::FlowConfig,
+        defer: bool,
     ) -> Result<flowsentry::output::Output, String> {
         let mut out = flowsentry::output::Output::flows_only(writer);
         out.emit_flows = !self.alerts_only;
@@ -486,8 +491,6 @@ impl DetectArgs {
             eprintln!("flowsentry: note: this build has no built-in model (models/default.fsm was absent when building); detection is off; pass --model FILE to enable it");
             return Ok(out);
         }
-        let bundle =
-            flowsentry::model::ModelBundle::from_bytes(&bytes, &name).map_err(|e| e.to_string())?;
         let inventory = match &self.inventory {
             Some(p) => flowsentry::device::Inventory::load(p).map_err(|e| e.to_string())?,
             None => flowsentry::device::Inventory::default(),
@@ -500,16 +503,26 @@ impl DetectArgs {
                 path: p.clone(),
                 id: id.clone(),
             });
-        let det = flowsentry::detect::Detector::new(
-            std::sync::Arc::new(bundle),
-            id,
-            inventory,
-            flowsentry::detect::DetectorConfig {
-                max_record_lag: Some(flow.max_record_lag()),
-                ..Default::default()
-            },
-        );
-        out.observer = Some(Box::new(det));
+        let cfg = flowsentry::detect::DetectorConfig {
+            max_record_lag: Some(flow.max_record_lag()),
+            ..Default::default()
+        };
+        let build = move || -> Result<Box<dyn flowsentry::output::FlowObserver>, String> {
+            let bundle = flowsentry::model::ModelBundle::from_bytes(&bytes, &name)
+                .map_err(|e| e.to_string())?;
+            let det =
+                flowsentry::detect::Detector::new(std::sync::Arc::new(bundle), id, inventory, cfg);
+            Ok(Box::new(det))
+        };
+        if defer {
+            let pending = std::thread::Builder::new()
+                .name("model-load".into())
+                .spawn(build)
+                .map_err(|e| format!("cannot start the model loading thread: {e}"))?;
+            out.set_pending_observer(pending);
+        } else {
+            out.observer = Some(build()?);
+        }
         Ok(out)
     }
 }

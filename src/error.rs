@@ -134,6 +134,10 @@ pub enum OutputError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The model file, decoded while the run started, is unusable (its message names
+    /// the file and what is wrong with it).
+    #[error("{0}")]
+    Model(String),
     /// A pipeline thread could not be started or died.
     #[error("{what}: {detail}")]
     Thread {

@@ -69,7 +69,8 @@ fn replay(a: &cli::ReplayArgs) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let mut writer = match a.detect.output(writer, &opts.flow) {
+    // The model is decoded while the replay starts reading.
+    let mut writer = match a.detect.output(writer, &opts.flow, true) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("flowsentry replay: {e}");
@@ -106,6 +107,11 @@ fn replay(a: &cli::ReplayArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(OutputError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(OutputError::Model(e)) => {
+            // A bad model file, found while the replay started: nothing was written.
+            eprintln!("flowsentry replay: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(e) => {
             eprintln!("flowsentry replay: {e}");
             ExitCode::FAILURE
@@ -147,7 +153,7 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let mut writer = match a.detect.output(writer, &s.run.flow) {
+    let mut writer = match a.detect.output(writer, &s.run.flow, false) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("flowsentry live: {e}");

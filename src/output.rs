@@ -97,7 +97,15 @@ pub struct Output {
     /// The observer prepares runs on its helper thread
     /// ([`Output::start_prepare_ahead`]).
     prepare_ahead: bool,
+    /// The observer still being built (the model decoded) on another thread
+    /// ([`Output::set_pending_observer`]).
+    pending: Option<PendingObserver>,
+    /// [`Output::start_prepare_ahead`] was asked for while the observer was pending.
+    want_prepare_ahead: bool,
 }
+
+/// An observer being built on another thread: the model file's decoding and checks.
+pub type PendingObserver = std::thread::JoinHandle<Result<Box<dyn FlowObserver>, String>>;
 
 /// The `stats` event body with the detector's counters added.
 #[derive(Serialize)]
@@ -121,7 +129,38 @@ impl Output {
             collected: None,
             model_source: None,
             prepare_ahead: false,
+            pending: None,
+            want_prepare_ahead: false,
         }
+    }
+
+    /// Lets the observer be built on another thread while the run starts (decoding the
+    /// model takes tens of milliseconds, while reading and flow keeping need no model).
+    /// It is waited for before anything is written: the first records, ARP packets, the
+    /// end of the run or a `stats` event. A model that fails there ends the run with
+    /// [`OutputError::Model`] before any event is written.
+    pub fn set_pending_observer(&mut self, pending: PendingObserver) {
+        self.observer = None;
+        self.pending = Some(pending);
+    }
+
+    /// Waits for a pending observer ([`Output::set_pending_observer`]) and installs it.
+    pub fn resolve_observer(&mut self) -> Result<(), OutputError> {
+        let Some(pending) = self.pending.take() else {
+            return Ok(());
+        };
+        let obs = pending
+            .join()
+            .map_err(|_| OutputError::Thread {
+                what: "model loading thread".into(),
+                detail: "stopped unexpectedly".into(),
+            })?
+            .map_err(OutputError::Model)?;
+        self.observer = Some(obs);
+        if self.want_prepare_ahead {
+            self.start_prepare_ahead()?;
+        }
+        Ok(())
     }
 
     /// Lets the observer analyse and score runs of records on a helper thread while this
@@ -130,6 +169,11 @@ impl Output {
     /// same: the helper sees the runs in order, and ARP packets (whose rules read the
     /// device state) are handled once every run before them is written.
     pub fn start_prepare_ahead(&mut self) -> Result<(), OutputError> {
+        if self.pending.is_some() {
+            // Started once the observer is there (it is waited for before any record).
+            self.want_prepare_ahead = true;
+            return Ok(());
+        }
         if let Some(obs) = self.observer.as_mut() {
             self.prepare_ahead = obs.start_prepare_ahead()?;
         }
@@ -140,6 +184,7 @@ impl Output {
     /// refused with an `error` event naming the file, and the old model stays in use.
     /// Returns the id of the new model when one was loaded.
     pub fn reload_model(&mut self, now: Timestamp) -> Result<Option<String>, OutputError> {
+        self.resolve_observer()?;
         let (Some(src), Some(obs)) = (self.model_source.as_mut(), self.observer.as_mut()) else {
             return Ok(None);
         };
@@ -179,6 +224,7 @@ impl Output {
     /// to the observer together ([`FlowObserver::prepare`]); the events are the same as
     /// handling the items one by one.
     pub fn on_items(&mut self, items: &mut Vec<Item>) -> Result<(), OutputError> {
+        self.resolve_observer()?;
         let done = self.handle_items(items);
         items.clear();
         done
@@ -292,6 +338,7 @@ impl Output {
 
     /// Handles one ARP packet.
     pub fn on_arp(&mut self, arp: &ArpPacket) -> Result<(), OutputError> {
+        self.resolve_observer()?;
         match self.observer.as_mut() {
             Some(obs) => obs.on_arp(arp, &mut self.writer),
             None => Ok(()),
@@ -300,6 +347,7 @@ impl Output {
 
     /// Closes the detector's open state (incidents) at packet time `ts`.
     pub fn finish(&mut self, ts: Timestamp) -> Result<(), OutputError> {
+        self.resolve_observer()?;
         match self.observer.as_mut() {
             Some(obs) => obs.finish(ts, &mut self.writer),
             None => Ok(()),
@@ -318,6 +366,7 @@ impl Output {
         ts: Timestamp,
         stats: &T,
     ) -> Result<(), OutputError> {
+        self.resolve_observer()?;
         let body = WithDetection {
             base: stats,
             detection: self.observer.as_ref().map(|o| o.stats()),

@@ -161,21 +161,31 @@ fn train_is_deterministic_and_damage_is_a_clear_error() {
         matches!(e, ModelError::Corrupt { .. })
     });
 
-    // The command line: exit code 2 and a message naming the file.
+    // The command line: exit code 2, a message naming the file, and no event written.
+    // The model is decoded while the replay starts reading (inline and threaded paths).
     let bad = dir.path().join("bad.fsm");
     std::fs::write(&bad, &v).unwrap_or_else(|e| panic!("{e}"));
     let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pcaps/fixture-mirai.pcap");
-    let out = Command::new(common::BIN)
-        .arg("replay")
-        .arg("--model")
-        .arg(&bad)
-        .arg(&pcap)
-        .args(["--out", "-"])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.fsm") && err.contains("corrupt"), "{err}");
+    for workers in ["0", "1", "2"] {
+        let out = Command::new(common::BIN)
+            .arg("replay")
+            .arg("--model")
+            .arg(&bad)
+            .arg(&pcap)
+            .args(["--out", "-", "--workers", workers])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.status.code(), Some(2), "{workers} workers");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("bad.fsm") && err.contains("corrupt"),
+            "{workers} workers: {err}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{workers} workers: events written before the model was refused"
+        );
+    }
 }
 
 #[test]
