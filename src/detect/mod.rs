@@ -689,16 +689,6 @@ impl Preparer {
         self.batch_scores = scores;
     }
 
-    /// Whether the intercepted-flow rule looks at `rec` (and so needs its [`Queued::ends`]).
-    fn needs_ends(&self, rec: &FlowRecord) -> bool {
-        rec.mac_changed && !self.cfg.forest_only
-    }
-
-    /// How both endpoints resolve now (see [`Queued::ends`]).
-    fn ends(&mut self, orig: &Endpoint, resp: &Endpoint) -> [Option<DeviceInfo>; 2] {
-        [self.resolver.resolve(orig), self.resolver.resolve(resp)]
-    }
-
     /// Analyses a run of consecutive flow records in order, then scores all their
     /// verdicts' forests in one batch. The endpoints of the records the intercepted-flow
     /// rule looks at are resolved once the whole run is analysed: what the rule saw when
@@ -709,7 +699,8 @@ impl Preparer {
         for rec in recs {
             let before = run.verdicts.len();
             let modbus = self.analyse(rec, &mut run.verdicts);
-            if self.needs_ends(rec) {
+            // The records the intercepted-flow rule looks at.
+            if rec.mac_changed && !self.cfg.forest_only {
                 relayed.push((run.queued.len(), rec.orig, rec.resp));
             }
             run.queued.push(Queued {
@@ -721,7 +712,7 @@ impl Preparer {
         }
         self.score_forests(&mut run.verdicts);
         for (i, orig, resp) in relayed {
-            let ends = self.ends(&orig, &resp);
+            let ends = [self.resolver.resolve(&orig), self.resolver.resolve(&resp)];
             if let Some(q) = run.queued.get_mut(i) {
                 q.ends = Some(ends);
             }
@@ -1202,27 +1193,21 @@ impl FlowObserver for Detector {
             .queued
             .front()
             .is_some_and(|q| q.ident == RecordIdent::of(rec));
-        let (modbus, ends) = match prepared.then(|| self.queued.pop_front()).flatten() {
+        if !prepared {
+            // Not prepared (or the caller skipped records it prepared: never the case
+            // for `Output`, which hands on every prepared record in order): a run of one.
+            debug_assert!(self.queued.is_empty(), "on_flow out of prepared order");
+            self.queued.clear();
+            self.queued_verdicts.clear();
+            self.prepare_run(&mut std::iter::once(rec));
+        }
+        let (modbus, ends) = match self.queued.pop_front() {
             Some(q) => {
                 let n = q.sides.min(self.queued_verdicts.len());
                 verdicts.extend(self.queued_verdicts.drain(..n));
                 (q.modbus, q.ends)
             }
-            None => {
-                // Not prepared (or the caller skipped records it prepared: never the case
-                // for `Output`, which hands on every prepared record in order).
-                debug_assert!(self.queued.is_empty(), "on_flow out of prepared order");
-                self.queued.clear();
-                self.queued_verdicts.clear();
-                let (hit, ends) = {
-                    let mut p = lock(&self.prep);
-                    let hit = p.analyse(rec, &mut verdicts);
-                    p.score_forests(&mut verdicts);
-                    let ends = p.needs_ends(rec).then(|| p.ends(&rec.orig, &rec.resp));
-                    (hit, ends)
-                };
-                (hit, ends)
-            }
+            None => (None, None),
         };
         for v in &verdicts {
             let peer = match v.side {
@@ -1374,10 +1359,9 @@ impl FlowObserver for Detector {
         if self.cfg.forest_only {
             return Ok(());
         }
-        let prep = self.prep.clone();
         let observed = self
             .arp
-            .observe(arp, Some(lock(&prep).resolver.inventory()));
+            .observe(arp, Some(lock(&self.prep).resolver.inventory()));
         if let Some(c) = observed {
             let json = ArpJson {
                 ip: Addr::v4(c.ip).to_ip().to_string(),
