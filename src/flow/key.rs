@@ -147,6 +147,161 @@ impl FlowKey {
     }
 }
 
+/// Bit of [`PackedKey::kind`] that marks a key whose addresses live in the table's IPv6
+/// side store (its `addr[0]` is then the store index).
+const PACKED_V6: u8 = 0x80;
+
+/// The form a [`FlowKey`] takes in the flow table's slot: 24 bytes instead of 48. When
+/// both addresses are IPv4(-mapped), their last four bytes are kept inline; otherwise the
+/// address pair is kept once in the table's IPv6 side store ([`V6Store`]) and the slot
+/// keeps its index. Every other field is kept as is, so the packed key identifies the
+/// flow exactly (see [`PackedKey::matches`]). Packed into three words so a lookup compares
+/// it in three integer compares:
+///
+/// * `w[0]`: IPv4: low address | high address << 32 (the last four bytes of the mapped
+///   form, in memory order); IPv6: the store index;
+/// * `w[1]`: outer VLAN | inner VLAN << 16 | low port << 32 | high port << 48;
+/// * `w[2]`: ICMP id | protocol << 16 | tunnel kind (with [`PACKED_V6`]) << 24 |
+///   tunnel id << 32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct PackedKey {
+    w: [u64; 3],
+}
+
+/// The last four bytes of an address, in memory order, when it is IPv4(-mapped).
+#[inline(always)]
+fn v4_word(a: &Addr) -> Option<u32> {
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&a.0[..8]);
+    let mut mid = [0u8; 4];
+    mid.copy_from_slice(&a.0[8..12]);
+    let mut tail = [0u8; 4];
+    tail.copy_from_slice(&a.0[12..]);
+    (u64::from_ne_bytes(head) == 0 && mid == [0, 0, 0xff, 0xff]).then(|| u32::from_ne_bytes(tail))
+}
+
+impl PackedKey {
+    /// The packed form of `k` to look it up with: complete for an IPv4 key; for an IPv6
+    /// key the addresses are left out (`w[0]` is 0) and [`PACKED_V6`] is set.
+    #[inline(always)]
+    pub(super) fn probe(k: &FlowKey) -> PackedKey {
+        let (w0, v6) = match (v4_word(&k.addr_lo), v4_word(&k.addr_hi)) {
+            (Some(lo), Some(hi)) => (u64::from(lo) | u64::from(hi) << 32, 0),
+            _ => (0, PACKED_V6),
+        };
+        PackedKey {
+            w: [
+                w0,
+                u64::from(k.vlan[0])
+                    | u64::from(k.vlan[1]) << 16
+                    | u64::from(k.port_lo) << 32
+                    | u64::from(k.port_hi) << 48,
+                u64::from(k.icmp_id)
+                    | u64::from(k.proto) << 16
+                    | u64::from(k.tunnel_kind | v6) << 24
+                    | u64::from(k.tunnel_id) << 32,
+            ],
+        }
+    }
+
+    /// Whether the key's addresses are in the IPv6 side store.
+    #[inline(always)]
+    pub(super) fn is_v6(&self) -> bool {
+        (self.w[2] >> 24) as u8 & PACKED_V6 != 0
+    }
+
+    /// The side-store index of an IPv6 key.
+    #[inline(always)]
+    pub(super) fn v6_index(&self) -> u32 {
+        self.w[0] as u32
+    }
+
+    /// `probe` with the side-store index `i` filled in (for an IPv6 key being stored).
+    pub(super) fn with_v6_index(mut self, i: u32) -> PackedKey {
+        self.w[0] = u64::from(i);
+        self
+    }
+
+    /// Whether this stored key is `full`, whose probe is `probe`.
+    #[inline(always)]
+    pub(super) fn matches(&self, probe: &PackedKey, full: &FlowKey, store: &V6Store) -> bool {
+        if self.w[1] != probe.w[1] || self.w[2] != probe.w[2] {
+            return false;
+        }
+        if !probe.is_v6() {
+            return self.w[0] == probe.w[0];
+        }
+        store.get(self.v6_index()) == Some([full.addr_lo, full.addr_hi])
+    }
+
+    /// The full key (the addresses of an IPv6 key from `store`).
+    pub(super) fn unpack(&self, store: &V6Store) -> FlowKey {
+        let (addr_lo, addr_hi) = if self.is_v6() {
+            let [lo, hi] = store.get(self.v6_index()).unwrap_or_default();
+            (lo, hi)
+        } else {
+            let v4 = |w: u32| Addr::v4(w.to_ne_bytes());
+            (v4(self.w[0] as u32), v4((self.w[0] >> 32) as u32))
+        };
+        let [_, a, b] = self.w;
+        FlowKey {
+            vlan: [a as u16, (a >> 16) as u16],
+            proto: (b >> 16) as u8,
+            addr_lo,
+            addr_hi,
+            port_lo: (a >> 32) as u16,
+            port_hi: (a >> 48) as u16,
+            icmp_id: b as u16,
+            tunnel_id: (b >> 32) as u32,
+            tunnel_kind: (b >> 24) as u8 & !PACKED_V6,
+        }
+    }
+}
+
+/// The address pairs of the table's IPv6 flows (and of flows with one IPv4 and one IPv6
+/// address), so that slots keep a 24-byte [`PackedKey`]. Entries are reused through a
+/// free list.
+#[derive(Debug, Default)]
+pub(super) struct V6Store {
+    pairs: Vec<[Addr; 2]>,
+    free: Vec<u32>,
+}
+
+impl V6Store {
+    /// Stores the address pair of `k`; returns its index.
+    pub(super) fn insert(&mut self, k: &FlowKey) -> u32 {
+        let pair = [k.addr_lo, k.addr_hi];
+        match self.free.pop() {
+            Some(i) => {
+                if let Some(p) = self.pairs.get_mut(i as usize) {
+                    *p = pair;
+                }
+                i
+            }
+            None => {
+                self.pairs.push(pair);
+                (self.pairs.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The address pair at `i`.
+    #[inline(always)]
+    pub(super) fn get(&self, i: u32) -> Option<[Addr; 2]> {
+        self.pairs.get(i as usize).copied()
+    }
+
+    /// Frees entry `i` for reuse.
+    pub(super) fn remove(&mut self, i: u32) {
+        self.free.push(i);
+    }
+
+    /// Bytes of memory held.
+    pub(super) fn allocation_size(&self) -> usize {
+        self.pairs.capacity() * std::mem::size_of::<[Addr; 2]>() + self.free.capacity() * 4
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

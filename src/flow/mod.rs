@@ -357,8 +357,9 @@ const M_MAC_CHANGED: u8 = 128;
 
 /// One flow's state in the slab: the lookup key first, then what every packet updates.
 #[derive(Debug, Clone)]
+#[repr(align(64))]
 struct Slot {
-    key: FlowKey,
+    key: key::PackedKey,
     /// Table clock at the last packet (list order) or at close (closing list).
     touched: Timestamp,
     /// First packet time of the current slice (the record's `first_ts`).
@@ -431,7 +432,7 @@ fn exact_welford(n: u64, sum: u64, sum_sq: u64) -> Welford {
 impl Slot {
     fn vacant() -> Slot {
         Slot {
-            key: FlowKey::default(),
+            key: key::PackedKey::default(),
             touched: Timestamp(0),
             slice_start: Timestamp(0),
             iat_m2: 0.0,
@@ -468,7 +469,14 @@ impl Slot {
         self.dir[0].pkts != 0 || self.dir[1].pkts != 0 || self.meta & M_PKTS_WRAPPED != 0
     }
 
-    fn record(&self, rare: Option<&Rare>, reason: EndReason, emit_ts: Timestamp) -> FlowRecord {
+    /// The slot's record; `key` is its full key (see [`key::PackedKey::unpack`]).
+    fn record(
+        &self,
+        key: FlowKey,
+        rare: Option<&Rare>,
+        reason: EndReason,
+        emit_ts: Timestamp,
+    ) -> FlowRecord {
         let hi = |id: usize, bits: u32| rare.map_or(0, |r| r.hi[id] << bits);
         let base = self.slice_start;
         let mut stats = [DirStats::default(); 2];
@@ -532,13 +540,10 @@ impl Slot {
         }
         let pkts = stats[0].pkts + stats[1].pkts;
         let orig_is_lo = self.orig_is_lo();
-        let (lo, hi_ep) = (
-            (self.key.addr_lo, self.key.port_lo),
-            (self.key.addr_hi, self.key.port_hi),
-        );
+        let (lo, hi_ep) = ((key.addr_lo, key.port_lo), (key.addr_hi, key.port_hi));
         let (o, r) = if orig_is_lo { (lo, hi_ep) } else { (hi_ep, lo) };
-        let icmp_flow = key::is_icmp(self.key.proto);
-        let conn_state = match self.key.proto {
+        let icmp_flow = key::is_icmp(key.proto);
+        let conn_state = match key.proto {
             proto::TCP => self
                 .tcp
                 .conn_state(stats[0].payload_bytes, stats[1].payload_bytes),
@@ -554,7 +559,7 @@ impl Slot {
         let c32 =
             |lo: u16, id: usize| u32::try_from(u64::from(lo) + hi(id, 16)).unwrap_or(u32::MAX);
         FlowRecord {
-            key: self.key,
+            key,
             orig: Endpoint {
                 addr: o.0,
                 port: if icmp_flow { 0 } else { o.1 },
@@ -565,16 +570,12 @@ impl Slot {
                 port: if icmp_flow { 0 } else { r.1 },
                 mac: (self.meta & M_MAC1 != 0).then_some(self.macs[1]),
             },
-            proto: self.key.proto,
+            proto: key.proto,
             icmp: (self.meta & M_ICMP != 0).then_some((self.icmp[0], self.icmp[1])),
             // The key holds the tunnel the flow's packets came in (see `FlowKey::of`).
-            tunnel: match self.key.tunnel_kind {
-                1 => Tunnel::Gre {
-                    key: self.key.tunnel_id,
-                },
-                2 => Tunnel::Vxlan {
-                    vni: self.key.tunnel_id,
-                },
+            tunnel: match key.tunnel_kind {
+                1 => Tunnel::Gre { key: key.tunnel_id },
+                2 => Tunnel::Vxlan { vni: key.tunnel_id },
                 _ => Tunnel::None,
             },
             flow_start: rare.map_or(self.slice_start, |r| r.flow_start),
@@ -632,6 +633,8 @@ pub struct FlowTable {
     links: Vec<Link>,
     free: Vec<u32>,
     index: index::FlowIndex,
+    /// Address pairs of the IPv6 flows (see [`key::PackedKey`]).
+    v6: key::V6Store,
     hasher: foldhash::fast::FixedState,
     /// Rarely needed per-flow state (counter carries, flow start of later slices), by slot.
     rare: hashbrown::HashMap<u32, Rare, foldhash::fast::FixedState>,
@@ -653,6 +656,7 @@ impl FlowTable {
             links: Vec::new(),
             free: Vec::new(),
             index: index::FlowIndex::new(),
+            v6: key::V6Store::default(),
             hasher: foldhash::fast::FixedState::with_seed(0x5eed_f10e),
             rare: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x4a4e)),
             lists: [List {
@@ -699,6 +703,7 @@ impl FlowTable {
             + self.links.capacity() * std::mem::size_of::<Link>()
             + self.free.capacity() * 4
             + self.index.allocation_size()
+            + self.v6.allocation_size()
             + self.rare.allocation_size()
     }
 
@@ -846,16 +851,19 @@ impl FlowTable {
         }
         self.expire(out);
 
-        let slots = &self.slots;
+        let probe = key::PackedKey::probe(&key);
+        let (slots, v6) = (&self.slots, &self.v6);
         let is_flow = |i: u32| {
             slots
                 .get(i as usize)
-                .is_some_and(|s| s.key == key && s.live())
+                .is_some_and(|s| s.key.matches(&probe, &key, v6) && s.live())
         };
         let found = match candidate {
             Some(c) if is_flow(c) => Some(c),
             _ => self.index.find(hash, |i| {
-                slots.get(i as usize).is_some_and(|s| s.key == key)
+                slots
+                    .get(i as usize)
+                    .is_some_and(|s| s.key.matches(&probe, &key, v6))
             }),
         };
         let syn_only = pkt.proto == proto::TCP
@@ -878,13 +886,18 @@ impl FlowTable {
     /// Ends every flow (reason `reason`, normally `end_of_input` or `shutdown`) in a
     /// deterministic order: by first packet time, then key.
     pub fn flush(&mut self, reason: EndReason, out: &mut Vec<FlowRecord>) {
-        let mut live: Vec<u32> = (0..self.slots.len() as u32)
+        let live: Vec<u32> = (0..self.slots.len() as u32)
             .filter(|&i| self.slots[i as usize].live())
             .collect();
-        live.sort_by(|&a, &b| {
-            let (sa, sb) = (&self.slots[a as usize], &self.slots[b as usize]);
-            (sa.slice_start, sa.key).cmp(&(sb.slice_start, sb.key))
-        });
+        let mut live: Vec<(Timestamp, FlowKey, u32)> = live
+            .into_iter()
+            .map(|i| {
+                let s = &self.slots[i as usize];
+                (s.slice_start, s.key.unpack(&self.v6), i)
+            })
+            .collect();
+        live.sort_unstable();
+        let live = live.into_iter().map(|(_, _, i)| i);
         for i in live {
             let r = if self.slots[i as usize].list == L_CLOSING {
                 self.close_reason(i)
@@ -988,9 +1001,13 @@ impl FlowTable {
             && pkt.tcp_flags & crate::packet::tcp_flags::SYN != 0
             && pkt.tcp_flags & crate::packet::tcp_flags::ACK != 0;
         let orig_is_lo = if synack { !src_is_lo } else { src_is_lo };
+        let mut packed = key::PackedKey::probe(&key);
+        if packed.is_v6() {
+            packed = packed.with_v6_index(self.v6.insert(&key));
+        }
         let s = &mut self.slots[idx as usize];
         *s = Slot::vacant();
-        s.key = key;
+        s.key = packed;
         s.meta = M_LIVE | if orig_is_lo { M_ORIG_IS_LO } else { 0 };
         s.slice_start = pkt.ts;
         if synack {
@@ -1236,8 +1253,9 @@ impl FlowTable {
     /// Emits the interim record of `idx` and starts its next slice at `ts`.
     #[cold]
     fn interim(&mut self, idx: u32, ts: Timestamp, clock: Timestamp, out: &mut Vec<FlowRecord>) {
+        let full = self.slots[idx as usize].key.unpack(&self.v6);
         let (s, r) = self.slot_and_rare(idx);
-        out.push(s.record(Some(r), EndReason::ActiveTimeout, clock));
+        out.push(s.record(full, Some(r), EndReason::ActiveTimeout, clock));
         r.hi = [0; C_N];
         r.slice += 1;
         s.meta &= !(M_PKTS_WRAPPED | M_MAC_CHANGED);
@@ -1297,8 +1315,12 @@ impl FlowTable {
         } else {
             None
         };
-        out.push(s.record(rare.as_ref(), reason, emit_ts));
-        let hash = s.key.hash_with(&self.hasher);
+        let full = s.key.unpack(&self.v6);
+        out.push(s.record(full, rare.as_ref(), reason, emit_ts));
+        if s.key.is_v6() {
+            self.v6.remove(s.key.v6_index());
+        }
+        let hash = full.hash_with(&self.hasher);
         self.index.remove(hash, idx);
         self.slots[idx as usize].meta = 0;
         self.free.push(idx);

@@ -483,3 +483,56 @@ fn a_second_source_mac_marks_the_record_it_appears_in() {
     let (recs, _) = run(cfg, &[direct(0), reply(1), direct(2), reply(3)]);
     assert!(!recs[0].mac_changed);
 }
+
+#[test]
+fn slot_is_four_cache_lines() {
+    // The batch prefetches every line of a slot: growing it past 256 bytes adds a line
+    // (a fifth) to every packet's lookup.
+    assert_eq!(std::mem::size_of::<Slot>(), 256);
+    assert_eq!(std::mem::align_of::<Slot>(), 64);
+}
+
+#[test]
+fn ipv6_and_mixed_flows_keep_their_addresses() {
+    // IPv6 keys keep their addresses in the side store; a flow between an IPv4-mapped
+    // and an IPv6 address too. Each direction must find the flow, and the record must
+    // give the addresses back, after the store's entries are reused.
+    let v6 = |last: u8| {
+        let mut b = [0u8; 16];
+        b[0] = 0xfe;
+        b[1] = 0x80;
+        b[15] = last;
+        Addr::v6(b)
+    };
+    let mut t = FlowTable::new(FlowConfig::default());
+    let mut out = Vec::new();
+    for round in 0..3u8 {
+        let mut a = pkt(i64::from(round) * 10, 1, 1000, 2, 53, proto::UDP, 0, 10);
+        a.src = v6(1 + round);
+        a.dst = v6(2);
+        let mut b = pkt(i64::from(round) * 10 + 1, 2, 53, 1, 1000, proto::UDP, 0, 20);
+        b.src = v6(2);
+        b.dst = v6(1 + round);
+        let mut m = pkt(i64::from(round) * 10 + 2, 3, 7, 4, 8, proto::UDP, 0, 5);
+        m.dst = v6(9);
+        for p in [a, b, b, m] {
+            t.observe(&p, &mut out);
+        }
+        t.flush(EndReason::EndOfInput, &mut out);
+    }
+    assert_eq!(out.len(), 6);
+    for (round, pair) in out.chunks(2).enumerate() {
+        let r = pair
+            .iter()
+            .find(|r| r.resp.port == 53)
+            .expect("the IPv6 flow");
+        assert_eq!(r.orig.addr, v6(1 + round as u8));
+        assert_eq!(r.resp.addr, v6(2));
+        assert_eq!((r.orig_stats.pkts, r.resp_stats.pkts), (1, 2));
+        let m = pair
+            .iter()
+            .find(|r| r.resp.port == 8)
+            .expect("the mixed flow");
+        assert_eq!((m.orig.addr, m.resp.addr), (ip(3), v6(9)));
+    }
+}
