@@ -367,4 +367,80 @@ mod tests {
         b.vlan = [10, 0];
         assert_ne!(FlowKey::of(&a).0, FlowKey::of(&b).0);
     }
+
+    /// An address that is IPv4-mapped, IPv6, or IPv4-mapped but for one prefix byte.
+    fn addr_strategy() -> impl proptest::strategy::Strategy<Value = Addr> {
+        use proptest::prelude::*;
+        (0u8..3, any::<[u8; 16]>(), any::<[u8; 4]>(), 0usize..12).prop_map(|(kind, v6, v4, at)| {
+            match kind {
+                0 => Addr::v4(v4),
+                1 => Addr::v6(v6),
+                _ => {
+                    let mut a = Addr::v4(v4);
+                    a.0[at] ^= 0x01;
+                    a
+                }
+            }
+        })
+    }
+
+    fn key_strategy() -> impl proptest::strategy::Strategy<Value = FlowKey> {
+        use proptest::prelude::*;
+        (
+            (
+                any::<[u16; 2]>(),
+                any::<u8>(),
+                addr_strategy(),
+                addr_strategy(),
+            ),
+            (
+                any::<u16>(),
+                any::<u16>(),
+                any::<u16>(),
+                any::<u32>(),
+                0u8..3,
+            ),
+        )
+            .prop_map(
+                |((vlan, proto, addr_lo, addr_hi), (port_lo, port_hi, icmp_id, tid, tk))| FlowKey {
+                    vlan,
+                    proto,
+                    addr_lo,
+                    addr_hi,
+                    port_lo,
+                    port_hi,
+                    icmp_id,
+                    tunnel_id: tid,
+                    tunnel_kind: tk,
+                },
+            )
+    }
+
+    proptest::proptest! {
+        /// A stored packed key gives its key back and matches exactly that key.
+        #[test]
+        fn packed_key_is_exact(a in key_strategy(), b in key_strategy(), relation in 0u8..3) {
+            // b: independent of a, or a with b's addresses, or b with a's addresses
+            // (keys that differ only in the addresses, or only outside them).
+            let b = match relation {
+                0 => b,
+                1 => FlowKey { addr_lo: b.addr_lo, addr_hi: b.addr_hi, ..a },
+                _ => FlowKey { addr_lo: a.addr_lo, addr_hi: a.addr_hi, ..b },
+            };
+            let mut store = V6Store::default();
+            let _other = store.insert(&b);
+            let probe = PackedKey::probe(&a);
+            let stored = if probe.is_v6() {
+                probe.with_v6_index(store.insert(&a))
+            } else {
+                probe
+            };
+            proptest::prop_assert_eq!(stored.unpack(&store), a);
+            proptest::prop_assert!(stored.matches(&probe, &a, &store));
+            proptest::prop_assert_eq!(
+                stored.matches(&PackedKey::probe(&b), &b, &store),
+                a == b
+            );
+        }
+    }
 }
