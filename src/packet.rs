@@ -101,11 +101,14 @@ impl Addr {
     pub fn v6(octets: [u8; 16]) -> Self {
         Addr(octets)
     }
-    /// Whether this is an IPv4(-mapped) address.
+    /// Whether this is an IPv4(-mapped) address: the first 96 bits are `::ffff` (one
+    /// 128-bit compare; the flow table asks this of every packet's key).
+    #[inline]
     pub fn is_v4(&self) -> bool {
-        self.0[..10].iter().all(|&b| b == 0) && self.0[10] == 0xff && self.0[11] == 0xff
+        u128::from_be_bytes(self.0) >> 32 == 0xffff
     }
     /// The IPv4 octets, for an IPv4(-mapped) address.
+    #[inline]
     pub fn as_v4(&self) -> Option<[u8; 4]> {
         self.is_v4()
             .then(|| [self.0[12], self.0[13], self.0[14], self.0[15]])
@@ -395,6 +398,19 @@ mod tests {
             for b in [b, b2, a] {
                 proptest::prop_assert_eq!(Addr(a).cmp(&Addr(b)), a.cmp(&b));
                 proptest::prop_assert_eq!(Addr(a).partial_cmp(&Addr(b)), Some(a.cmp(&b)));
+            }
+        }
+
+        #[test]
+        fn is_v4_is_the_mapped_prefix(v4: [u8; 4], other: [u8; 16], flip in 0usize..12) {
+            // Mapped addresses, mapped but for one prefix byte, and arbitrary ones, against
+            // the byte-wise definition (`::ffff:a.b.c.d`).
+            let mut near = Addr::v4(v4);
+            near.0[flip] ^= 0x01;
+            for a in [Addr::v4(v4), near, Addr(other)] {
+                let bytewise = a.0[..10].iter().all(|&b| b == 0) && a.0[10..12] == [0xff, 0xff];
+                proptest::prop_assert_eq!(a.is_v4(), bytewise);
+                proptest::prop_assert_eq!(a.as_v4(), bytewise.then(|| [a.0[12], a.0[13], a.0[14], a.0[15]]));
             }
         }
     }

@@ -147,8 +147,8 @@ impl FlowKey {
     }
 }
 
-/// Bit of [`PackedKey::kind`] that marks a key whose addresses live in the table's IPv6
-/// side store (its `addr[0]` is then the store index).
+/// Bit of a [`PackedKey`]'s tunnel-kind byte (in `w[2]`) that marks a key whose addresses
+/// live in the table's IPv6 side store (its `w[0]` is then the store index).
 const PACKED_V6: u8 = 0x80;
 
 /// The form a [`FlowKey`] takes in the flow table's slot: 24 bytes instead of 48. When
@@ -171,13 +171,7 @@ pub(super) struct PackedKey {
 /// The last four bytes of an address, in memory order, when it is IPv4(-mapped).
 #[inline(always)]
 fn v4_word(a: &Addr) -> Option<u32> {
-    let mut head = [0u8; 8];
-    head.copy_from_slice(&a.0[..8]);
-    let mut mid = [0u8; 4];
-    mid.copy_from_slice(&a.0[8..12]);
-    let mut tail = [0u8; 4];
-    tail.copy_from_slice(&a.0[12..]);
-    (u64::from_ne_bytes(head) == 0 && mid == [0, 0, 0xff, 0xff]).then(|| u32::from_ne_bytes(tail))
+    a.as_v4().map(u32::from_ne_bytes)
 }
 
 impl PackedKey {

@@ -886,19 +886,14 @@ impl FlowTable {
     /// Ends every flow (reason `reason`, normally `end_of_input` or `shutdown`) in a
     /// deterministic order: by first packet time, then key.
     pub fn flush(&mut self, reason: EndReason, out: &mut Vec<FlowRecord>) {
-        let live: Vec<u32> = (0..self.slots.len() as u32)
-            .filter(|&i| self.slots[i as usize].live())
-            .collect();
-        let mut live: Vec<(Timestamp, FlowKey, u32)> = live
-            .into_iter()
-            .map(|i| {
+        let mut live: Vec<(Timestamp, FlowKey, u32)> = (0..self.slots.len() as u32)
+            .filter_map(|i| {
                 let s = &self.slots[i as usize];
-                (s.slice_start, s.key.unpack(&self.v6), i)
+                s.live().then(|| (s.slice_start, s.key.unpack(&self.v6), i))
             })
             .collect();
         live.sort_unstable();
-        let live = live.into_iter().map(|(_, _, i)| i);
-        for i in live {
+        for (_, _, i) in live {
             let r = if self.slots[i as usize].list == L_CLOSING {
                 self.close_reason(i)
             } else {
