@@ -379,12 +379,17 @@ pub fn average_precision(pos: &[f64], neg: &[f64]) -> Option<f64> {
 /// smallest `t` taken from the benign scores such that the share of benign scores above
 /// it is ≤ `alpha`. Returns (TPR, realised FPR).
 pub fn tpr_at_fpr(pos: &[f64], neg: &[f64], alpha: f64) -> Option<(f64, f64)> {
+    tpr_at_benign_count(pos, neg, (alpha * neg.len() as f64).floor() as usize)
+}
+
+/// TPR and FPR at the threshold that lets at most `allowed` of the benign scores `neg`
+/// pass; `None` when either side is empty.
+fn tpr_at_benign_count(pos: &[f64], neg: &[f64], allowed: usize) -> Option<(f64, f64)> {
     if pos.is_empty() || neg.is_empty() {
         return None;
     }
     let mut n: Vec<f64> = neg.to_vec();
     n.sort_by(|a, b| b.total_cmp(a));
-    let allowed = (alpha * n.len() as f64).floor() as usize;
     // Threshold = the (allowed+1)-th largest benign score: at most `allowed` benign scores
     // lie strictly above it (fewer with ties).
     let t = n[allowed.min(n.len() - 1)];
@@ -431,6 +436,9 @@ struct AlertObs {
     /// The alerting flow record's first packet, µs (the ARP packet for ARP alerts).
     first_us: i64,
     device_id: String,
+    /// The device's class as the event gives it (`device.class`; empty for ARP alerts
+    /// on an address no device claims).
+    class: String,
     detector: String,
     /// The label of the alerting flow (none for ARP alerts).
     label: Option<u32>,
@@ -495,6 +503,11 @@ impl ModeRun {
                         .and_then(|x| x.as_str())
                         .unwrap_or(s("src_ip"))
                         .to_string();
+                    let class = v
+                        .pointer("/device/class")
+                        .and_then(|x| x.as_str())
+                        .unwrap_or("")
+                        .to_string();
                     let is_flow = !crate::detect::ARP_DETECTORS.contains(&detector.as_str());
                     let at = if !is_flow {
                         s("timestamp")
@@ -515,6 +528,7 @@ impl ModeRun {
                         ts_us: if is_flow { last_us } else { at_us },
                         first_us: if is_flow { first_us } else { at_us },
                         device_id,
+                        class,
                         detector,
                         label: if is_flow { label } else { None },
                     });
@@ -720,6 +734,11 @@ pub struct TriageReport {
     pub false_alerts_per_device_day: f64,
     /// False incidents by device class.
     pub false_incidents_by_class: BTreeMap<String, u64>,
+    /// Alerts on benign traffic (false alerts), by the detector that wrote them (the
+    /// first that fired).
+    pub false_alerts_by_detector: BTreeMap<String, u64>,
+    /// False alerts by the class the event gave the device.
+    pub false_alerts_by_class: BTreeMap<String, u64>,
 }
 
 /// Everything measured for one mode.
@@ -742,6 +761,31 @@ pub struct ModeReport {
     /// Alerts written, by detector (`iforest`, `modbus_write_unknown_master`,
     /// `arp_binding_change`).
     pub alerts_by_detector: BTreeMap<String, u64>,
+    /// This mode against its baseline at the baseline's false-alert rate (`None` for
+    /// the baselines themselves, or when the baseline mode was not run).
+    pub matched: Option<Matched>,
+}
+
+/// A mode and its baseline at the same benign flow alert rate: the mode's thresholds
+/// all shifted by one margin so that at most as many benign flows pass as the
+/// baseline alerts at its calibrated thresholds, and the attack flows that then pass.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Matched {
+    /// The baseline mode.
+    pub baseline: Mode,
+    /// The baseline's benign flow alert rate at its calibrated thresholds.
+    pub baseline_fpr: f64,
+    /// The baseline's attack flow alert rate (TPR) at its calibrated thresholds.
+    pub baseline_tpr: f64,
+    /// The baseline's TPR with its own thresholds shifted by one margin to the most
+    /// attack flows at the same benign count: what its ranking could reach with a
+    /// better calibration.
+    pub baseline_shifted_tpr: f64,
+    /// This mode's benign flow alert rate at the shifted thresholds (≤ `baseline_fpr`).
+    pub fpr: f64,
+    /// This mode's TPR at the shifted thresholds: above `baseline_tpr` means it finds
+    /// more attack flows for no more false alerts.
+    pub tpr: f64,
 }
 
 /// The evaluation report.
@@ -828,7 +872,7 @@ fn report_mode(
     episodes: &[EpisodeRow],
     devices: u64,
     days: f64,
-) -> ModeReport {
+) -> (ModeReport, Ranked) {
     let rows = &labels.rows;
     let truth = AttackTruth::new(episodes);
     let is_attack = |l: u32, span: (i64, i64)| truth.is_attack(&rows[l as usize], span);
@@ -981,9 +1025,24 @@ fn report_mode(
             *false_by_class.entry(inc.class.clone()).or_insert(0) += 1;
         }
     }
+    let mut false_by_detector: BTreeMap<String, u64> = BTreeMap::new();
+    let mut false_alert_class: BTreeMap<String, u64> = BTreeMap::new();
+    for (a, _) in run
+        .alerts
+        .iter()
+        .zip(&attack_alert)
+        .filter(|(_, &att)| !att)
+    {
+        *false_by_detector.entry(a.detector.clone()).or_insert(0) += 1;
+        *false_alert_class.entry(a.class.clone()).or_insert(0) += 1;
+    }
     let benign_alerts = pooled_neg.iter().filter(|x| x.1).count() as f64;
     let dd = (devices as f64 * days).max(f64::MIN_POSITIVE);
-    ModeReport {
+    let ranked = Ranked {
+        pos: pooled_pos.iter().map(|x| x.0).collect(),
+        neg: pooled_neg.iter().map(|x| x.0).collect(),
+    };
+    let report = ModeReport {
         mode: run.mode,
         pooled: flow_metrics(&pooled_pos, &pooled_neg),
         per_class,
@@ -997,13 +1056,60 @@ fn report_mode(
             false_incidents_per_device_day: false_incidents as f64 / dd,
             false_alerts_per_device_day: benign_alerts / dd,
             false_incidents_by_class: false_by_class,
+            false_alerts_by_detector: false_by_detector,
+            false_alerts_by_class: false_alert_class,
         },
         unscored,
         alerts_by_detector: run.alerts.iter().fold(BTreeMap::new(), |mut m, a| {
             *m.entry(a.detector.clone()).or_insert(0) += 1;
             m
         }),
+        matched: None,
+    };
+    (report, ranked)
+}
+
+/// The pooled ranking statistics of one mode: attack flows, benign flows.
+struct Ranked {
+    pos: Vec<f64>,
+    neg: Vec<f64>,
+}
+
+/// The mode a mode is compared with at a matched operating point: the global forest
+/// for the per-class modes, the global forest alone for the per-class forests alone.
+fn baseline_of(m: Mode) -> Option<Mode> {
+    match m {
+        Mode::PerClass | Mode::Inferred => Some(Mode::Global),
+        Mode::PerClassForest => Some(Mode::GlobalForest),
+        Mode::Global | Mode::GlobalForest => None,
     }
+}
+
+/// The matched operating point of `ranked` against a baseline that alerts on
+/// `baseline.fp` of the same benign flows: the TPR `ranked` reaches with at most that
+/// many benign flows above one common shift of its thresholds.
+/// `baseline_ranked` is the baseline's own ranking, shifted the same way.
+fn matched_point(
+    baseline_mode: Mode,
+    baseline: &FlowMetrics,
+    baseline_ranked: &Ranked,
+    ranked: &Ranked,
+) -> Option<Matched> {
+    if baseline.benign != ranked.neg.len() as u64 || baseline_ranked.neg.len() != ranked.neg.len() {
+        return None;
+    }
+    let allowed = baseline.fp as usize;
+    let (tpr, fpr) = tpr_at_benign_count(&ranked.pos, &ranked.neg, allowed)?;
+    let (baseline_shifted_tpr, _) =
+        tpr_at_benign_count(&baseline_ranked.pos, &baseline_ranked.neg, allowed)?;
+    Some(Matched {
+        baseline: baseline_mode,
+        baseline_fpr: baseline.fpr,
+        baseline_tpr: baseline.tpr,
+        baseline_shifted_tpr,
+        fpr,
+        tpr,
+    })
 }
 
 /// Runs the evaluation.
@@ -1089,10 +1195,19 @@ pub fn evaluate(o: &EvalOptions) -> Result<EvalReport, EvalError> {
     let lo = labels.rows.iter().map(|r| r.start_us).min().unwrap_or(0);
     let hi = labels.rows.iter().map(|r| r.end_us).max().unwrap_or(0);
     let days = ((hi - lo) as f64 / DAY_US).max(1e-9);
-    let modes = runs
+    let (mut modes, ranked): (Vec<ModeReport>, Vec<Ranked>) = runs
         .iter()
         .map(|r| report_mode(r, &labels, &episodes, devices.len() as u64, days))
-        .collect();
+        .unzip();
+    for i in 0..modes.len() {
+        let Some(b) = baseline_of(modes[i].mode) else {
+            continue;
+        };
+        if let Some(j) = modes.iter().position(|m| m.mode == b) {
+            let point = matched_point(b, &modes[j].pooled, &ranked[j], &ranked[i]);
+            modes[i].matched = point;
+        }
+    }
     let f = &o.flow;
     let secs = |n: crate::time::Nanos| n.as_secs_f64();
     let timeouts_s = BTreeMap::from([
@@ -1122,6 +1237,14 @@ fn opt(x: Option<f64>, digits: usize) -> String {
         Some(v) => format!("{v:.digits$}"),
         None => "-".into(),
     }
+}
+
+/// `key n, key n, ...` of a count map.
+fn join_counts(m: &BTreeMap<String, u64>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The report as tables for people.
@@ -1172,17 +1295,28 @@ pub fn render(r: &EvalReport) -> String {
         ));
     }
     for m in &r.modes {
+        if let Some(x) = &m.matched {
+            s.push_str(&format!(
+                "{} against {} at its false-alert rate (FPR {:.5}): TPR {:.4} (FPR {:.5}) vs {:.4} at its thresholds, {:.4} with them shifted\n",
+                m.mode.as_str(),
+                x.baseline.as_str(),
+                x.baseline_fpr,
+                x.tpr,
+                x.fpr,
+                x.baseline_tpr,
+                x.baseline_shifted_tpr,
+            ));
+        }
+    }
+    for m in &r.modes {
         s.push_str(&format!(
-            "\n[{}] {} devices, {:.2} days, {:.3} false alerts/device/day; alerts by detector: {}\n",
+            "\n[{}] {} devices, {:.2} days, {:.3} false alerts/device/day; alerts by detector: {}; false alerts by detector: {}\n",
             m.mode.as_str(),
             m.triage.devices,
             m.triage.days,
             m.triage.false_alerts_per_device_day,
-            m.alerts_by_detector
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            join_counts(&m.alerts_by_detector),
+            join_counts(&m.triage.false_alerts_by_detector),
         ));
         s.push_str(&format!(
             "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>10}\n",
@@ -1350,6 +1484,42 @@ mod tests {
         let (tpr, fpr) = tpr_at_fpr(&pos, &neg, 0.0).unwrap_or((0.0, 1.0));
         assert_eq!(fpr, 0.0);
         assert_eq!(tpr, 0.5);
+    }
+
+    #[test]
+    fn matched_point_allows_the_baselines_benign_count() {
+        // The baseline alerts 2 of 1000 benign flows and a quarter of the attack flows.
+        let neg: Vec<f64> = (0..1000).map(|i| i as f64).collect();
+        let baseline = flow_metrics(
+            &[(1.0, true), (0.0, false), (0.0, false), (0.0, false)],
+            &(0..1000).map(|i| (0.0, i < 2)).collect::<Vec<_>>(),
+        );
+        assert_eq!((baseline.fp, baseline.tpr), (2, 0.25));
+        // This mode: with at most 2 benign flows above it, the threshold is 997;
+        // 998.5 and 2000 pass, 997 (a tie with the threshold) and 10 do not.
+        let ranked = Ranked {
+            pos: vec![998.5, 2000.0, 997.0, 10.0],
+            neg,
+        };
+        // The baseline's own ranking, shifted to 2 benign flows: 1 of 2 attack flows.
+        let baseline_ranked = Ranked {
+            pos: vec![5.0, -1.0],
+            neg: (0..1000).map(|i| if i < 2 { 10.0 } else { 0.0 }).collect(),
+        };
+        let m = matched_point(Mode::Global, &baseline, &baseline_ranked, &ranked);
+        let m = m.unwrap_or_else(|| panic!("no matched point"));
+        assert_eq!((m.tpr, m.fpr), (0.5, 0.002));
+        assert_eq!((m.baseline_fpr, m.baseline_tpr), (0.002, 0.25));
+        assert_eq!(m.baseline_shifted_tpr, 0.5);
+        // A baseline over other benign flows is not comparable.
+        let other = Ranked {
+            pos: vec![1.0],
+            neg: vec![0.0; 10],
+        };
+        assert!(matched_point(Mode::Global, &baseline, &baseline_ranked, &other).is_none());
+        assert_eq!(baseline_of(Mode::PerClass), Some(Mode::Global));
+        assert_eq!(baseline_of(Mode::PerClassForest), Some(Mode::GlobalForest));
+        assert_eq!(baseline_of(Mode::Global), None);
     }
 
     #[test]

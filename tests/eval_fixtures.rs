@@ -79,6 +79,22 @@ fn every_fixture_attack_episode_is_detected() {
             m["triage"]["incidents"].as_u64().unwrap_or(0) >= 1,
             "{name}: the attacks opened no incident"
         );
+        // The product against the baseline at the baseline's false-alert rate.
+        let x = &m["matched"];
+        assert_eq!(x["baseline"], "global", "{name}: matched point {x}");
+        let (fpr, base_fpr) = (x["fpr"].as_f64(), x["baseline_fpr"].as_f64());
+        assert!(
+            matches!((fpr, base_fpr), (Some(a), Some(b)) if a <= b),
+            "{name}: matched FPR above the baseline's: {x}"
+        );
+        assert_eq!(
+            x["baseline_fpr"], r["modes"][1]["pooled"]["fpr"],
+            "{name}: matched against another FPR than the global mode's"
+        );
+        assert!(
+            r["modes"][1]["matched"].is_null(),
+            "{name}: the baseline has a baseline"
+        );
     }
 }
 
@@ -130,6 +146,23 @@ fn benign_fixtures_raise_no_incident() {
             assert!(
                 fp * 10 <= benign,
                 "{name}: {fp} of {benign} benign flows alerted"
+            );
+            // No attack traffic: every alert is a false alert.
+            let sum = |k: &str| -> u64 {
+                m[k].as_object()
+                    .or_else(|| m["triage"][k].as_object())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(_, v)| v.as_u64())
+                    .sum()
+            };
+            assert_eq!(
+                sum("false_alerts_by_detector"),
+                sum("alerts_by_detector"),
+                "{name}: mode {}: false alerts by detector {} against alerts {}",
+                m["mode"],
+                m["triage"]["false_alerts_by_detector"],
+                m["alerts_by_detector"]
             );
         }
     }
