@@ -82,15 +82,17 @@ if pi is not None and gi is not None:
         wins = sum(1 for a, b in pairs if a > b)
         print(f"- {name}: per-class-forest higher in {wins} of {len(pairs)} runs; "
               f"difference {agg([a - b for a, b in pairs], 6)}")
-print("\nFalse alerts by detector (sum over the runs):\n")
-print("| mode | " + " | ".join(["detector counts"]) + " |")
-print("|---|---|")
+print("\nFalse alerts by detector (sum over the runs), and how many of them were on a device under attack:\n")
+print("| mode | false alerts by detector | on devices under attack | outside attacks / device / day |")
+print("|---|---|---|---|")
 for i, mode in enumerate(modes):
     tot = {}
     for r in reports:
         for k, v in r["modes"][i]["triage"].get("false_alerts_by_detector", {}).items():
             tot[k] = tot.get(k, 0) + v
-    print(f"| {mode} | " + ", ".join(f"{k} {v}" for k, v in sorted(tot.items())) + " |")
+    under = sum(r["modes"][i]["triage"].get("false_alerts_under_attack", 0) for r in reports)
+    outside = agg([r["modes"][i]["triage"].get("false_alerts_outside_attacks_per_device_day") for r in reports], 2)
+    print(f"| {mode} | " + ", ".join(f"{k} {v}" for k, v in sorted(tot.items())) + f" | {under} | {outside} |")
 print("\nFlow TPR at the operating thresholds, per attack:\n")
 kinds = sorted(reports[0]["modes"][0]["per_attack"])
 print("| attack | " + " | ".join(modes) + " |")

@@ -739,6 +739,13 @@ pub struct TriageReport {
     pub false_alerts_by_detector: BTreeMap<String, u64>,
     /// False alerts by the class the event gave the device.
     pub false_alerts_by_class: BTreeMap<String, u64>,
+    /// False alert events on a device while an attack on it was under way (a benign
+    /// flow of a victim, within an incident window of one of its episodes): the attack
+    /// moved the device's own counters (fan-out, new flows) and the alert joins that
+    /// attack's incident. The others add to the triage queue on their own.
+    pub false_alerts_under_attack: u64,
+    /// The false alert events not under attack, per device and day.
+    pub false_alerts_outside_attacks_per_device_day: f64,
 }
 
 /// Everything measured for one mode.
@@ -1027,14 +1034,19 @@ fn report_mode(
     }
     let mut false_by_detector: BTreeMap<String, u64> = BTreeMap::new();
     let mut false_alert_class: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut false_alerts, mut false_under_attack) = (0u64, 0u64);
     for (a, _) in run
         .alerts
         .iter()
         .zip(&attack_alert)
         .filter(|(_, &att)| !att)
     {
+        false_alerts += 1;
         *false_by_detector.entry(a.detector.clone()).or_insert(0) += 1;
         *false_alert_class.entry(a.class.clone()).or_insert(0) += 1;
+        if under_attack(episodes, &a.device_id, (a.first_us, a.ts_us)) {
+            false_under_attack += 1;
+        }
     }
     let benign_alerts = pooled_neg.iter().filter(|x| x.1).count() as f64;
     let dd = (devices as f64 * days).max(f64::MIN_POSITIVE);
@@ -1058,6 +1070,9 @@ fn report_mode(
             false_incidents_by_class: false_by_class,
             false_alerts_by_detector: false_by_detector,
             false_alerts_by_class: false_alert_class,
+            false_alerts_under_attack: false_under_attack,
+            false_alerts_outside_attacks_per_device_day: (false_alerts - false_under_attack) as f64
+                / dd,
         },
         unscored,
         alerts_by_detector: run.alerts.iter().fold(BTreeMap::new(), |mut m, a| {
@@ -1067,6 +1082,15 @@ fn report_mode(
         matched: None,
     };
     (report, ranked)
+}
+
+/// Whether `device` was a victim of an episode whose window, widened by the incident
+/// window on both sides, overlaps `(first, last)` µs.
+fn under_attack(episodes: &[EpisodeRow], device: &str, (first, last): (i64, i64)) -> bool {
+    let w = (DetectorConfig::default().incident_window.as_secs_f64() * 1e6) as i64;
+    episodes.iter().any(|e| {
+        first <= e.end_us + w && last >= e.start_us - w && e.victims.iter().any(|v| v == device)
+    })
 }
 
 /// The pooled ranking statistics of one mode: attack flows, benign flows.
@@ -1310,11 +1334,13 @@ pub fn render(r: &EvalReport) -> String {
     }
     for m in &r.modes {
         s.push_str(&format!(
-            "\n[{}] {} devices, {:.2} days, {:.3} false alerts/device/day; alerts by detector: {}; false alerts by detector: {}\n",
+            "\n[{}] {} devices, {:.2} days, {:.3} false alerts/device/day ({} alerts on devices under attack, {:.3}/device/day outside attacks); alerts by detector: {}; false alerts by detector: {}\n",
             m.mode.as_str(),
             m.triage.devices,
             m.triage.days,
             m.triage.false_alerts_per_device_day,
+            m.triage.false_alerts_under_attack,
+            m.triage.false_alerts_outside_attacks_per_device_day,
             join_counts(&m.alerts_by_detector),
             join_counts(&m.triage.false_alerts_by_detector),
         ));
@@ -1520,6 +1546,40 @@ mod tests {
         assert_eq!(baseline_of(Mode::PerClass), Some(Mode::Global));
         assert_eq!(baseline_of(Mode::PerClassForest), Some(Mode::GlobalForest));
         assert_eq!(baseline_of(Mode::Global), None);
+    }
+
+    #[test]
+    fn under_attack_is_a_victim_inside_the_widened_window() {
+        let e = EpisodeRow {
+            episode_id: 1,
+            kind: "mirai_scan".into(),
+            start_us: 1_000_000_000,
+            end_us: 2_000_000_000,
+            victims: vec!["cam-02".into()],
+        };
+        let eps = [e];
+        let w = 300_000_000;
+        assert!(under_attack(&eps, "cam-02", (1_500_000_000, 1_600_000_000)));
+        // A flow ending just inside the incident window before the episode, or starting
+        // just inside it after the episode.
+        assert!(under_attack(&eps, "cam-02", (0, 1_000_000_000 - w)));
+        assert!(under_attack(
+            &eps,
+            "cam-02",
+            (2_000_000_000 + w, 3_000_000_000 + w)
+        ));
+        assert!(!under_attack(&eps, "cam-02", (0, 1_000_000_000 - w - 1)));
+        assert!(!under_attack(
+            &eps,
+            "cam-02",
+            (2_000_000_000 + w + 1, 3_000_000_000 + w)
+        ));
+        // Another device at the same time is not under attack.
+        assert!(!under_attack(
+            &eps,
+            "cam-01",
+            (1_500_000_000, 1_600_000_000)
+        ));
     }
 
     #[test]
