@@ -740,7 +740,8 @@ pub struct TriageReport {
     /// False alerts by the class the event gave the device.
     pub false_alerts_by_class: BTreeMap<String, u64>,
     /// False alert events on a device while an attack on it was under way (a benign
-    /// flow of a victim, within an incident window of one of its episodes): the attack
+    /// flow of a victim, by the alerted device or the flow's labelled device, within
+    /// an incident window of one of its episodes): the attack
     /// moved the device's own counters (fan-out, new flows) and the alert joins that
     /// attack's incident. The others add to the triage queue on their own.
     pub false_alerts_under_attack: u64,
@@ -1044,7 +1045,14 @@ fn report_mode(
         false_alerts += 1;
         *false_by_detector.entry(a.detector.clone()).or_insert(0) += 1;
         *false_alert_class.entry(a.class.clone()).or_insert(0) += 1;
-        if under_attack(episodes, &a.device_id, (a.first_us, a.ts_us)) {
+        // The alerted device, or the flow's labelled device (a device named by
+        // inference, or the other end of a victim's flow).
+        let labelled = a.label.map(|l| rows[l as usize].device_id.as_str());
+        let span = (a.first_us, a.ts_us);
+        if std::iter::once(a.device_id.as_str())
+            .chain(labelled)
+            .any(|d| under_attack(episodes, d, span))
+        {
             false_under_attack += 1;
         }
     }
