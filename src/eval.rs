@@ -228,7 +228,11 @@ impl LabelIndex {
 
     /// The label whose flow contains this record (same key, record time span inside the
     /// label's). Records are slices of labelled flows (active timeout), so containment,
-    /// not equality, is the rule.
+    /// not equality, is the rule. A record that no label contains but that spans several
+    /// labelled flows of its key (a flood reusing a source port within the sensor's idle
+    /// timeout: the simulator labels each connection attempt, the sensor sees one flow)
+    /// gets the first of the overlapped labels that is an attack, else the first
+    /// overlapped one: a record holding any attack packet is attack traffic.
     pub fn find(&self, rec: &FlowRecord) -> Option<u32> {
         let ip = |a: crate::packet::Addr| a.to_ip();
         let k = match_key(
@@ -237,14 +241,29 @@ impl LabelIndex {
             (ip(rec.orig.addr), rec.orig.port),
             (ip(rec.resp.addr), rec.resp.port),
         );
-        let list = self.by_key.get(&k)?;
-        let (first, last) = (rec.first_ts.as_micros(), rec.last_ts.as_micros());
+        self.find_key(&k, rec.first_ts.as_micros(), rec.last_ts.as_micros())
+    }
+
+    /// [`LabelIndex::find`] for a record of key `k` spanning `first..=last` µs.
+    fn find_key(&self, k: &MatchKey, first: i64, last: i64) -> Option<u32> {
+        let list = self.by_key.get(k)?;
         let pos = list.partition_point(|&i| self.rows[i as usize].start_us <= first);
-        list[..pos]
+        let inside = list[..pos]
             .iter()
             .rev()
             .find(|&&i| self.rows[i as usize].end_us >= last)
-            .copied()
+            .copied();
+        inside.or_else(|| {
+            let end = list.partition_point(|&i| self.rows[i as usize].start_us <= last);
+            let mut overlapped = list[..end]
+                .iter()
+                .copied()
+                .filter(|&i| self.rows[i as usize].end_us >= first);
+            let any = overlapped.clone().next();
+            overlapped
+                .find(|&i| self.rows[i as usize].label != "benign")
+                .or(any)
+        })
     }
 
     /// (label, device class, episode id) of label `i` (from [`LabelIndex::find`]).
@@ -747,6 +766,9 @@ pub struct TriageReport {
     pub false_alerts_under_attack: u64,
     /// The false alert events not under attack, per device and day.
     pub false_alerts_outside_attacks_per_device_day: f64,
+    /// Flow alerts on records that matched no label (truth unknown): in no false-alert
+    /// count and no episode's detection.
+    pub unlabelled_alerts: u64,
 }
 
 /// Everything measured for one mode.
@@ -935,6 +957,7 @@ fn report_mode(
         *count.entry(ep).or_insert(0) += 1;
     };
     let mut attack_alert: Vec<bool> = Vec::with_capacity(run.alerts.len());
+    let mut unlabelled_alerts = 0u64;
     for a in &run.alerts {
         match a.label {
             Some(l) => {
@@ -944,6 +967,13 @@ fn report_mode(
                     note(ep, a.at_us);
                 }
                 attack_alert.push(att);
+            }
+            None if !crate::detect::ARP_DETECTORS.contains(&a.detector.as_str()) => {
+                // A flow alert on a record that matched no label: its truth is unknown.
+                // Not an episode's detection, not a false alert (counted apart); for
+                // incidents it is not attack evidence.
+                unlabelled_alerts += 1;
+                attack_alert.push(false);
             }
             None => {
                 // ARP binding change: attack traffic when inside an ARP-spoofing episode
@@ -1036,12 +1066,9 @@ fn report_mode(
     let mut false_by_detector: BTreeMap<String, u64> = BTreeMap::new();
     let mut false_alert_class: BTreeMap<String, u64> = BTreeMap::new();
     let (mut false_alerts, mut false_under_attack) = (0u64, 0u64);
-    for (a, _) in run
-        .alerts
-        .iter()
-        .zip(&attack_alert)
-        .filter(|(_, &att)| !att)
-    {
+    for (a, _) in run.alerts.iter().zip(&attack_alert).filter(|(a, &att)| {
+        !att && (a.label.is_some() || crate::detect::ARP_DETECTORS.contains(&a.detector.as_str()))
+    }) {
         false_alerts += 1;
         *false_by_detector.entry(a.detector.clone()).or_insert(0) += 1;
         *false_alert_class.entry(a.class.clone()).or_insert(0) += 1;
@@ -1079,6 +1106,7 @@ fn report_mode(
             false_alerts_by_detector: false_by_detector,
             false_alerts_by_class: false_alert_class,
             false_alerts_under_attack: false_under_attack,
+            unlabelled_alerts,
             false_alerts_outside_attacks_per_device_day: (false_alerts - false_under_attack) as f64
                 / dd,
         },
@@ -1618,6 +1646,46 @@ mod tests {
         assert_eq!(quantile(&v, 0.95), Some(5.0));
         assert_eq!(quantile(&v, 0.0), Some(1.0));
         assert_eq!(quantile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn a_record_spanning_several_labelled_flows_takes_the_attack_label() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("labels.jsonl");
+        let row = |start: i64, end: i64, label: &str| {
+            format!(
+                "{{\"src_ip\":\"203.0.113.99\",\"src_port\":58031,\"dest_ip\":\"192.168.10.53\",\
+                 \"dest_port\":80,\"proto\":\"TCP\",\"vlan\":[10],\"start_us\":{start},\
+                 \"end_us\":{end},\"pkts\":1,\"device_id\":\"hub-03\",\"device_class\":\"hub\",\
+                 \"label\":\"{label}\",\"episode_id\":null}}\n"
+            )
+        };
+        // Two benign connections, then two flood attempts 100 ms apart on the same
+        // 5-tuple (the sensor sees one flow for the last two).
+        let text = [
+            row(0, 10, "benign"),
+            row(1_000, 2_000, "benign"),
+            row(5_000_000, 5_000_000, "syn_flood"),
+            row(5_100_000, 5_100_000, "syn_flood"),
+        ]
+        .concat();
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write: {e}"));
+        let idx = LabelIndex::load(&path).unwrap_or_else(|e| panic!("load: {e}"));
+        let a: IpAddr = IpAddr::from([203, 0, 113, 99]);
+        let b: IpAddr = IpAddr::from([192, 168, 10, 53]);
+        let k = match_key(6, [10, 0], (b, 80), (a, 58031));
+        let label = |first, last| idx.find_key(&k, first, last).and_then(|i| idx.get(i));
+        // Inside one labelled flow: that label.
+        assert_eq!(label(1_200, 1_800).map(|x| x.0), Some("benign"));
+        // Spanning both flood attempts: matched, as attack.
+        assert_eq!(label(5_000_000, 5_100_000).map(|x| x.0), Some("syn_flood"));
+        // Spanning a benign and an attack label: the attack one.
+        assert_eq!(label(1_500, 5_000_000).map(|x| x.0), Some("syn_flood"));
+        // Spanning the two benign ones: benign.
+        assert_eq!(label(5, 1_500).map(|x| x.0), Some("benign"));
+        // Overlapping no label: unmatched.
+        assert_eq!(label(3_000, 4_000), None);
+        assert_eq!(label(6_000_000, 7_000_000), None);
     }
 
     #[test]
