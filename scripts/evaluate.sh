@@ -83,8 +83,8 @@ if pi is not None and gi is not None:
         print(f"- {name}: per-class-forest higher in {wins} of {len(pairs)} runs; "
               f"difference {agg([a - b for a, b in pairs], 6)}")
 print("\nFalse alerts by detector (sum over the runs), and how many of them were on a device under attack:\n")
-print("| mode | false alerts by detector | on devices under attack | outside attacks / device / day |")
-print("|---|---|---|---|")
+print("| mode | false alerts by detector | on devices under attack | outside attacks / device / day | alerts on unlabelled records |")
+print("|---|---|---|---|---|")
 for i, mode in enumerate(modes):
     tot = {}
     for r in reports:
@@ -92,7 +92,8 @@ for i, mode in enumerate(modes):
             tot[k] = tot.get(k, 0) + v
     under = sum(r["modes"][i]["triage"].get("false_alerts_under_attack", 0) for r in reports)
     outside = agg([r["modes"][i]["triage"].get("false_alerts_outside_attacks_per_device_day") for r in reports], 2)
-    print(f"| {mode} | " + ", ".join(f"{k} {v}" for k, v in sorted(tot.items())) + f" | {under} | {outside} |")
+    unl = sum(r["modes"][i]["triage"].get("unlabelled_alerts", 0) for r in reports)
+    print(f"| {mode} | " + ", ".join(f"{k} {v}" for k, v in sorted(tot.items())) + f" | {under} | {outside} | {unl} |")
 print("\nFlow TPR at the operating thresholds, per attack:\n")
 kinds = sorted(reports[0]["modes"][0]["per_attack"])
 print("| attack | " + " | ".join(modes) + " |")

@@ -1370,13 +1370,14 @@ pub fn render(r: &EvalReport) -> String {
     }
     for m in &r.modes {
         s.push_str(&format!(
-            "\n[{}] {} devices, {:.2} days, {:.3} false alerts/device/day ({} alerts on devices under attack, {:.3}/device/day outside attacks); alerts by detector: {}; false alerts by detector: {}\n",
+            "\n[{}] {} devices, {:.2} days, {:.3} false alerts/device/day ({} alerts on devices under attack, {:.3}/device/day outside attacks; {} alerts on unlabelled records); alerts by detector: {}; false alerts by detector: {}\n",
             m.mode.as_str(),
             m.triage.devices,
             m.triage.days,
             m.triage.false_alerts_per_device_day,
             m.triage.false_alerts_under_attack,
             m.triage.false_alerts_outside_attacks_per_device_day,
+            m.triage.unlabelled_alerts,
             join_counts(&m.alerts_by_detector),
             join_counts(&m.triage.false_alerts_by_detector),
         ));
