@@ -956,8 +956,9 @@ fn report_mode(
         }
         *count.entry(ep).or_insert(0) += 1;
     };
-    let mut attack_alert: Vec<bool> = Vec::with_capacity(run.alerts.len());
-    let mut unlabelled_alerts = 0u64;
+    // Per alert: attack traffic, benign traffic, or unknown (`None`: a flow alert on a
+    // record that matched no label).
+    let mut attack_alert: Vec<Option<bool>> = Vec::with_capacity(run.alerts.len());
     for a in &run.alerts {
         match a.label {
             Some(l) => {
@@ -966,14 +967,12 @@ fn report_mode(
                 if let (true, Some(ep)) = (att, row.episode_id) {
                     note(ep, a.at_us);
                 }
-                attack_alert.push(att);
+                attack_alert.push(Some(att));
             }
             None if !crate::detect::ARP_DETECTORS.contains(&a.detector.as_str()) => {
-                // A flow alert on a record that matched no label: its truth is unknown.
-                // Not an episode's detection, not a false alert (counted apart); for
-                // incidents it is not attack evidence.
-                unlabelled_alerts += 1;
-                attack_alert.push(false);
+                // Its truth is unknown: not an episode's detection, not a false alert
+                // (counted apart); for incidents it is not attack evidence.
+                attack_alert.push(None);
             }
             None => {
                 // ARP binding change: attack traffic when inside an ARP-spoofing episode
@@ -987,7 +986,7 @@ fn report_mode(
                 if let Some(e) = ep {
                     note(e.episode_id, a.at_us);
                 }
-                attack_alert.push(ep.is_some());
+                attack_alert.push(Some(ep.is_some()));
             }
         }
     }
@@ -1048,7 +1047,7 @@ fn report_mode(
         by_device
             .entry(a.device_id.as_str())
             .or_default()
-            .push((a.ts_us, att));
+            .push((a.ts_us, att == Some(true)));
     }
     let mut false_incidents = 0;
     let mut false_by_class: BTreeMap<String, u64> = BTreeMap::new();
@@ -1066,9 +1065,14 @@ fn report_mode(
     let mut false_by_detector: BTreeMap<String, u64> = BTreeMap::new();
     let mut false_alert_class: BTreeMap<String, u64> = BTreeMap::new();
     let (mut false_alerts, mut false_under_attack) = (0u64, 0u64);
-    for (a, _) in run.alerts.iter().zip(&attack_alert).filter(|(a, &att)| {
-        !att && (a.label.is_some() || crate::detect::ARP_DETECTORS.contains(&a.detector.as_str()))
-    }) {
+    let unlabelled_alerts = attack_alert.iter().filter(|t| t.is_none()).count() as u64;
+    let window_us = (DetectorConfig::default().incident_window.as_secs_f64() * 1e6) as i64;
+    for (a, _) in run
+        .alerts
+        .iter()
+        .zip(&attack_alert)
+        .filter(|(_, &att)| att == Some(false))
+    {
         false_alerts += 1;
         *false_by_detector.entry(a.detector.clone()).or_insert(0) += 1;
         *false_alert_class.entry(a.class.clone()).or_insert(0) += 1;
@@ -1078,7 +1082,7 @@ fn report_mode(
         let span = (a.first_us, a.ts_us);
         if std::iter::once(a.device_id.as_str())
             .chain(labelled)
-            .any(|d| under_attack(episodes, d, span))
+            .any(|d| under_attack(episodes, window_us, d, span))
         {
             false_under_attack += 1;
         }
@@ -1120,10 +1124,9 @@ fn report_mode(
     (report, ranked)
 }
 
-/// Whether `device` was a victim of an episode whose window, widened by the incident
-/// window on both sides, overlaps `(first, last)` µs.
-fn under_attack(episodes: &[EpisodeRow], device: &str, (first, last): (i64, i64)) -> bool {
-    let w = (DetectorConfig::default().incident_window.as_secs_f64() * 1e6) as i64;
+/// Whether `device` was a victim of an episode whose window, widened by `w` µs (the
+/// incident window) on both sides, overlaps `(first, last)` µs.
+fn under_attack(episodes: &[EpisodeRow], w: i64, device: &str, (first, last): (i64, i64)) -> bool {
     episodes.iter().any(|e| {
         first <= e.end_us + w && last >= e.start_us - w && e.victims.iter().any(|v| v == device)
     })
@@ -1596,24 +1599,32 @@ mod tests {
         };
         let eps = [e];
         let w = 300_000_000;
-        assert!(under_attack(&eps, "cam-02", (1_500_000_000, 1_600_000_000)));
-        // A flow ending just inside the incident window before the episode, or starting
-        // just inside it after the episode.
-        assert!(under_attack(&eps, "cam-02", (0, 1_000_000_000 - w)));
         assert!(under_attack(
             &eps,
+            w,
+            "cam-02",
+            (1_500_000_000, 1_600_000_000)
+        ));
+        // A flow ending just inside the incident window before the episode, or starting
+        // just inside it after the episode.
+        assert!(under_attack(&eps, w, "cam-02", (0, 1_000_000_000 - w)));
+        assert!(under_attack(
+            &eps,
+            w,
             "cam-02",
             (2_000_000_000 + w, 3_000_000_000 + w)
         ));
-        assert!(!under_attack(&eps, "cam-02", (0, 1_000_000_000 - w - 1)));
+        assert!(!under_attack(&eps, w, "cam-02", (0, 1_000_000_000 - w - 1)));
         assert!(!under_attack(
             &eps,
+            w,
             "cam-02",
             (2_000_000_000 + w + 1, 3_000_000_000 + w)
         ));
         // Another device at the same time is not under attack.
         assert!(!under_attack(
             &eps,
+            w,
             "cam-01",
             (1_500_000_000, 1_600_000_000)
         ));
