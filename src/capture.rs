@@ -95,7 +95,7 @@ fn corrupt_at(name: &str, c: &SourceCounters, detail: String) -> CaptureError {
     CaptureError::Corrupt {
         path: name.to_string(),
         packet: c.frames + c.filtered + 1,
-        offset: c.offset,
+        offset: Some(c.offset),
         detail,
     }
 }
@@ -276,7 +276,7 @@ impl NativeReader {
                 CaptureError::Truncated {
                     path: name.clone(),
                     packet: 0,
-                    offset: 0,
+                    offset: Some(0),
                 }
             }
             _ => not_a_capture(&name, &head),
@@ -465,7 +465,7 @@ impl NativeReader {
                     failure = Some(CaptureError::Truncated {
                         path: self.name.clone(),
                         packet: self.counters.frames + self.counters.filtered + 1,
-                        offset: self.counters.offset,
+                        offset: Some(self.counters.offset),
                     })
                 }
                 Err(PcapError::BufferTooSmall) => grow = true,
@@ -615,11 +615,38 @@ fn legacy_frame(
 /// libpcap's file reader (with an optional BPF filter applied by libpcap itself).
 pub struct LibpcapReader {
     name: String,
+    /// The file, read again without the filter to locate a failure.
+    path: PathBuf,
     cap: pcap::Capture<pcap::Offline>,
     link: LinkType,
     counters: SourceCounters,
     pcapng: bool,
+    /// Bytes of a record header in this (legacy pcap) file: 16, or 24 in the "modified"
+    /// format.
+    record_header: u64,
+    /// A BPF filter is installed. libpcap then skips the records it rejects without
+    /// telling us, so the counters see only the frames that pass, and a failure's packet
+    /// number and offset come from a second, unfiltered read ([`locate_failure`]).
+    filtered: bool,
     done: bool,
+}
+
+/// The 1-based number of the packet at which libpcap fails to read `path` without a
+/// filter, with its record's byte offset in a legacy pcap file (`None` for pcapng, whose
+/// block sizes libpcap does not report); `None` if the file now reads to its end.
+fn locate_failure(path: &Path, pcapng: bool, record_header: u64) -> Option<(u64, Option<u64>)> {
+    let mut cap = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano).ok()?;
+    let (mut packets, mut offset) = (0u64, 24u64);
+    loop {
+        match cap.next_packet() {
+            Ok(p) => {
+                packets += 1;
+                offset += record_header + u64::from(p.header.caplen);
+            }
+            Err(pcap::Error::NoMorePackets) => return None,
+            Err(_) => return Some((packets + 1, (!pcapng).then_some(offset))),
+        }
+    }
 }
 
 impl LibpcapReader {
@@ -647,7 +674,7 @@ impl LibpcapReader {
                 other => CaptureError::Corrupt {
                     path: name.clone(),
                     packet: 0,
-                    offset: 0,
+                    offset: Some(0),
                     detail: other.to_string(),
                 },
             })?;
@@ -658,8 +685,11 @@ impl LibpcapReader {
             })?;
         }
         let link = LinkType::from_number(cap.get_datalink().0 as u32);
+        let modified = head.starts_with(&[0x34, 0xcd, 0xb2, 0xa1])
+            || head.starts_with(&[0xa1, 0xb2, 0xcd, 0x34]);
         Ok(LibpcapReader {
             name,
+            path: path.clone(),
             cap,
             link,
             counters: SourceCounters {
@@ -667,6 +697,8 @@ impl LibpcapReader {
                 ..SourceCounters::default()
             },
             pcapng: head.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]),
+            record_header: if modified { 24 } else { 16 },
+            filtered: bpf.is_some(),
             done: false,
         })
     }
@@ -690,15 +722,26 @@ impl LibpcapReader {
                     };
                     f(&fr);
                     self.counters.frames += 1;
-                    self.counters.offset += 16 + u64::from(h.caplen);
+                    self.counters.offset += self.record_header + u64::from(h.caplen);
                     n += 1;
                 }
                 Err(pcap::Error::NoMorePackets) => self.done = true,
                 Err(e) => {
                     self.done = true;
                     let msg = e.to_string();
-                    let packet = self.counters.frames + 1;
-                    let offset = if self.pcapng { 0 } else { self.counters.offset };
+                    let counted = (
+                        self.counters.frames + 1,
+                        (!self.pcapng).then_some(self.counters.offset),
+                    );
+                    // With a filter, the counters missed every rejected record. (Should
+                    // the second read not fail, the file changed under us: the counted
+                    // place is then the best there is.)
+                    let (packet, offset) = if self.filtered {
+                        locate_failure(&self.path, self.pcapng, self.record_header)
+                            .unwrap_or(counted)
+                    } else {
+                        counted
+                    };
                     return Err(if msg.contains("truncated") {
                         CaptureError::Truncated {
                             path: self.name.clone(),
@@ -1253,6 +1296,81 @@ mod tests {
         assert!(!swapped_length_fields(&[
             0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0
         ]));
+    }
+
+    /// The error of reading `bytes` (written to a file) to its end with libpcap.
+    fn libpcap_error(bytes: &[u8], bpf: Option<&str>) -> (u64, String) {
+        let file = match tempfile::NamedTempFile::new() {
+            Ok(f) => f,
+            Err(e) => panic!("temp file: {e}"),
+        };
+        if let Err(e) = std::fs::write(file.path(), bytes) {
+            panic!("write temp file: {e}");
+        }
+        let input = Input::File(file.path().to_path_buf());
+        let mut rd = match LibpcapReader::open(&input, bpf) {
+            Ok(r) => r,
+            Err(e) => panic!("libpcap open: {e}"),
+        };
+        let mut frames = 0;
+        loop {
+            match rd.dispatch(4, |_| frames += 1) {
+                Ok(0) => panic!("read to the end without an error"),
+                Ok(_) => {}
+                Err(e) => {
+                    let name = file.path().display().to_string();
+                    return (frames, e.to_string().replace(&name, "FILE"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn libpcap_with_a_filter_names_the_failing_packet_of_the_file() {
+        // Six 60-byte frames, the odd ones starting with byte 2; the last one cut short.
+        let frames: Vec<Vec<u8>> = (0..6u8).map(|i| vec![1 + i % 2; 60]).collect();
+        let refs: Vec<(u32, u32, &[u8])> = frames.iter().map(|d| (1, 0, d.as_slice())).collect();
+        let mut b = pcap_bytes(1, false, &refs);
+        b.truncate(b.len() - 10);
+        let (all, plain) = libpcap_error(&b, None);
+        let (kept, filtered) = libpcap_error(&b, Some("ether[0] = 2"));
+        assert_eq!((all, kept), (5, 2));
+        // Packet 6, at 24 + 5 * (16 + 60): with the filter as without (the filter's
+        // own counters would say packet 3 at 176).
+        assert!(
+            plain.contains("packet 6 starting at byte offset 404"),
+            "{plain}"
+        );
+        assert_eq!(filtered, plain);
+    }
+
+    #[test]
+    fn libpcap_on_pcapng_says_the_offset_is_not_known() {
+        let w = |v: &mut Vec<u8>, x: u32| v.extend_from_slice(&x.to_le_bytes());
+        let mut b = Vec::new();
+        // Section header (version 1.0), interface (Ethernet), then three 60-byte packets.
+        for x in [0x0a0d_0d0a, 28, 0x1a2b_3c4d, 1, u32::MAX, u32::MAX, 28] {
+            w(&mut b, x);
+        }
+        for x in [1, 20, 1, 65535, 20] {
+            w(&mut b, x);
+        }
+        for i in 0..3u32 {
+            for x in [6, 92, 0, 0, i, 60, 60] {
+                w(&mut b, x);
+            }
+            b.extend_from_slice(&[7; 60]);
+            w(&mut b, 92);
+        }
+        b.truncate(b.len() - 10);
+        for bpf in [None, Some("ether[0] = 7")] {
+            let (frames, msg) = libpcap_error(&b, bpf);
+            assert_eq!(frames, 2);
+            assert!(
+                msg.contains("truncated: packet 3 (libpcap does not report byte offsets"),
+                "{bpf:?}: {msg}"
+            );
+        }
     }
 
     #[test]

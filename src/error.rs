@@ -32,24 +32,26 @@ pub enum CaptureError {
         hint: String,
     },
     /// The file ends inside a record.
-    #[error("{path}: capture is truncated: packet {packet} starting at byte offset {offset} is incomplete (the file ends early; the flows before it were kept)")]
+    #[error("{path}: capture is truncated: packet {packet} {} is incomplete (the file ends early; the flows before it were kept)", starting_at(*.offset))]
     Truncated {
         /// The capture path.
         path: String,
         /// 1-based number of the packet that could not be read.
         packet: u64,
-        /// Byte offset of its record in the file.
-        offset: u64,
+        /// Byte offset of its record in the file; `None` where the reader cannot know it
+        /// (libpcap reading pcapng).
+        offset: Option<u64>,
     },
     /// A record is malformed.
-    #[error("{path}: corrupt capture at packet {packet}, byte offset {offset}: {detail} (the flows before it were kept)")]
+    #[error("{path}: corrupt capture at packet {packet}{}: {detail} (the flows before it were kept)", comma_offset(*.offset))]
     Corrupt {
         /// The capture path.
         path: String,
-        /// 1-based number of the packet that could not be read.
+        /// 1-based number of the packet that could not be read (0: the file header).
         packet: u64,
-        /// Byte offset of its record in the file (approximate for libpcap reads).
-        offset: u64,
+        /// Byte offset of its record in the file; `None` where the reader cannot know it
+        /// (libpcap reading pcapng).
+        offset: Option<u64>,
         /// What was wrong.
         detail: String,
     },
@@ -87,6 +89,26 @@ pub enum CaptureError {
         /// libpcap's message and a hint.
         detail: String,
     },
+}
+
+/// Why a libpcap read of pcapng has no byte offset, and how to get one.
+const NO_OFFSET: &str = "libpcap does not report byte offsets for pcapng files; replay \
+                         without --bpf and --reader libpcap to get it";
+
+/// "starting at byte offset N" (truncated record), or why the offset is not known.
+fn starting_at(offset: Option<u64>) -> String {
+    match offset {
+        Some(o) => format!("starting at byte offset {o}"),
+        None => format!("({NO_OFFSET})"),
+    }
+}
+
+/// ", byte offset N" (corrupt record), or why the offset is not known.
+fn comma_offset(offset: Option<u64>) -> String {
+    match offset {
+        Some(o) => format!(", byte offset {o}"),
+        None => format!(" ({NO_OFFSET})"),
+    }
 }
 
 /// Errors of configuration files and options.
