@@ -58,7 +58,7 @@ impl Input {
 /// Which file reader to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Backend {
-    /// pcap-parser (pure Rust, fastest); BPF via a compiled program per frame.
+    /// pcap-parser (pure Rust, fastest).
     #[default]
     Native,
     /// libpcap's reader (files only).
@@ -121,16 +121,27 @@ pub struct NativeReader {
     done: bool,
 }
 
-/// A compiled BPF program per link type, applied to frames read by the native reader.
+/// A BPF program compiled by libpcap per link type, applied to the frames a file reader
+/// reads (native or libpcap), so that the reader sees, counts and numbers every record,
+/// the ones the filter rejects included.
 struct BpfFilter {
     expr: String,
     programs: Vec<(LinkType, u32, pcap::BpfProgram)>,
 }
 
 impl BpfFilter {
+    /// A filter for `expr`; programs are compiled per link type on first use.
+    fn new(expr: &str) -> BpfFilter {
+        BpfFilter {
+            expr: expr.to_string(),
+            programs: Vec::new(),
+        }
+    }
+
     /// Whether the filter passes frame `fr`.
     fn keeps(&mut self, fr: &Frame<'_>) -> Result<bool, CaptureError> {
-        self.matches(fr.link, link_number(fr.link), fr.data)
+        let link_num = link_number(fr.link);
+        self.matches(fr.link, link_num, fr.data, fr.orig_len)
     }
 
     fn matches(
@@ -138,14 +149,73 @@ impl BpfFilter {
         link: LinkType,
         link_num: u32,
         data: &[u8],
+        orig_len: u32,
     ) -> Result<bool, CaptureError> {
         if let Some((_, _, p)) = self.programs.iter().find(|(l, _, _)| *l == link) {
-            return Ok(p.filter(data));
+            return Ok(offline_filter::matches(p, data, orig_len));
         }
         let prog = compile_bpf(&self.expr, link_num)?;
-        let ok = prog.filter(data);
+        let ok = offline_filter::matches(&prog, data, orig_len);
         self.programs.push((link, link_num, prog));
         Ok(ok)
+    }
+}
+
+/// libpcap's `pcap_offline_filter`, given a frame's real captured and original lengths,
+/// which is what libpcap's own file reader does. The `pcap` crate's
+/// `BpfProgram::filter` passes the captured length as both, so on a frame cut by the
+/// snapshot length `len`, `greater` and `less` would test the captured size instead.
+#[allow(unsafe_code)]
+mod offline_filter {
+    use std::os::raw::{c_int, c_uint, c_void};
+
+    /// `struct bpf_program` of `<pcap/bpf.h>`.
+    #[repr(C)]
+    struct Program {
+        bf_len: c_uint,
+        bf_insns: *const c_void,
+    }
+
+    /// `struct pcap_pkthdr` of `<pcap/pcap.h>`.
+    #[repr(C)]
+    struct PacketHeader {
+        ts: libc::timeval,
+        caplen: u32,
+        len: u32,
+    }
+
+    #[link(name = "pcap")]
+    unsafe extern "C" {
+        fn pcap_offline_filter(fp: *const Program, h: *const PacketHeader, pkt: *const u8)
+            -> c_int;
+    }
+
+    /// Whether `prog` accepts a frame of captured bytes `data` and wire length
+    /// `orig_len`.
+    pub(super) fn matches(prog: &pcap::BpfProgram, data: &[u8], orig_len: u32) -> bool {
+        let insns = prog.get_instructions();
+        let p = Program {
+            // libpcap made the program, so its length fits libpcap's `u_int`.
+            bf_len: c_uint::try_from(insns.len()).unwrap_or(c_uint::MAX),
+            bf_insns: insns.as_ptr().cast(),
+        };
+        let h = PacketHeader {
+            ts: libc::timeval {
+                tv_sec: 0,
+                tv_usec: 0,
+            },
+            caplen: u32::try_from(data.len()).unwrap_or(u32::MAX),
+            len: orig_len,
+        };
+        // SAFETY: `p` points at the instruction array of the live program `prog`, which
+        // libpcap's compiler produced and checked (`pcap_compile` runs `bpf_validate`, so
+        // every jump lands inside the array and the program ends in a return); the
+        // slice is borrowed for this call, and `pcap::BpfInstruction` wraps libpcap's
+        // `struct bpf_insn` transparently. `h` and `data` are valid for the call, and
+        // `h.caplen` is `data.len()` (frames are far below 4 GiB; the file readers cap a
+        // record at 64 MiB): the interpreter bounds every packet load by `caplen`, so it
+        // reads only inside `data`. libpcap keeps no pointer after returning.
+        unsafe { pcap_offline_filter(&p, &h, data.as_ptr()) != 0 }
     }
 }
 
@@ -291,10 +361,7 @@ impl NativeReader {
             no_fast_path: false,
             ng: Vec::new(),
             last_ts: Timestamp(0),
-            bpf: bpf.map(|e| BpfFilter {
-                expr: e.to_string(),
-                programs: Vec::new(),
-            }),
+            bpf: bpf.map(BpfFilter::new),
             counters: SourceCounters::default(),
             buffer_size: NATIVE_BUFFER,
             done: false,
@@ -612,11 +679,11 @@ fn legacy_frame(
     }
 }
 
-/// libpcap's file reader (with an optional BPF filter applied by libpcap itself).
+/// libpcap's file reader. An optional BPF filter is applied to the frames it hands out
+/// (not installed in libpcap, which would skip rejected records without telling us: they
+/// are counted, and packet numbers and offsets count them).
 pub struct LibpcapReader {
     name: String,
-    /// The file, read again without the filter to locate a failure.
-    path: PathBuf,
     cap: pcap::Capture<pcap::Offline>,
     link: LinkType,
     counters: SourceCounters,
@@ -624,29 +691,8 @@ pub struct LibpcapReader {
     /// Bytes of a record header in this (legacy pcap) file: 16, or 24 in the "modified"
     /// format.
     record_header: u64,
-    /// A BPF filter is installed. libpcap then skips the records it rejects without
-    /// telling us, so the counters see only the frames that pass, and a failure's packet
-    /// number and offset come from a second, unfiltered read ([`locate_failure`]).
-    filtered: bool,
+    bpf: Option<BpfFilter>,
     done: bool,
-}
-
-/// The 1-based number of the packet at which libpcap fails to read `path` without a
-/// filter, with its record's byte offset in a legacy pcap file (`None` for pcapng, whose
-/// block sizes libpcap does not report); `None` if the file now reads to its end.
-fn locate_failure(path: &Path, pcapng: bool, record_header: u64) -> Option<(u64, Option<u64>)> {
-    let mut cap = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano).ok()?;
-    let (mut packets, mut offset) = (0u64, 24u64);
-    loop {
-        match cap.next_packet() {
-            Ok(p) => {
-                packets += 1;
-                offset += record_header + u64::from(p.header.caplen);
-            }
-            Err(pcap::Error::NoMorePackets) => return None,
-            Err(_) => return Some((packets + 1, (!pcapng).then_some(offset))),
-        }
-    }
 }
 
 impl LibpcapReader {
@@ -666,30 +712,35 @@ impl LibpcapReader {
         if head.is_empty() {
             return Err(CaptureError::Empty { path: name });
         }
-        let mut cap = pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano)
-            .map_err(|e| match e {
-                pcap::Error::PcapError(m) if m.contains("unknown file format") => {
-                    not_a_capture(&name, &head)
+        let cap =
+            pcap::Capture::from_file_with_precision(path, pcap::Precision::Nano).map_err(|e| {
+                match e {
+                    pcap::Error::PcapError(m) if m.contains("unknown file format") => {
+                        not_a_capture(&name, &head)
+                    }
+                    other => CaptureError::Corrupt {
+                        path: name.clone(),
+                        packet: 0,
+                        offset: Some(0),
+                        detail: other.to_string(),
+                    },
                 }
-                other => CaptureError::Corrupt {
-                    path: name.clone(),
-                    packet: 0,
-                    offset: Some(0),
-                    detail: other.to_string(),
-                },
             })?;
-        if let Some(expr) = bpf {
-            cap.filter(expr, true).map_err(|e| CaptureError::Bpf {
-                expr: expr.to_string(),
-                detail: e.to_string(),
-            })?;
-        }
-        let link = LinkType::from_number(cap.get_datalink().0 as u32);
+        let link_num = cap.get_datalink().0 as u32;
+        let link = LinkType::from_number(link_num);
+        let bpf = match bpf {
+            Some(expr) => {
+                // Compiled now, so a bad expression is an error before any frame.
+                let mut f = BpfFilter::new(expr);
+                f.matches(link, link_num, &[], 0)?;
+                Some(f)
+            }
+            None => None,
+        };
         let modified = head.starts_with(&[0x34, 0xcd, 0xb2, 0xa1])
             || head.starts_with(&[0xa1, 0xb2, 0xcd, 0x34]);
         Ok(LibpcapReader {
             name,
-            path: path.clone(),
             cap,
             link,
             counters: SourceCounters {
@@ -698,7 +749,7 @@ impl LibpcapReader {
             },
             pcapng: head.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]),
             record_header: if modified { 24 } else { 16 },
-            filtered: bpf.is_some(),
+            bpf,
             done: false,
         })
     }
@@ -720,28 +771,29 @@ impl LibpcapReader {
                         orig_len: h.len,
                         data: p.data,
                     };
-                    f(&fr);
-                    self.counters.frames += 1;
+                    let keep = match self.bpf.as_mut().map_or(Ok(true), |b| b.keeps(&fr)) {
+                        Ok(k) => k,
+                        Err(e) => {
+                            self.done = true;
+                            return Err(e);
+                        }
+                    };
+                    if keep {
+                        f(&fr);
+                        self.counters.frames += 1;
+                        n += 1;
+                    } else {
+                        self.counters.filtered += 1;
+                    }
                     self.counters.offset += self.record_header + u64::from(h.caplen);
-                    n += 1;
                 }
                 Err(pcap::Error::NoMorePackets) => self.done = true,
                 Err(e) => {
                     self.done = true;
                     let msg = e.to_string();
-                    let counted = (
-                        self.counters.frames + 1,
-                        (!self.pcapng).then_some(self.counters.offset),
-                    );
-                    // With a filter, the counters missed every rejected record. (Should
-                    // the second read not fail, the file changed under us: the counted
-                    // place is then the best there is.)
-                    let (packet, offset) = if self.filtered {
-                        locate_failure(&self.path, self.pcapng, self.record_header)
-                            .unwrap_or(counted)
-                    } else {
-                        counted
-                    };
+                    let packet = self.counters.frames + self.counters.filtered + 1;
+                    // libpcap does not report where a pcapng block starts.
+                    let offset = (!self.pcapng).then_some(self.counters.offset);
                     return Err(if msg.contains("truncated") {
                         CaptureError::Truncated {
                             path: self.name.clone(),
@@ -1014,8 +1066,9 @@ pub enum Source {
 }
 
 impl Source {
-    /// Opens `input`: libpcap when asked for or when a BPF filter is given on a file (so the
-    /// filter has libpcap's exact semantics); the native reader otherwise.
+    /// Opens `input`: libpcap when asked for (and for the pcap versions whose length
+    /// fields libpcap swaps), the native reader otherwise. Either applies a BPF filter
+    /// compiled by libpcap to each record, with libpcap's semantics.
     pub fn open(
         input: &Input,
         backend: Backend,
@@ -1032,9 +1085,7 @@ impl Source {
         let use_libpcap = match input {
             Input::Stdin => false,
             Input::File(p) => {
-                backend == Backend::Libpcap
-                    || bpf.is_some()
-                    || read_head(p).is_ok_and(|h| swapped_length_fields(&h))
+                backend == Backend::Libpcap || read_head(p).is_ok_and(|h| swapped_length_fields(&h))
             }
         };
         if use_libpcap {
@@ -1298,8 +1349,8 @@ mod tests {
         ]));
     }
 
-    /// The error of reading `bytes` (written to a file) to its end with libpcap.
-    fn libpcap_error(bytes: &[u8], bpf: Option<&str>) -> (u64, String) {
+    /// `bytes` written to a temporary file (kept while the handle lives).
+    fn temp_capture(bytes: &[u8]) -> tempfile::NamedTempFile {
         let file = match tempfile::NamedTempFile::new() {
             Ok(f) => f,
             Err(e) => panic!("temp file: {e}"),
@@ -1307,41 +1358,99 @@ mod tests {
         if let Err(e) = std::fs::write(file.path(), bytes) {
             panic!("write temp file: {e}");
         }
+        file
+    }
+
+    /// Frames handed out, frames filtered and the outcome (the file's name replaced by
+    /// FILE) of reading `bytes` to its end with each file reader.
+    fn read_file(bytes: &[u8], bpf: Option<&str>, libpcap: bool) -> (u64, u64, String) {
+        let file = temp_capture(bytes);
         let input = Input::File(file.path().to_path_buf());
-        let mut rd = match LibpcapReader::open(&input, bpf) {
+        let backend = if libpcap {
+            Backend::Libpcap
+        } else {
+            Backend::Native
+        };
+        let mut rd = match Source::open(&input, backend, bpf) {
             Ok(r) => r,
-            Err(e) => panic!("libpcap open: {e}"),
+            Err(e) => panic!("open: {e}"),
         };
         let mut frames = 0;
-        loop {
+        let outcome = loop {
             match rd.dispatch(4, |_| frames += 1) {
-                Ok(0) => panic!("read to the end without an error"),
+                Ok(0) => break "end".to_string(),
                 Ok(_) => {}
                 Err(e) => {
                     let name = file.path().display().to_string();
-                    return (frames, e.to_string().replace(&name, "FILE"));
+                    break e.to_string().replace(&name, "FILE");
                 }
             }
-        }
+        };
+        (frames, rd.counters().filtered, outcome)
     }
 
     #[test]
-    fn libpcap_with_a_filter_names_the_failing_packet_of_the_file() {
+    fn a_filter_counts_and_numbers_every_record_with_both_readers() {
         // Six 60-byte frames, the odd ones starting with byte 2; the last one cut short.
         let frames: Vec<Vec<u8>> = (0..6u8).map(|i| vec![1 + i % 2; 60]).collect();
         let refs: Vec<(u32, u32, &[u8])> = frames.iter().map(|d| (1, 0, d.as_slice())).collect();
         let mut b = pcap_bytes(1, false, &refs);
         b.truncate(b.len() - 10);
-        let (all, plain) = libpcap_error(&b, None);
-        let (kept, filtered) = libpcap_error(&b, Some("ether[0] = 2"));
-        assert_eq!((all, kept), (5, 2));
-        // Packet 6, at 24 + 5 * (16 + 60): with the filter as without (the filter's
-        // own counters would say packet 3 at 176).
-        assert!(
-            plain.contains("packet 6 starting at byte offset 404"),
-            "{plain}"
-        );
-        assert_eq!(filtered, plain);
+        for libpcap in [false, true] {
+            let (all, none, plain) = read_file(&b, None, libpcap);
+            let (kept, filtered, with) = read_file(&b, Some("ether[0] = 2"), libpcap);
+            assert_eq!(
+                (all, none, kept, filtered),
+                (5, 0, 2, 3),
+                "libpcap {libpcap}"
+            );
+            // Packet 6, at 24 + 5 * (16 + 60), with the filter as without (libpcap's own
+            // filter skips records unseen: packet 3 at 176).
+            assert!(
+                plain.contains("packet 6 starting at byte offset 404"),
+                "libpcap {libpcap}: {plain}"
+            );
+            assert_eq!(with, plain, "libpcap {libpcap}");
+        }
+    }
+
+    #[test]
+    fn a_filter_tests_the_wire_length_of_a_cut_frame_like_libpcap() {
+        // 60 captured bytes each; on the wire 200 (cut by the snapshot length) or 60.
+        let d = [1u8; 60];
+        let mut b = pcap_bytes(1, false, &[]);
+        for (i, orig) in [200u32, 60, 200, 60, 60].into_iter().enumerate() {
+            for x in [1, i as u32, 60, orig] {
+                b.extend_from_slice(&x.to_le_bytes());
+            }
+            b.extend_from_slice(&d);
+        }
+        let file = temp_capture(&b);
+        let libpcap_own = |expr: &str| {
+            let mut cap = match pcap::Capture::from_file(file.path()) {
+                Ok(c) => c,
+                Err(e) => panic!("libpcap: {e}"),
+            };
+            if let Err(e) = cap.filter(expr, true) {
+                panic!("filter: {e}");
+            }
+            let mut n = 0u64;
+            while cap.next_packet().is_ok() {
+                n += 1;
+            }
+            n
+        };
+        for (expr, want) in [("greater 100", 2), ("less 100", 3), ("len = 200", 2)] {
+            assert_eq!(libpcap_own(expr), want, "{expr}: libpcap's own filter");
+            for libpcap in [false, true] {
+                let (kept, filtered, end) = read_file(&b, Some(expr), libpcap);
+                assert_eq!(
+                    (kept, filtered, end.as_str()),
+                    (want, 5 - want, "end"),
+                    "{expr}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -1364,11 +1473,16 @@ mod tests {
         }
         b.truncate(b.len() - 10);
         for bpf in [None, Some("ether[0] = 7")] {
-            let (frames, msg) = libpcap_error(&b, bpf);
+            let (frames, _, msg) = read_file(&b, bpf, true);
             assert_eq!(frames, 2);
             assert!(
                 msg.contains("truncated: packet 3 (libpcap does not report byte offsets"),
                 "{bpf:?}: {msg}"
+            );
+            let (_, _, native) = read_file(&b, bpf, false);
+            assert!(
+                native.contains("truncated: packet 3 starting at byte offset"),
+                "{bpf:?}: {native}"
             );
         }
     }

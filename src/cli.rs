@@ -416,7 +416,7 @@ pub struct ReplayArgs {
     /// TOML config file (flags override it).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// File reader: native (pcap-parser, fastest) or libpcap (used anyway with --bpf)
+    /// File reader: native (pcap-parser, fastest) or libpcap (both apply --bpf alike)
     /// [config capture.reader, default native].
     #[arg(long, value_enum)]
     pub reader: Option<Backend>,

@@ -92,8 +92,9 @@ pub enum CaptureError {
 }
 
 /// Why a libpcap read of pcapng has no byte offset, and how to get one.
-const NO_OFFSET: &str = "libpcap does not report byte offsets for pcapng files; replay \
-                         without --bpf and --reader libpcap to get it";
+const NO_OFFSET: &str =
+    "libpcap does not report byte offsets for pcapng files; replay without --reader libpcap \
+     to get it";
 
 /// "starting at byte offset N" (truncated record), or why the offset is not known.
 fn starting_at(offset: Option<u64>) -> String {
