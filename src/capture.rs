@@ -754,6 +754,19 @@ impl LibpcapReader {
         })
     }
 
+    /// The seconds of a record's timestamp. A legacy pcap record stores them in 32 bits,
+    /// unsigned by the format's definition (and for the native reader and Wireshark);
+    /// libpcap reads them as signed and sign-extends, which dates a record after
+    /// 2038-01-19 to before 1970: the 32 bits are taken back as unsigned. pcapng
+    /// timestamps are 64-bit and kept as libpcap gives them.
+    fn seconds(pcapng: bool, tv_sec: libc::time_t) -> i64 {
+        if pcapng {
+            tv_sec
+        } else {
+            i64::from(tv_sec as i32 as u32)
+        }
+    }
+
     /// Reads up to `max` frames, calling `f` for each; 0 at the end.
     pub fn dispatch<F: FnMut(&Frame<'_>)>(
         &mut self,
@@ -761,12 +774,16 @@ impl LibpcapReader {
         mut f: F,
     ) -> Result<usize, CaptureError> {
         let mut n = 0;
+        let pcapng = self.pcapng;
         while n < max && !self.done {
             match self.cap.next_packet() {
                 Ok(p) => {
                     let h = p.header;
                     let fr = Frame {
-                        ts: Timestamp::from_secs_nanos(h.ts.tv_sec, h.ts.tv_usec),
+                        ts: Timestamp::from_secs_nanos(
+                            Self::seconds(pcapng, h.ts.tv_sec),
+                            h.ts.tv_usec,
+                        ),
                         link: self.link,
                         orig_len: h.len,
                         data: p.data,
@@ -1450,6 +1467,34 @@ mod tests {
                     "{expr}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn seconds_after_2038_read_alike_with_both_readers() {
+        let d = [1u8; 60];
+        // 2^31 - 1 (the last second before the sign bit), 2^31 (2038-01-19T03:14:08Z)
+        // and u32::MAX (2106-02-07).
+        let secs = [0x7fff_ffffu32, 0x8000_0000, u32::MAX];
+        let refs: Vec<(u32, u32, &[u8])> = secs.iter().map(|&s| (s, 5, &d[..])).collect();
+        let file = temp_capture(&pcap_bytes(1, false, &refs));
+        let input = Input::File(file.path().to_path_buf());
+        for backend in [Backend::Native, Backend::Libpcap] {
+            let mut rd = match Source::open(&input, backend, None) {
+                Ok(r) => r,
+                Err(e) => panic!("open: {e}"),
+            };
+            let mut ts = Vec::new();
+            while let Ok(n) = rd.dispatch(8, |f| ts.push(f.ts)) {
+                if n == 0 {
+                    break;
+                }
+            }
+            let want: Vec<Timestamp> = secs
+                .iter()
+                .map(|&s| Timestamp::from_secs_nanos(i64::from(s), 5_000))
+                .collect();
+            assert_eq!(ts, want, "{backend:?}");
         }
     }
 
