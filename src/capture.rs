@@ -399,9 +399,14 @@ impl NativeReader {
                             // reject the others the same way so both readers agree.
                             let (major, minor) = (h.version_major, h.version_minor);
                             if !((major == 2 && minor <= 4) || (major == 543 && minor == 0)) {
-                                failure = Some(corrupt_at(&self.name, &self.counters, format!(
-                                    "unsupported pcap version {major}.{minor} (readable: 2.0 to 2.4)"
-                                )));
+                                failure = Some(CaptureError::Corrupt {
+                                    path: self.name.clone(),
+                                    packet: 0,
+                                    offset: Some(0),
+                                    detail: format!(
+                                        "unsupported pcap version {major}.{minor} (readable: 2.0 to 2.4)"
+                                    ),
+                                });
                             }
                             // The upper bits of the link-type field carry FCS information
                             // (LT_FCS_*); libpcap masks them off the same way.
@@ -432,9 +437,21 @@ impl NativeReader {
                             // As libpcap: pcapng 1.0 and 1.2 only.
                             let (major, minor) = (shb.major_version, shb.minor_version);
                             if !(major == 1 && (minor == 0 || minor == 2)) {
-                                failure = Some(corrupt_at(&self.name, &self.counters, format!(
+                                let detail = format!(
                                     "unsupported pcapng version {major}.{minor} (readable: 1.0, 1.2)"
-                                )));
+                                );
+                                // The first section header is the file header; a later one
+                                // starts a section among the packets.
+                                failure = Some(if self.counters.offset == 0 {
+                                    CaptureError::Corrupt {
+                                        path: self.name.clone(),
+                                        packet: 0,
+                                        offset: Some(0),
+                                        detail,
+                                    }
+                                } else {
+                                    corrupt_at(&self.name, &self.counters, detail)
+                                });
                             }
                         }
                         PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
@@ -1424,7 +1441,7 @@ mod tests {
             // Packet 6, at 24 + 5 * (16 + 60), with the filter as without (libpcap's own
             // filter skips records unseen: packet 3 at 176).
             assert!(
-                plain.contains("packet 6 starting at byte offset 404"),
+                plain.contains("truncated: packet 6 at byte offset 404 is incomplete"),
                 "libpcap {libpcap}: {plain}"
             );
             assert_eq!(with, plain, "libpcap {libpcap}");
@@ -1526,7 +1543,7 @@ mod tests {
             );
             let (_, _, native) = read_file(&b, bpf, false);
             assert!(
-                native.contains("truncated: packet 3 starting at byte offset"),
+                native.contains("truncated: packet 3 at byte offset"),
                 "{bpf:?}: {native}"
             );
         }

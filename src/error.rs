@@ -32,18 +32,18 @@ pub enum CaptureError {
         hint: String,
     },
     /// The file ends inside a record.
-    #[error("{path}: capture is truncated: packet {packet} {} is incomplete (the file ends early; the flows before it were kept)", starting_at(*.offset))]
+    #[error("{path}: capture is truncated: {} is incomplete (the file ends early; the flows before it were kept)", record_at(*.packet, *.offset))]
     Truncated {
         /// The capture path.
         path: String,
-        /// 1-based number of the packet that could not be read.
+        /// 1-based number of the packet that could not be read (0: the file header).
         packet: u64,
         /// Byte offset of its record in the file; `None` where the reader cannot know it
         /// (libpcap reading pcapng).
         offset: Option<u64>,
     },
     /// A record is malformed.
-    #[error("{path}: corrupt capture at packet {packet}{}: {detail} (the flows before it were kept)", comma_offset(*.offset))]
+    #[error("{path}: corrupt capture: {}: {detail} (the flows before it were kept)", record_at(*.packet, *.offset))]
     Corrupt {
         /// The capture path.
         path: String,
@@ -96,19 +96,13 @@ const NO_OFFSET: &str =
     "libpcap does not report byte offsets for pcapng files; replay without --reader libpcap \
      to get it";
 
-/// "starting at byte offset N" (truncated record), or why the offset is not known.
-fn starting_at(offset: Option<u64>) -> String {
-    match offset {
-        Some(o) => format!("starting at byte offset {o}"),
-        None => format!("({NO_OFFSET})"),
-    }
-}
-
-/// ", byte offset N" (corrupt record), or why the offset is not known.
-fn comma_offset(offset: Option<u64>) -> String {
-    match offset {
-        Some(o) => format!(", byte offset {o}"),
-        None => format!(" ({NO_OFFSET})"),
+/// Where a damaged record is: "packet N at byte offset X", or "the file header" for
+/// packet 0, with why the offset is not known where it is not.
+fn record_at(packet: u64, offset: Option<u64>) -> String {
+    match (packet, offset) {
+        (0, _) => "the file header".to_string(),
+        (p, Some(o)) => format!("packet {p} at byte offset {o}"),
+        (p, None) => format!("packet {p} ({NO_OFFSET})"),
     }
 }
 
