@@ -70,11 +70,13 @@ pub enum Backend {
 pub struct SourceCounters {
     /// Frames handed out.
     pub frames: u64,
-    /// Frames the BPF filter rejected (native backend; libpcap's own filter drops
-    /// silently inside libpcap, so this stays 0 there).
+    /// Frames the BPF filter rejected.
     pub filtered: u64,
     /// Bytes of the file consumed so far.
     pub offset: u64,
+    /// Malformed pcapng blocks of kinds flowsentry does not use (name resolution,
+    /// statistics, ...) that were skipped by their length instead of ending the file.
+    pub skipped_blocks: u64,
 }
 
 /// Initial read buffer of the native reader.
@@ -89,6 +91,17 @@ struct NgInterface {
     resolution: u64,
     /// Seconds added to every timestamp.
     offset_secs: i64,
+}
+
+impl NgInterface {
+    /// The time of a packet block's 64-bit timestamp (high and low words) on this
+    /// interface: units of `1 / resolution` s, plus the interface's offset.
+    fn timestamp(&self, high: u32, low: u32) -> Timestamp {
+        let raw = (u64::from(high) << 32) | u64::from(low);
+        let secs = (raw / self.resolution) as i64;
+        let frac = u128::from(raw % self.resolution) * 1_000_000_000 / u128::from(self.resolution);
+        Timestamp::from_secs_nanos(secs.saturating_add(self.offset_secs), frac as i64)
+    }
 }
 
 fn corrupt_at(name: &str, c: &SourceCounters, detail: String) -> CaptureError {
@@ -114,6 +127,8 @@ pub struct NativeReader {
     #[cfg(test)]
     no_fast_path: bool,
     ng: Vec<NgInterface>,
+    /// Byte order of the current pcapng section (None before a section header).
+    ng_endian: Option<Endian>,
     last_ts: Timestamp,
     bpf: Option<BpfFilter>,
     counters: SourceCounters,
@@ -360,6 +375,7 @@ impl NativeReader {
             #[cfg(test)]
             no_fast_path: false,
             ng: Vec::new(),
+            ng_endian: None,
             last_ts: Timestamp(0),
             bpf: bpf.map(BpfFilter::new),
             counters: SourceCounters::default(),
@@ -370,6 +386,41 @@ impl NativeReader {
 
     fn corrupt(&self, detail: String) -> CaptureError {
         corrupt_at(&self.name, &self.counters, detail)
+    }
+
+    /// After pcap-parser failed on the pcapng block at the front of the buffer: if it is
+    /// whole in the buffer (its trailing length equal to its leading one) and of a kind
+    /// flowsentry does not read (anything but section header, interface description and
+    /// packet blocks), consumes it, counts it in `skipped_blocks` and returns true. Such
+    /// a block (a name-resolution record with a bad length, say) does not end the file:
+    /// libpcap, which ignores these blocks' content, reads on as well.
+    fn skip_unused_block(&mut self) -> bool {
+        const USED: [u32; 5] = [0x0a0d_0d0a, 1, 2, 3, 6];
+        let Some(endian) = self.ng_endian else {
+            return false;
+        };
+        let data = self.rd.data();
+        let word = |i: usize| {
+            let b: [u8; 4] = data.get(i..i.checked_add(4)?)?.try_into().ok()?;
+            Some(match endian {
+                Endian::Little => u32::from_le_bytes(b),
+                Endian::Big => u32::from_be_bytes(b),
+            })
+        };
+        let (Some(kind), Some(len)) = (word(0), word(4)) else {
+            return false;
+        };
+        let len = len as usize;
+        if USED.contains(&kind) || len < 12 || len % 4 != 0 || len > MAX_RECORD {
+            return false;
+        }
+        if word(len - 4) != Some(len as u32) {
+            return false;
+        }
+        self.rd.consume_noshift(len);
+        self.counters.offset += len as u64;
+        self.counters.skipped_blocks += 1;
+        true
     }
 
     /// Reads up to `max` frames, calling `f` for each; returns how many were handed out
@@ -390,6 +441,8 @@ impl NativeReader {
             let mut failure: Option<CaptureError> = None;
             let mut need_refill = false;
             let mut grow = false;
+            let mut incomplete = false;
+            let mut malformed: Option<String> = None;
             match self.rd.next() {
                 Ok((consumed, block)) => {
                     let mut frame: Option<Frame<'_>> = None;
@@ -434,6 +487,11 @@ impl NativeReader {
                         }
                         PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
                             self.ng.clear();
+                            self.ng_endian = Some(if shb.big_endian() {
+                                Endian::Big
+                            } else {
+                                Endian::Little
+                            });
                             // As libpcap: pcapng 1.0 and 1.2 only.
                             let (major, minor) = (shb.major_version, shb.minor_version);
                             if !(major == 1 && (minor == 0 || minor == 2)) {
@@ -473,14 +531,7 @@ impl NativeReader {
                         PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                             match self.ng.get(epb.if_id as usize) {
                                 Some(iface) => {
-                                    let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                                    let secs = (raw / iface.resolution) as i64;
-                                    let frac = u128::from(raw % iface.resolution) * 1_000_000_000
-                                        / u128::from(iface.resolution);
-                                    let ts = Timestamp::from_secs_nanos(
-                                        secs.saturating_add(iface.offset_secs),
-                                        frac as i64,
-                                    );
+                                    let ts = iface.timestamp(epb.ts_high, epb.ts_low);
                                     self.last_ts = ts;
                                     frame = Some(Frame {
                                         ts,
@@ -516,6 +567,69 @@ impl NativeReader {
                                 ))
                             }
                         },
+                        // An obsolete packet block (type 2, before pcapng 1.0 final), which
+                        // libpcap reads as a packet: interface id (u16), drop count (u16),
+                        // timestamp high and low, captured and original length, data.
+                        // (pcap-parser reads an unknown block's type little-endian.)
+                        PcapBlockOwned::NG(Block::Unknown(u))
+                            if u.block_type
+                                == match self.ng_endian {
+                                    Some(Endian::Big) => 2u32.swap_bytes(),
+                                    _ => 2,
+                                } =>
+                        {
+                            let endian = self.ng_endian.unwrap_or(Endian::Little);
+                            let word = |i: usize| {
+                                let b: [u8; 4] = u.data.get(i..i + 4)?.try_into().ok()?;
+                                Some(match endian {
+                                    Endian::Little => u32::from_le_bytes(b),
+                                    Endian::Big => u32::from_be_bytes(b),
+                                })
+                            };
+                            let head = (word(0), word(4), word(8), word(12), word(16));
+                            let parsed = match head {
+                                (Some(ids), Some(hi), Some(lo), Some(caplen), Some(orig)) => {
+                                    let id = match endian {
+                                        Endian::Little => ids & 0xffff,
+                                        Endian::Big => ids >> 16,
+                                    };
+                                    u.data
+                                        .get(20..20 + caplen as usize)
+                                        .map(|data| (id, hi, lo, orig, data))
+                                }
+                                _ => None,
+                            };
+                            match parsed {
+                                Some((id, hi, lo, orig_len, data)) => {
+                                    match self.ng.get(id as usize) {
+                                        Some(iface) => {
+                                            let ts = iface.timestamp(hi, lo);
+                                            self.last_ts = ts;
+                                            frame = Some(Frame {
+                                                ts,
+                                                link: iface.link,
+                                                orig_len,
+                                                data,
+                                            });
+                                        }
+                                        None => {
+                                            failure = Some(corrupt_at(&self.name, &self.counters, format!(
+                                                "packet refers to interface {id} but only {} interface(s) are described",
+                                                self.ng.len()
+                                            )))
+                                        }
+                                    }
+                                }
+                                None => {
+                                    failure = Some(corrupt_at(
+                                        &self.name,
+                                        &self.counters,
+                                        "obsolete packet block shorter than its captured length"
+                                            .into(),
+                                    ))
+                                }
+                            }
+                        }
                         PcapBlockOwned::NG(_) => {}
                     }
                     if let Some(fr) = frame {
@@ -544,7 +658,7 @@ impl NativeReader {
                     }
                 }
                 Err(PcapError::Eof) => self.done = true,
-                Err(PcapError::Incomplete(_)) => need_refill = true,
+                Err(PcapError::Incomplete(_)) => incomplete = true,
                 Err(PcapError::UnexpectedEof) => {
                     failure = Some(CaptureError::Truncated {
                         path: self.name.clone(),
@@ -568,6 +682,16 @@ impl NativeReader {
                         PcapError::HeaderNotRecognized => "unrecognised block".to_string(),
                         other => format!("{other:?}"),
                     };
+                    malformed = Some(detail);
+                }
+            }
+            // A block whole in the buffer yet "incomplete" claims more inside than its
+            // length: like one that fails to parse, it is skipped when we do not use it.
+            if incomplete && !self.skip_unused_block() {
+                need_refill = true;
+            }
+            if let Some(detail) = malformed {
+                if !self.skip_unused_block() {
                     failure = Some(self.corrupt(detail));
                 }
             }
@@ -1546,6 +1670,154 @@ mod tests {
                 native.contains("truncated: packet 3 at byte offset"),
                 "{bpf:?}: {native}"
             );
+        }
+    }
+
+    /// A pcapng block of `kind` with `body` (padded to 4 bytes), in byte order `be`.
+    fn ng_block(be: bool, kind: u32, body: &[u8]) -> Vec<u8> {
+        let w = |v: &mut Vec<u8>, x: u32| {
+            v.extend_from_slice(&if be { x.to_be_bytes() } else { x.to_le_bytes() })
+        };
+        let pad = (4 - body.len() % 4) % 4;
+        let len = (12 + body.len() + pad) as u32;
+        let mut v = Vec::new();
+        w(&mut v, kind);
+        w(&mut v, len);
+        v.extend_from_slice(body);
+        v.extend(std::iter::repeat_n(0u8, pad));
+        w(&mut v, len);
+        v
+    }
+
+    /// Section header, Ethernet interface, then `middle` between two 60-byte packets.
+    fn ng_capture(be: bool, middle: &[u8]) -> Vec<u8> {
+        let word = |x: u32| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+        let half = |x: u16| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+        let mut shb = word(0x1a2b_3c4d).to_vec();
+        shb.extend_from_slice(&half(1));
+        shb.extend_from_slice(&half(0));
+        shb.extend_from_slice(&[0xff; 8]);
+        let mut idb = half(1).to_vec();
+        idb.extend_from_slice(&half(0));
+        idb.extend_from_slice(&word(65535));
+        let epb = |i: u32| {
+            let mut b = Vec::new();
+            for x in [0, 0, i, 60, 60] {
+                b.extend_from_slice(&word(x));
+            }
+            b.extend_from_slice(&[7; 60]);
+            ng_block(be, 6, &b)
+        };
+        let mut v = ng_block(be, 0x0a0d_0d0a, &shb);
+        v.extend(ng_block(be, 1, &idb));
+        v.extend(epb(1));
+        v.extend_from_slice(middle);
+        v.extend(epb(2));
+        v
+    }
+
+    /// Frames, skipped blocks and the outcome of reading `bytes` natively.
+    fn native_read(bytes: Vec<u8>) -> (u64, u64, Result<(), String>) {
+        let mut rd = match NativeReader::from_reader(
+            "t.pcapng".into(),
+            Box::new(std::io::Cursor::new(bytes)),
+            None,
+        ) {
+            Ok(r) => r,
+            Err(e) => return (0, 0, Err(e.to_string())),
+        };
+        loop {
+            match rd.dispatch(8, |_| {}) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    let c = rd.counters();
+                    return (c.frames, c.skipped_blocks, Err(e.to_string()));
+                }
+            }
+        }
+        let c = rd.counters();
+        (c.frames, c.skipped_blocks, Ok(()))
+    }
+
+    #[test]
+    fn a_malformed_block_we_do_not_use_is_skipped_and_counted() {
+        for be in [false, true] {
+            let half = |x: u16| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+            // Name resolution: an IPv4 record (127.0.0.1 "localhost"), then an end record
+            // whose length says 0x8000 bytes follow: its content overruns the block.
+            let mut nrb = half(1).to_vec();
+            nrb.extend_from_slice(&half(14));
+            nrb.extend_from_slice(&[127, 0, 0, 1]);
+            nrb.extend_from_slice(b"localhost\0\0\0");
+            nrb.extend_from_slice(&half(0));
+            nrb.extend_from_slice(&half(0x8000));
+            let bad = ng_block(be, 4, &nrb);
+            assert_eq!(native_read(ng_capture(be, &bad)), (2, 1, Ok(())), "be {be}");
+            // Well-formed, it is read and not counted.
+            let n = nrb.len();
+            nrb[n - 2..].copy_from_slice(&half(0));
+            let good = ng_block(be, 4, &nrb);
+            assert_eq!(
+                native_read(ng_capture(be, &good)),
+                (2, 0, Ok(())),
+                "be {be}"
+            );
+            // A block whose trailing length disagrees is not skipped: the file is damaged.
+            let mut torn = bad.clone();
+            let t = torn.len();
+            torn[t - 1] ^= 0x40;
+            torn[t - 4] ^= 0x40;
+            let (frames, skipped, r) = native_read(ng_capture(be, &torn));
+            assert_eq!((frames, skipped), (1, 0), "be {be}");
+            let msg = r.err().unwrap_or_default();
+            assert!(msg.contains("packet 2 at byte offset"), "be {be}: {msg}");
+        }
+    }
+
+    #[test]
+    fn obsolete_packet_blocks_are_packets_with_both_readers() {
+        for be in [false, true] {
+            let word = |x: u32| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+            let half = |x: u16| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+            // Two obsolete packet blocks (interface 0, 3 drops, µs timestamps), the
+            // second cut by the snapshot length (40 of 90 bytes).
+            let mut opbs = Vec::new();
+            for (i, (cap, orig)) in [(52u32, 52u32), (40, 90)].into_iter().enumerate() {
+                let mut b = half(0).to_vec();
+                b.extend_from_slice(&half(3));
+                for x in [0, 1_700_000_000 + i as u32, cap, orig] {
+                    b.extend_from_slice(&word(x));
+                }
+                b.extend((0..cap).map(|j| j as u8 ^ i as u8));
+                opbs.extend(ng_block(be, 2, &b));
+            }
+            let file = temp_capture(&ng_capture(be, &opbs));
+            let input = Input::File(file.path().to_path_buf());
+            let mut seen = Vec::new();
+            for backend in [Backend::Native, Backend::Libpcap] {
+                let mut rd = match Source::open(&input, backend, None) {
+                    Ok(r) => r,
+                    Err(e) => panic!("open: {e}"),
+                };
+                let mut frames = Vec::new();
+                loop {
+                    match rd.dispatch(8, |f| frames.push((f.ts, f.orig_len, f.data.to_vec()))) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) => panic!("{backend:?}, be {be}: {e}"),
+                    }
+                }
+                seen.push(frames);
+            }
+            assert_eq!(seen[0].len(), 4, "be {be}: EPB, 2 OPBs, EPB");
+            assert_eq!(
+                seen[0][2].0,
+                Timestamp::from_secs_nanos(1700, 1_000),
+                "be {be}"
+            );
+            assert_eq!((seen[0][2].1, seen[0][2].2.len()), (90, 40), "be {be}");
+            assert_eq!(seen[0], seen[1], "be {be}: native against libpcap");
         }
     }
 

@@ -353,8 +353,17 @@ fn read_inputs<D: Downstream>(
                 let c = src.counters();
                 istats.frames = c.frames;
                 istats.filtered = c.filtered;
+                istats.skipped_blocks = c.skipped_blocks;
                 progress.finish_input(c.offset);
             }
+        }
+        if istats.skipped_blocks > 0 {
+            front.warnings.push(format!(
+                "{name}: {} malformed pcapng block(s) of kinds flowsentry does not use \
+                 (name resolution, statistics, ...) were skipped by their length; counted \
+                 in stats.inputs[].skipped_blocks",
+                istats.skipped_blocks
+            ));
         }
         front.stats.inputs.push(istats);
         let skipped = unsupported(front) - unsupported_before;

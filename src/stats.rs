@@ -29,11 +29,19 @@ pub struct InputStats {
     pub path: String,
     /// Frames read from it.
     pub frames: u64,
-    /// Frames rejected by the BPF filter (native reader).
+    /// Frames rejected by the BPF filter.
     pub filtered: u64,
+    /// Malformed pcapng blocks of kinds flowsentry does not use, skipped by their length
+    /// (present when not 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped_blocks: u64,
     /// The error that stopped reading it, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Counters of a run.
