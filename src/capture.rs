@@ -79,6 +79,22 @@ pub struct SourceCounters {
     pub skipped_blocks: u64,
 }
 
+impl SourceCounters {
+    /// Hands `fr` to `f` and counts it when the filter kept it (returns 1), or counts it
+    /// as filtered (returns 0).
+    #[inline(always)]
+    fn deliver<F: FnMut(&Frame<'_>)>(&mut self, keep: bool, fr: &Frame<'_>, f: &mut F) -> usize {
+        if keep {
+            f(fr);
+            self.frames += 1;
+            1
+        } else {
+            self.filtered += 1;
+            0
+        }
+    }
+}
+
 /// Initial read buffer of the native reader.
 const NATIVE_BUFFER: usize = 1 << 20;
 /// Largest record the native reader accepts (libpcap accepts up to 256 KiB by default;
@@ -769,13 +785,7 @@ impl NativeReader {
                     break;
                 }
             };
-            if keep {
-                f(&fr);
-                self.counters.frames += 1;
-                n += 1;
-            } else {
-                self.counters.filtered += 1;
-            }
+            n += self.counters.deliver(keep, &fr, f);
             pos += 16 + caplen;
             self.counters.offset += (16 + caplen) as u64;
         }
@@ -936,13 +946,7 @@ impl LibpcapReader {
                             return Err(e);
                         }
                     };
-                    if keep {
-                        f(&fr);
-                        self.counters.frames += 1;
-                        n += 1;
-                    } else {
-                        self.counters.filtered += 1;
-                    }
+                    n += self.counters.deliver(keep, &fr, &mut f);
                     self.counters.offset += self.record_header + u64::from(h.caplen);
                 }
                 Err(pcap::Error::NoMorePackets) => self.done = true,
