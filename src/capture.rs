@@ -1825,6 +1825,62 @@ mod tests {
         }
     }
 
+    /// Frames (time, wire length, bytes) and outcome of reading the file at `path` with
+    /// `backend`; the error text only says whether it was a truncation.
+    #[allow(clippy::type_complexity)]
+    fn frames_of(
+        path: &Path,
+        backend: Backend,
+    ) -> (Vec<(Timestamp, u32, Vec<u8>)>, Result<(), bool>) {
+        let mut out = Vec::new();
+        let mut rd = match Source::open(&Input::File(path.to_path_buf()), backend, None) {
+            Ok(r) => r,
+            Err(e) => return (out, Err(e.to_string().contains("truncated"))),
+        };
+        loop {
+            match rd.dispatch(7, |f| out.push((f.ts, f.orig_len, f.data.to_vec()))) {
+                Ok(0) => return (out, Ok(())),
+                Ok(_) => {}
+                Err(e) => return (out, Err(e.to_string().contains("truncated"))),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(40))]
+        /// The native reader and libpcap read the same frames from any legacy pcap (µs or
+        /// ns, either byte order, any 32-bit seconds, cut anywhere), and stop the same
+        /// way.
+        #[test]
+        fn native_and_libpcap_read_the_same_frames(
+            be: bool,
+            nanos: bool,
+            records in proptest::collection::vec(
+                (proptest::prelude::any::<u32>(), 0u32..1_000_000, 0usize..300, 0u32..400),
+                0..40,
+            ),
+            cut in proptest::option::of(0.0f64..1.0),
+        ) {
+            let frames: Vec<(u32, u32, u32, Vec<u8>)> = records
+                .iter()
+                .map(|&(s, frac, n, extra)| {
+                    let frac = if nanos { frac * 1000 } else { frac };
+                    (s, frac, n as u32 + extra, (0..n).map(|j| (j as u32 ^ s) as u8).collect())
+                })
+                .collect();
+            let mut bytes = pcap_bytes_in(be, nanos, &frames);
+            if let Some(c) = cut {
+                bytes.truncate(24 + ((bytes.len() - 24) as f64 * c) as usize);
+            }
+            let file = temp_capture(&bytes);
+            let native = frames_of(file.path(), Backend::Native);
+            let libpcap = frames_of(file.path(), Backend::Libpcap);
+            proptest::prop_assert_eq!(native.0.len(), libpcap.0.len());
+            proptest::prop_assert!(native.0 == libpcap.0, "frames differ");
+            proptest::prop_assert_eq!(native.1, libpcap.1);
+        }
+    }
+
     #[test]
     fn absurd_record_length_is_corrupt_not_oom() {
         let mut b = pcap_bytes(1, false, &[]);
