@@ -109,6 +109,19 @@ struct NgInterface {
     offset_secs: i64,
 }
 
+/// Timestamp units per second of a pcapng `if_tsresol` byte: 10^n, or 2^n when the top
+/// bit is set, as libpcap reads it (n up to 19 and 63). pcap-parser 0.17's
+/// `ts_resolution` compares the whole byte, top bit included, with 63, so it rejects
+/// every power-of-2 resolution.
+fn ts_units_per_second(tsresol: u8) -> Option<u64> {
+    let n = u32::from(tsresol & 0x7f);
+    if tsresol & 0x80 == 0 {
+        10u64.checked_pow(n)
+    } else {
+        1u64.checked_shl(n)
+    }
+}
+
 impl NgInterface {
     /// The time of a packet block's 64-bit timestamp (high and low words) on this
     /// interface: units of `1 / resolution` s, plus the interface's offset.
@@ -529,11 +542,16 @@ impl NativeReader {
                             }
                         }
                         PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                            match idb.ts_resolution() {
+                            match ts_units_per_second(idb.if_tsresol) {
                                 Some(res) if res > 0 => self.ng.push(NgInterface {
                                     link: LinkType::from_number(idb.linktype.0 as u32),
                                     resolution: res,
-                                    offset_secs: idb.ts_offset(),
+                                    // pcap-parser 0.17 reads the option little-endian in
+                                    // every section: swapped back in a big-endian one.
+                                    offset_secs: match self.ng_endian {
+                                        Some(Endian::Big) => idb.ts_offset().swap_bytes(),
+                                        _ => idb.ts_offset(),
+                                    },
                                 }),
                                 _ => {
                                     failure = Some(corrupt_at(&self.name, &self.counters, format!(
@@ -1877,6 +1895,72 @@ mod tests {
             let libpcap = frames_of(file.path(), Backend::Libpcap);
             proptest::prop_assert_eq!(native.0.len(), libpcap.0.len());
             proptest::prop_assert!(native.0 == libpcap.0, "frames differ");
+            proptest::prop_assert_eq!(native.1, libpcap.1);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(40))]
+        /// The same for pcapng: one interface with a random `if_tsresol` (a power of 10
+        /// or of 2) and `if_tsoffset`, enhanced packets with any 64-bit timestamp.
+        #[test]
+        fn native_and_libpcap_read_the_same_pcapng_frames(
+            be: bool,
+            pow2: bool,
+            exp in 0u8..20,
+            tsoffset in proptest::option::of(-100_000i64..100_000),
+            packets in proptest::collection::vec(
+                (
+                    0u64..4_000_000_000,
+                    proptest::prelude::any::<u64>(),
+                    0usize..200,
+                    0u32..300,
+                ),
+                0..30,
+            ),
+        ) {
+            // Timestamps of up to 4e9 s (year 2096) in the interface's units, so that
+            // both readers' nanosecond times fit an i64 (beyond, both saturate or wrap
+            // differently, and no capture is dated there).
+            let res = ts_units_per_second(if pow2 { 0x80 | exp } else { exp }).unwrap_or(1);
+            let max_secs = (u64::MAX / res).max(1);
+            let word = |x: u32| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+            let half = |x: u16| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+            let mut idb = half(1).to_vec();
+            idb.extend_from_slice(&half(0));
+            idb.extend_from_slice(&word(65535));
+            // if_tsresol (code 9, 1 byte), if_tsoffset (code 14, 8 bytes), end of options.
+            idb.extend_from_slice(&half(9));
+            idb.extend_from_slice(&half(1));
+            idb.extend_from_slice(&[if pow2 { 0x80 | exp } else { exp }, 0, 0, 0]);
+            if let Some(off) = tsoffset {
+                idb.extend_from_slice(&half(14));
+                idb.extend_from_slice(&half(8));
+                idb.extend_from_slice(&if be { off.to_be_bytes() } else { off.to_le_bytes() });
+            }
+            idb.extend_from_slice(&[0; 4]);
+            let mut shb = word(0x1a2b_3c4d).to_vec();
+            shb.extend_from_slice(&half(1));
+            shb.extend_from_slice(&half(0));
+            shb.extend_from_slice(&[0xff; 8]);
+            let mut bytes = ng_block(be, 0x0a0d_0d0a, &shb);
+            bytes.extend(ng_block(be, 1, &idb));
+            for &(secs, frac, n, extra) in &packets {
+                let ts = (secs % max_secs) * res + frac % res;
+                let mut b = Vec::new();
+                for x in [0, (ts >> 32) as u32, ts as u32, n as u32, n as u32 + extra] {
+                    b.extend_from_slice(&word(x));
+                }
+                b.extend((0..n).map(|j| (j as u64 ^ ts) as u8));
+                bytes.extend(ng_block(be, 6, &b));
+            }
+            let file = temp_capture(&bytes);
+            let native = frames_of(file.path(), Backend::Native);
+            let libpcap = frames_of(file.path(), Backend::Libpcap);
+            proptest::prop_assert_eq!(native.0.len(), libpcap.0.len());
+            for (a, b) in native.0.iter().zip(&libpcap.0) {
+                proptest::prop_assert_eq!(a, b);
+            }
             proptest::prop_assert_eq!(native.1, libpcap.1);
         }
     }
