@@ -429,13 +429,7 @@ impl NativeReader {
             return false;
         };
         let data = self.rd.data();
-        let word = |i: usize| {
-            let b: [u8; 4] = data.get(i..i.checked_add(4)?)?.try_into().ok()?;
-            Some(match endian {
-                Endian::Little => u32::from_le_bytes(b),
-                Endian::Big => u32::from_be_bytes(b),
-            })
-        };
+        let word = |i: usize| endian.u32_at(data, i);
         let (Some(kind), Some(len)) = (word(0), word(4)) else {
             return false;
         };
@@ -613,13 +607,7 @@ impl NativeReader {
                                 } =>
                         {
                             let endian = self.ng_endian.unwrap_or(Endian::Little);
-                            let word = |i: usize| {
-                                let b: [u8; 4] = u.data.get(i..i + 4)?.try_into().ok()?;
-                                Some(match endian {
-                                    Endian::Little => u32::from_le_bytes(b),
-                                    Endian::Big => u32::from_be_bytes(b),
-                                })
-                            };
+                            let word = |i: usize| endian.u32_at(u.data, i);
                             let head = (word(0), word(4), word(8), word(12), word(16));
                             let parsed = match head {
                                 (Some(ids), Some(hi), Some(lo), Some(caplen), Some(orig)) => {
@@ -784,13 +772,7 @@ impl NativeReader {
             else {
                 break;
             };
-            let field = |i: usize| {
-                let b = [hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]];
-                match endian {
-                    Endian::Little => u32::from_le_bytes(b),
-                    Endian::Big => u32::from_be_bytes(b),
-                }
-            };
+            let field = |i: usize| endian.u32([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]);
             let caplen = field(8) as usize;
             let Some(body) = data.get(pos + 16..(pos + 16).saturating_add(caplen)) else {
                 break;
@@ -821,11 +803,28 @@ impl NativeReader {
     }
 }
 
-/// Byte order of a legacy pcap file's fields.
+/// Byte order of a legacy pcap file's or a pcapng section's fields.
 #[derive(Debug, Clone, Copy)]
 enum Endian {
     Little,
     Big,
+}
+
+impl Endian {
+    /// `b` as a 32-bit value in this byte order.
+    #[inline(always)]
+    fn u32(self, b: [u8; 4]) -> u32 {
+        match self {
+            Endian::Little => u32::from_le_bytes(b),
+            Endian::Big => u32::from_be_bytes(b),
+        }
+    }
+
+    /// The 32-bit value at byte `i` of `data`, if `data` holds it.
+    fn u32_at(self, data: &[u8], i: usize) -> Option<u32> {
+        let b: [u8; 4] = data.get(i..i.checked_add(4)?)?.try_into().ok()?;
+        Some(self.u32(b))
+    }
 }
 
 /// The frame of a legacy pcap record, from its `[ts_sec, ts_frac, orig_len]` as read.
