@@ -133,6 +133,16 @@ impl NgInterface {
     }
 }
 
+/// A damaged file header (reported as packet 0 at offset 0: "the file header").
+fn header_error(name: &str, detail: String) -> CaptureError {
+    CaptureError::Corrupt {
+        path: name.to_string(),
+        packet: 0,
+        offset: Some(0),
+        detail,
+    }
+}
+
 fn corrupt_at(name: &str, c: &SourceCounters, detail: String) -> CaptureError {
     CaptureError::Corrupt {
         path: name.to_string(),
@@ -195,13 +205,25 @@ impl BpfFilter {
         data: &[u8],
         orig_len: u32,
     ) -> Result<bool, CaptureError> {
-        if let Some((_, _, p)) = self.programs.iter().find(|(l, _, _)| *l == link) {
-            return Ok(offline_filter::matches(p, data, orig_len));
-        }
-        let prog = compile_bpf(&self.expr, link_num)?;
-        let ok = offline_filter::matches(&prog, data, orig_len);
-        self.programs.push((link, link_num, prog));
-        Ok(ok)
+        let prog = self.program_for(link, link_num)?;
+        Ok(offline_filter::matches(prog, data, orig_len))
+    }
+
+    /// The program for `link`, compiled on first use.
+    fn program_for(
+        &mut self,
+        link: LinkType,
+        link_num: u32,
+    ) -> Result<&pcap::BpfProgram, CaptureError> {
+        let at = match self.programs.iter().position(|(l, _, _)| *l == link) {
+            Some(i) => i,
+            None => {
+                let prog = compile_bpf(&self.expr, link_num)?;
+                self.programs.push((link, link_num, prog));
+                self.programs.len() - 1
+            }
+        };
+        Ok(&self.programs[at].2)
     }
 }
 
@@ -475,14 +497,9 @@ impl NativeReader {
                             // reject the others the same way so both readers agree.
                             let (major, minor) = (h.version_major, h.version_minor);
                             if !((major == 2 && minor <= 4) || (major == 543 && minor == 0)) {
-                                failure = Some(CaptureError::Corrupt {
-                                    path: self.name.clone(),
-                                    packet: 0,
-                                    offset: Some(0),
-                                    detail: format!(
-                                        "unsupported pcap version {major}.{minor} (readable: 2.0 to 2.4)"
-                                    ),
-                                });
+                                failure = Some(header_error(&self.name, format!(
+                                    "unsupported pcap version {major}.{minor} (readable: 2.0 to 2.4)"
+                                )));
                             }
                             // The upper bits of the link-type field carry FCS information
                             // (LT_FCS_*); libpcap masks them off the same way.
@@ -524,12 +541,7 @@ impl NativeReader {
                                 // The first section header is the file header; a later one
                                 // starts a section among the packets.
                                 failure = Some(if self.counters.offset == 0 {
-                                    CaptureError::Corrupt {
-                                        path: self.name.clone(),
-                                        packet: 0,
-                                        offset: Some(0),
-                                        detail,
-                                    }
+                                    header_error(&self.name, detail)
                                 } else {
                                     corrupt_at(&self.name, &self.counters, detail)
                                 });
@@ -886,12 +898,7 @@ impl LibpcapReader {
                     pcap::Error::PcapError(m) if m.contains("unknown file format") => {
                         not_a_capture(&name, &head)
                     }
-                    other => CaptureError::Corrupt {
-                        path: name.clone(),
-                        packet: 0,
-                        offset: Some(0),
-                        detail: other.to_string(),
-                    },
+                    other => header_error(&name, other.to_string()),
                 }
             })?;
         let link_num = cap.get_datalink().0 as u32;
@@ -900,7 +907,7 @@ impl LibpcapReader {
             Some(expr) => {
                 // Compiled now, so a bad expression is an error before any frame.
                 let mut f = BpfFilter::new(expr);
-                f.matches(link, link_num, &[], 0)?;
+                f.program_for(link, link_num)?;
                 Some(f)
             }
             None => None,
