@@ -1547,32 +1547,57 @@ mod tests {
         file
     }
 
+    /// What reading a file to its end gave: frames (time, wire length, bytes), the
+    /// reader's counters, and `Err(message)` if opening or reading failed.
+    struct ReadAll {
+        frames: Vec<(Timestamp, u32, Vec<u8>)>,
+        counters: SourceCounters,
+        outcome: Result<(), String>,
+    }
+
+    /// Reads the file at `path` to its end with `backend` and filter `bpf`.
+    fn read_all(path: &Path, backend: Backend, bpf: Option<&str>) -> ReadAll {
+        let mut frames = Vec::new();
+        let mut rd = match Source::open(&Input::File(path.to_path_buf()), backend, bpf) {
+            Ok(r) => r,
+            Err(e) => {
+                return ReadAll {
+                    frames,
+                    counters: SourceCounters::default(),
+                    outcome: Err(e.to_string()),
+                }
+            }
+        };
+        let outcome = loop {
+            match rd.dispatch(7, |f| frames.push((f.ts, f.orig_len, f.data.to_vec()))) {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(e) => break Err(e.to_string()),
+            }
+        };
+        ReadAll {
+            frames,
+            counters: rd.counters(),
+            outcome,
+        }
+    }
+
     /// Frames handed out, frames filtered and the outcome (the file's name replaced by
     /// FILE) of reading `bytes` to its end with each file reader.
     fn read_file(bytes: &[u8], bpf: Option<&str>, libpcap: bool) -> (u64, u64, String) {
         let file = temp_capture(bytes);
-        let input = Input::File(file.path().to_path_buf());
         let backend = if libpcap {
             Backend::Libpcap
         } else {
             Backend::Native
         };
-        let mut rd = match Source::open(&input, backend, bpf) {
-            Ok(r) => r,
-            Err(e) => panic!("open: {e}"),
+        let r = read_all(file.path(), backend, bpf);
+        let name = file.path().display().to_string();
+        let outcome = match r.outcome {
+            Ok(()) => "end".to_string(),
+            Err(e) => e.replace(&name, "FILE"),
         };
-        let mut frames = 0;
-        let outcome = loop {
-            match rd.dispatch(4, |_| frames += 1) {
-                Ok(0) => break "end".to_string(),
-                Ok(_) => {}
-                Err(e) => {
-                    let name = file.path().display().to_string();
-                    break e.to_string().replace(&name, "FILE");
-                }
-            }
-        };
-        (frames, rd.counters().filtered, outcome)
+        (r.frames.len() as u64, r.counters.filtered, outcome)
     }
 
     #[test]
@@ -1647,18 +1672,12 @@ mod tests {
         let secs = [0x7fff_ffffu32, 0x8000_0000, u32::MAX];
         let refs: Vec<(u32, u32, &[u8])> = secs.iter().map(|&s| (s, 5, &d[..])).collect();
         let file = temp_capture(&pcap_bytes(1, false, &refs));
-        let input = Input::File(file.path().to_path_buf());
         for backend in [Backend::Native, Backend::Libpcap] {
-            let mut rd = match Source::open(&input, backend, None) {
-                Ok(r) => r,
-                Err(e) => panic!("open: {e}"),
-            };
-            let mut ts = Vec::new();
-            while let Ok(n) = rd.dispatch(8, |f| ts.push(f.ts)) {
-                if n == 0 {
-                    break;
-                }
-            }
+            let ts: Vec<Timestamp> = read_all(file.path(), backend, None)
+                .frames
+                .iter()
+                .map(|f| f.0)
+                .collect();
             let want: Vec<Timestamp> = secs
                 .iter()
                 .map(|&s| Timestamp::from_secs_nanos(i64::from(s), 5_000))
@@ -1821,22 +1840,11 @@ mod tests {
                 opbs.extend(ng_block(be, 2, &b));
             }
             let file = temp_capture(&ng_capture(be, &opbs));
-            let input = Input::File(file.path().to_path_buf());
             let mut seen = Vec::new();
             for backend in [Backend::Native, Backend::Libpcap] {
-                let mut rd = match Source::open(&input, backend, None) {
-                    Ok(r) => r,
-                    Err(e) => panic!("open: {e}"),
-                };
-                let mut frames = Vec::new();
-                loop {
-                    match rd.dispatch(8, |f| frames.push((f.ts, f.orig_len, f.data.to_vec()))) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) => panic!("{backend:?}, be {be}: {e}"),
-                    }
-                }
-                seen.push(frames);
+                let r = read_all(file.path(), backend, None);
+                assert_eq!(r.outcome, Ok(()), "{backend:?}, be {be}");
+                seen.push(r.frames);
             }
             assert_eq!(seen[0].len(), 4, "be {be}: EPB, 2 OPBs, EPB");
             assert_eq!(
@@ -1856,18 +1864,8 @@ mod tests {
         path: &Path,
         backend: Backend,
     ) -> (Vec<(Timestamp, u32, Vec<u8>)>, Result<(), bool>) {
-        let mut out = Vec::new();
-        let mut rd = match Source::open(&Input::File(path.to_path_buf()), backend, None) {
-            Ok(r) => r,
-            Err(e) => return (out, Err(e.to_string().contains("truncated"))),
-        };
-        loop {
-            match rd.dispatch(7, |f| out.push((f.ts, f.orig_len, f.data.to_vec()))) {
-                Ok(0) => return (out, Ok(())),
-                Ok(_) => {}
-                Err(e) => return (out, Err(e.to_string().contains("truncated"))),
-            }
-        }
+        let r = read_all(path, backend, None);
+        (r.frames, r.outcome.map_err(|e| e.contains("truncated")))
     }
 
     proptest::proptest! {
