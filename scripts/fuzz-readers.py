@@ -8,7 +8,7 @@ different packet numbers. Known, accepted differences: libpcap refuses some file
 blocks the native reader reads (stricter IDB checks, interfaces of different link types),
 and it does not report pcapng byte offsets. Differing inputs are kept in OUT_DIR.
 
-    scripts/fuzz-readers.py [SEED] [ITERATIONS] [--pcapng] [OUT_DIR]
+    make release && scripts/fuzz-readers.py [SEED] [ITERATIONS] [--pcapng] [OUT_DIR]
 """
 import glob
 import os

@@ -7,7 +7,7 @@ replays it with the default model (0, default or 3 workers, sometimes with --bpf
 reports any run that panics, hangs (60 s) or exits with a code other than the
 documented 0-3. Failing inputs are kept in OUT_DIR.
 
-    scripts/fuzz-replay.py [SEED] [ITERATIONS] [OUT_DIR]   (defaults 1, 500, target/fuzz)
+    make release && scripts/fuzz-replay.py [SEED] [ITERATIONS] [OUT_DIR]   (defaults 1, 500, target/fuzz)
 """
 import glob
 import os
