@@ -487,6 +487,7 @@ impl NativeReader {
             let mut need_refill = false;
             let mut grow = false;
             let mut incomplete = false;
+            let mut at_end = false;
             let mut malformed: Option<String> = None;
             match self.rd.next() {
                 Ok((consumed, block)) => {
@@ -691,7 +692,7 @@ impl NativeReader {
                         self.counters.offset += consumed as u64;
                     }
                 }
-                Err(PcapError::Eof) => self.done = true,
+                Err(PcapError::Eof) => at_end = true,
                 Err(PcapError::Incomplete(_)) => incomplete = true,
                 Err(PcapError::UnexpectedEof) => {
                     failure = Some(CaptureError::Truncated {
@@ -717,6 +718,18 @@ impl NativeReader {
                         other => format!("{other:?}"),
                     };
                     malformed = Some(detail);
+                }
+            }
+            if at_end {
+                self.done = true;
+                // A filter is compiled at its first frame: with none (an input without
+                // packets), it is compiled now for the input's link type, so that a bad
+                // expression is an error however short the input.
+                if let Some(b) = self.bpf.as_mut() {
+                    let link = self.ng.first().map_or(self.legacy_link, |i| i.link);
+                    if let Err(e) = b.program_for(link, link_number(link)) {
+                        failure = Some(e);
+                    }
                 }
             }
             // A block whole in the buffer yet "incomplete" claims more inside than its
@@ -1622,6 +1635,20 @@ mod tests {
                 "libpcap {libpcap}: {plain}"
             );
             assert_eq!(with, plain, "libpcap {libpcap}");
+        }
+    }
+
+    #[test]
+    fn a_bad_filter_is_an_error_on_an_input_without_packets() {
+        let header_only = pcap_bytes(1, false, &[]);
+        for libpcap in [false, true] {
+            let (_, _, bad) = read_file(&header_only, Some("tcp["), libpcap);
+            assert!(
+                bad.contains("invalid BPF filter 'tcp['"),
+                "libpcap {libpcap}: {bad}"
+            );
+            let (_, _, good) = read_file(&header_only, Some("tcp"), libpcap);
+            assert_eq!(good, "end", "libpcap {libpcap}");
         }
     }
 
