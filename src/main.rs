@@ -143,7 +143,7 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => {
             eprintln!("flowsentry live: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_INPUT);
         }
     };
     let writer = match a.sinks.writer(&a.config, &a.out, Some(s.rotation)) {
@@ -185,7 +185,7 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
             } else if o.capture_errors.is_empty() || control.stop.load(Ordering::Relaxed) {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::FAILURE
+                ExitCode::from(EXIT_INPUT)
             }
         }
         Err(OutputError::BrokenPipe) => ExitCode::SUCCESS,

@@ -111,6 +111,18 @@ fn missing_file_exits_3_naming_it() {
 }
 
 #[test]
+fn live_on_a_missing_interface_exits_3_naming_it() {
+    // Exit 3 is "an input could not be read"; a live interface that cannot be opened
+    // is that input (as root: "No such device"; otherwise a permission error).
+    let o = run(&["live", "-i", "fs-nosuch0", "--no-detect"], None);
+    assert_eq!(exit_code(&o, "missing interface"), 3, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("fs-nosuch0"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+#[test]
 fn directory_and_text_file_are_not_a_pcap() {
     let dir = tempfile::tempdir().expect("tempdir");
     let txt = write(dir.path(), "notes.txt", b"hello, this is not a capture\n");
