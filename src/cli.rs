@@ -48,10 +48,13 @@ pub struct TrainArgs {
     /// Device inventory of the training site.
     #[arg(long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
-    /// Later benign captures for threshold calibration.
+    /// Later benign captures for threshold calibration (without them the training
+    /// captures are used, which gives optimistic thresholds; a warning says so).
     #[arg(long = "calibrate", num_args = 1.., value_name = "FILE")]
     pub calibrate: Vec<PathBuf>,
-    /// Target false-positive rate per class (threshold = (1 - F) quantile of calibration scores).
+    /// Target false-positive rate per class. The forest and the envelope guard get F/2
+    /// each (each threshold is the (1 - F/2) quantile of calibration scores), so a flow
+    /// is alerted by either at most at rate F (docs/detection.md).
     #[arg(long, default_value_t = 0.001, value_name = "F")]
     pub target_fpr: f64,
     /// Set each threshold so that its true false-positive rate is at most its share of
@@ -486,8 +489,9 @@ impl DetectArgs {
             return Ok(out);
         }
         let (bytes, name) = model_bytes(self.model.as_deref())?;
-        if bytes.is_empty() {
+        if bytes.is_empty() && self.model.is_none() {
             // A build without models/default.fsm (e.g. before `make models`): flows only.
+            // An empty `--model` file is refused by the loader like any other bad file.
             eprintln!("flowsentry: note: this build has no built-in model (models/default.fsm was absent when building); detection is off; pass --model FILE to enable it");
             return Ok(out);
         }
@@ -502,6 +506,7 @@ impl DetectArgs {
             .map(|p| flowsentry::output::ModelSource {
                 path: p.clone(),
                 id: id.clone(),
+                digest: flowsentry::model::ModelBundle::file_digest(&bytes),
             });
         let cfg = flowsentry::detect::DetectorConfig {
             max_record_lag: Some(flow.max_record_lag()),

@@ -428,7 +428,18 @@ pub fn wilson(k: u64, n: u64) -> (f64, f64) {
     let denom = 1.0 + z * z / n;
     let centre = (p + z * z / (2.0 * n)) / denom;
     let half = z * ((p * (1.0 - p) / n) + z * z / (4.0 * n * n)).sqrt() / denom;
-    ((centre - half).max(0.0), (centre + half).min(1.0))
+    // At k = 0 (k = n) the bound is exactly 0 (1); the float expression leaves ~1e-17.
+    let lo = if k == 0.0 {
+        0.0
+    } else {
+        (centre - half).max(0.0)
+    };
+    let hi = if k == n {
+        1.0
+    } else {
+        (centre + half).min(1.0)
+    };
+    (lo, hi)
 }
 
 /// The `q` quantile (0..=1) of `v` by the nearest-rank rule; `None` when empty.
@@ -1636,6 +1647,8 @@ mod tests {
         assert!(lo < 0.005 && 0.005 < hi);
         assert!((lo - 0.002_137).abs() < 1e-4 && (hi - 0.011_65).abs() < 1e-4);
         assert_eq!(wilson(0, 0), (0.0, 1.0));
+        assert_eq!(wilson(0, 123_456).0, 0.0);
+        assert_eq!(wilson(77, 77).1, 1.0);
     }
 
     #[test]

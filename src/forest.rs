@@ -84,6 +84,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 
+mod tree_codec;
+
 /// Euler–Mascheroni constant, the value of `numpy.euler_gamma`.
 const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
 
@@ -205,15 +207,16 @@ impl ForestParams {
 }
 
 /// One isolation tree as flat node arrays (scikit-learn's `tree_` layout). Node 0 is the
-/// root. All arrays have one entry per node.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// root. All arrays have one entry per node. Serde writes the five named arrays in
+/// human-readable formats (JSON) and a compact byte string otherwise (the model file:
+/// `tree_codec`).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Tree {
     /// Split feature of each internal node; [`NONE`] for leaves.
     pub feature: Vec<u32>,
     /// Split threshold of each internal node (`x[f] <= threshold` goes left); any finite
     /// value for leaves. Serialised as the `u64` bit patterns, so that every serde format
     /// round-trips it exactly (serde_json's default float parsing can be off by an ulp).
-    #[serde(with = "f64_bits")]
     pub threshold: Vec<f64>,
     /// Left child of each internal node (index > the node's own); [`NONE`] for leaves.
     pub left: Vec<u32>,
@@ -238,6 +241,80 @@ impl Tree {
         } else {
             self.left[node] as usize
         }
+    }
+}
+
+/// [`Tree`]'s human-readable serde form: the five arrays by name (written).
+#[derive(Serialize)]
+#[serde(rename = "Tree")]
+struct TreeArraysRef<'a> {
+    feature: &'a [u32],
+    #[serde(serialize_with = "f64_bits::serialize")]
+    threshold: &'a [f64],
+    left: &'a [u32],
+    right: &'a [u32],
+    n_samples: &'a [u32],
+}
+
+/// [`Tree`]'s human-readable serde form (read).
+#[derive(Deserialize)]
+#[serde(rename = "Tree")]
+struct TreeArrays {
+    feature: Vec<u32>,
+    #[serde(deserialize_with = "f64_bits::deserialize")]
+    threshold: Vec<f64>,
+    left: Vec<u32>,
+    right: Vec<u32>,
+    n_samples: Vec<u32>,
+}
+
+impl Serialize for Tree {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            TreeArraysRef {
+                feature: &self.feature[..],
+                threshold: &self.threshold[..],
+                left: &self.left[..],
+                right: &self.right[..],
+                n_samples: &self.n_samples[..],
+            }
+            .serialize(s)
+        } else {
+            let bytes = tree_codec::encode(self).map_err(serde::ser::Error::custom)?;
+            s.serialize_bytes(&bytes)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Tree {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Tree, D::Error> {
+        if d.is_human_readable() {
+            let a = TreeArrays::deserialize(d)?;
+            Ok(Tree {
+                feature: a.feature,
+                threshold: a.threshold,
+                left: a.left,
+                right: a.right,
+                n_samples: a.n_samples,
+            })
+        } else {
+            d.deserialize_bytes(TreeBytes)
+        }
+    }
+}
+
+/// Serde visitor of a tree's compact byte string.
+struct TreeBytes;
+
+impl serde::de::Visitor<'_> for TreeBytes {
+    type Value = Tree;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an isolation tree as a byte string")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Tree, E> {
+        tree_codec::decode(v).map_err(|e| E::custom(format!("isolation tree: {e}")))
     }
 }
 

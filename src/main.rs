@@ -219,9 +219,18 @@ fn eval(a: &cli::EvalArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e @ flowsentry::eval::EvalError::Input(_)) => {
+        Err(
+            e @ (flowsentry::eval::EvalError::Input(_)
+            | flowsentry::eval::EvalError::Read { .. }
+            | flowsentry::eval::EvalError::Parse { .. }),
+        ) => {
             eprintln!("flowsentry eval: {e}");
             ExitCode::from(EXIT_INPUT)
+        }
+        Err(e @ flowsentry::eval::EvalError::Setup(_)) => {
+            // The model or the inventory is unusable: exit 2, as `replay` does.
+            eprintln!("flowsentry eval: {e}");
+            ExitCode::from(EXIT_USAGE)
         }
         Err(e) => {
             eprintln!("flowsentry eval: {e}");
@@ -258,6 +267,9 @@ fn train(a: &cli::TrainArgs) -> ExitCode {
     if let Some(c) = a.calibration_confidence.filter(|c| !(*c > 0.0 && *c < 1.0)) {
         eprintln!("flowsentry train: --calibration-confidence must be in (0, 1), got {c}");
         return ExitCode::from(EXIT_USAGE);
+    }
+    if a.calibrate.is_empty() {
+        eprintln!("flowsentry train: warning: no --calibrate captures; the thresholds are calibrated on the training captures, whose scores are lower than on unseen traffic, so the real false-positive rate will be above --target-fpr");
     }
     let opts = flowsentry::train::TrainOptions {
         pcaps: a.pcaps.clone(),

@@ -36,7 +36,7 @@ pub static BUILTIN_MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/defa
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"FSMODEL\0";
 /// Format major version.
-pub const FORMAT_MAJOR: u16 = 4;
+pub const FORMAT_MAJOR: u16 = 5;
 /// Format minor version.
 pub const FORMAT_MINOR: u16 = 0;
 /// Largest body accepted (bytes).
@@ -61,6 +61,12 @@ pub enum ModelError {
         path: String,
         /// I/O error.
         source: std::io::Error,
+    },
+    /// The file is empty.
+    #[error("{path}: model file is empty; train one with `flowsentry train`")]
+    Empty {
+        /// File.
+        path: String,
     },
     /// Not a flowsentry model.
     #[error("{path}: not a flowsentry model file (bad magic); train one with `flowsentry train`")]
@@ -306,6 +312,9 @@ impl ModelBundle {
     /// Parses the file format; `path` names the file in errors.
     pub fn from_bytes(bytes: &[u8], path: &str) -> Result<ModelBundle, ModelError> {
         let p = || path.to_string();
+        if bytes.is_empty() {
+            return Err(ModelError::Empty { path: p() });
+        }
         if bytes.len() < 8 || &bytes[..8] != MAGIC {
             return Err(ModelError::Magic { path: p() });
         }
@@ -349,7 +358,16 @@ impl ModelBundle {
                 want: HEADER as u64 + body_len,
             });
         }
-        let body = &bytes[HEADER..HEADER + body_len as usize];
+        if have > body_len {
+            return Err(ModelError::Corrupt {
+                path: p(),
+                detail: format!(
+                    "{} bytes after the {body_len}-byte body the header announces",
+                    have - body_len
+                ),
+            });
+        }
+        let body = &bytes[HEADER..];
         if <sha1::Sha1 as sha1::Digest>::digest(body)[..] != bytes[24..44] {
             return Err(ModelError::Checksum { path: p() });
         }
@@ -446,7 +464,13 @@ impl ModelBundle {
         Self::from_bytes(&bytes, &name)
     }
 
-    /// Short id of a serialised model: the first 16 hex digits of its body's SHA-1.
+    /// SHA-1 of a whole model file (header and body), to tell whether a file changed.
+    pub fn file_digest(bytes: &[u8]) -> [u8; 20] {
+        <sha1::Sha1 as sha1::Digest>::digest(bytes).into()
+    }
+
+    /// Short id of a serialised model: the first 16 hex digits of its body's SHA-1, as
+    /// stored in the header (bytes 24-31).
     pub fn id_of(bytes: &[u8]) -> String {
         bytes
             .get(24..32)

@@ -69,6 +69,9 @@ pub struct ModelSource {
     pub path: std::path::PathBuf,
     /// Id of the model in use.
     pub id: String,
+    /// SHA-1 of the whole file in use: a reload compares it, not the id, which is read
+    /// from the header and so survives a damaged or truncated body.
+    pub digest: [u8; 20],
 }
 
 #[derive(Serialize)]
@@ -192,19 +195,21 @@ impl Output {
         let loaded = std::fs::read(&src.path)
             .map_err(|e| format!("{name}: cannot read model file: {e}"))
             .and_then(|bytes| {
-                let id = crate::model::ModelBundle::id_of(&bytes);
-                if id == src.id {
+                let digest = crate::model::ModelBundle::file_digest(&bytes);
+                if digest == src.digest {
                     return Ok(None);
                 }
+                let id = crate::model::ModelBundle::id_of(&bytes);
                 crate::model::ModelBundle::from_bytes(&bytes, &name)
-                    .map(|b| Some((b, id)))
+                    .map(|b| Some((b, id, digest)))
                     .map_err(|e| e.to_string())
             });
         match loaded {
             Ok(None) => Ok(None),
-            Ok(Some((bundle, id))) => {
+            Ok(Some((bundle, id, digest))) => {
                 obs.replace_model(std::sync::Arc::new(bundle), id.clone());
                 src.id = id.clone();
+                src.digest = digest;
                 Ok(Some(id))
             }
             Err(msg) => {

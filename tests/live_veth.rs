@@ -399,7 +399,13 @@ fn sighup_refuses_a_bad_new_model_and_keeps_the_old_one() {
     let model_s = model.to_str().expect("utf-8").to_string();
     let sensor = start_sensor(&ns, &out, &["--model", &model_s]);
     let pid = sensor.id().to_string();
-    // A corrupt "new" model: the sensor must refuse it and keep scoring with the old one.
+    // Corrupt "new" models: the sensor must refuse each and keep scoring with the old
+    // one. The truncated copy keeps the header, and so the model id, of the model in
+    // use: a reload once compared ids and kept it silently.
+    let good = std::fs::read(&model).expect("read model");
+    std::fs::write(&model, &good[..100]).expect("write truncated model");
+    run(&["kill", "-HUP", &pid]);
+    std::thread::sleep(Duration::from_millis(400));
     std::fs::write(&model, b"FSMODEL\0garbage").expect("write bad model");
     run(&["kill", "-HUP", &pid]);
     std::thread::sleep(Duration::from_millis(400));
@@ -407,14 +413,22 @@ fn sighup_refuses_a_bad_new_model_and_keeps_the_old_one() {
     std::thread::sleep(Duration::from_millis(500));
     stop_sensor(sensor);
     let text = std::fs::read_to_string(&out).expect("read events");
-    let err = text
+    let errors: Vec<&str> = text
         .lines()
-        .find(|l| l.contains("\"event_type\":\"error\""))
-        .expect("an error event for the refused model");
-    assert!(
-        err.contains("model reload refused") && err.contains("model.fsm"),
-        "{err}"
+        .filter(|l| l.contains("\"event_type\":\"error\""))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        2,
+        "one error event per refused model: {errors:?}"
     );
+    assert!(errors[0].contains("truncated"), "{}", errors[0]);
+    for err in &errors {
+        assert!(
+            err.contains("model reload refused") && err.contains("model.fsm"),
+            "{err}"
+        );
+    }
     let st = last_stats(&text);
     assert!(
         st["stats"]["detection"]["scored"].as_u64().unwrap_or(0) > 0,

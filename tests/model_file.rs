@@ -137,6 +137,14 @@ fn train_is_deterministic_and_damage_is_a_clear_error() {
     check(&a[..20], "truncated header", &|e| {
         matches!(e, ModelError::Truncated { .. })
     });
+    check(&[], "empty", &|e| matches!(e, ModelError::Empty { .. }));
+    let mut v = a.clone();
+    v.extend_from_slice(b"appended");
+    check(
+        &v,
+        "trailing bytes",
+        &|e| matches!(e, ModelError::Corrupt { detail, .. } if detail.contains("8 bytes after")),
+    );
     let mut v = a.clone();
     let last = v.len() - 1;
     v[last] ^= 0x01;
@@ -186,6 +194,36 @@ fn train_is_deterministic_and_damage_is_a_clear_error() {
             "{workers} workers: events written before the model was refused"
         );
     }
+    // An empty model file is refused too (it used to be taken for a build without a
+    // built-in model: detection silently off and exit 0, even with `--fail-on`).
+    let empty = dir.path().join("empty.fsm");
+    std::fs::write(&empty, b"").unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(common::BIN)
+        .arg("replay")
+        .arg("--model")
+        .arg(&empty)
+        .arg(&pcap)
+        .args(["--out", "-", "--fail-on", "anomaly"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "empty model: {err}");
+    assert!(err.contains("empty.fsm") && err.contains("empty"), "{err}");
+    // `eval` refuses a bad model with the same exit code 2.
+    let labels = pcap.with_extension("labels.jsonl");
+    let out = Command::new(common::BIN)
+        .arg("eval")
+        .arg("--pcap")
+        .arg(&pcap)
+        .arg("--labels")
+        .arg(&labels)
+        .arg("--model")
+        .arg(&bad)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "eval with a bad model: {err}");
+    assert!(err.contains("bad.fsm"), "{err}");
 }
 
 #[test]
@@ -311,22 +349,39 @@ fn decoding_a_broken_forest_is_an_error() {
     use flowsentry::forest::{IsolationForest, Tree};
     let cfg = bincode::config::standard();
     // Same field order as the forest's serialised form: n_features, psi, ranges, trees.
-    let encode = |left0: u32| {
+    // (The file's tree encoding stores child offsets, so a child that does not point
+    // forward cannot even be written; these breaks can.)
+    let encode = |root_rows: u32, right0: u32| {
         let tree = Tree {
             feature: vec![0, u32::MAX, u32::MAX],
             threshold: vec![0.5, 0.0, 0.0],
-            left: vec![left0, u32::MAX, u32::MAX],
-            right: vec![2, u32::MAX, u32::MAX],
-            n_samples: vec![2, 1, 1],
+            left: vec![1, u32::MAX, u32::MAX],
+            right: vec![right0, u32::MAX, u32::MAX],
+            n_samples: vec![root_rows, 1, 1],
         };
         bincode::serde::encode_to_vec((1usize, 2usize, vec![(0f32, 1f32)], vec![tree]), cfg)
             .unwrap_or_else(|e| panic!("encode: {e}"))
     };
     let decode = |b: &[u8]| bincode::serde::decode_from_slice::<IsolationForest, _>(b, cfg);
     assert!(
-        decode(&encode(1)).is_ok(),
+        decode(&encode(2, 2)).is_ok(),
         "the well-formed forest did not decode"
     );
-    let e = decode(&encode(0)).expect_err("a forest whose root is its own child decoded");
-    assert!(e.to_string().contains("cycle"), "{e}");
+    let e = decode(&encode(3, 2)).expect_err("a root with 3 rows over children of 1 + 1 decoded");
+    assert!(e.to_string().contains("children's sum"), "{e}");
+    let e = decode(&encode(2, 7)).expect_err("a child beyond the last node decoded");
+    assert!(e.to_string().contains("out of range"), "{e}");
+    // A truncated tree inside well-formed bincode (its byte-string length shortened):
+    // the error names the tree encoding rather than panicking.
+    let good = encode(2, 2);
+    let mut cut = good.clone();
+    let tree_len_at = good.len() - 1 - 33; // 1-byte length prefix before a 33-byte tree
+    assert_eq!(
+        good[tree_len_at], 33,
+        "unexpected layout of the encoded forest"
+    );
+    cut[tree_len_at] = 32;
+    cut.pop();
+    let e = decode(&cut).expect_err("a truncated tree decoded");
+    assert!(e.to_string().contains("isolation tree"), "{e}");
 }
