@@ -5,7 +5,11 @@ use crate::flow::key::{icmp_canonical_type, is_icmp};
 use crate::packet::Addr;
 
 /// Computes `1:<base64(sha1(...))>` for a flow from `src` to `dst` with seed 0.
-/// For ICMP/ICMPv6 the ports are the type and code (mapped per the spec).
+/// For ICMP/ICMPv6 the ports are the type and code (mapped per the spec). Protocols
+/// other than TCP, UDP, SCTP, ICMP and ICMPv6 have no ports in the hash (IGMP, GRE,
+/// ESP, OSPF, ...): the spec leaves the two port fields out, and the tuple is ordered
+/// by address alone. (flowsentry does not parse SCTP ports, so its SCTP flows carry
+/// ports 0 and their ID differs from Zeek's.)
 pub fn community_id_v1(src: Addr, sport: u16, dst: Addr, dport: u16, proto: u8) -> String {
     let (mut sport, mut dport, mut one_way) = (sport, dport, false);
     if is_icmp(proto) {
@@ -24,6 +28,10 @@ pub fn community_id_v1(src: Addr, sport: u16, dst: Addr, dport: u16, proto: u8) 
             }
         }
     }
+    let has_ports = matches!(proto, 1 | 6 | 17 | 58 | 132);
+    if !has_ports {
+        (sport, dport) = (0, 0);
+    }
     let (s_ip, d_ip) = (addr_bytes(&src), addr_bytes(&dst));
     let swap = !(one_way || s_ip < d_ip || (s_ip == d_ip && sport < dport));
     let (a, ap, b, bp) = if swap {
@@ -37,8 +45,10 @@ pub fn community_id_v1(src: Addr, sport: u16, dst: Addr, dport: u16, proto: u8) 
     h.update(a);
     h.update(b);
     h.update([proto, 0]);
-    h.update(ap.to_be_bytes());
-    h.update(bp.to_be_bytes());
+    if has_ports {
+        h.update(ap.to_be_bytes());
+        h.update(bp.to_be_bytes());
+    }
     let digest: [u8; 20] = h.finalize().into();
     let mut out = String::with_capacity(30);
     out.push_str("1:");
@@ -104,6 +114,21 @@ mod tests {
         let rep = community_id_v1(a("192.168.0.1"), 0, a("192.168.0.89"), 0, 1);
         assert_eq!(req, "1:X0snYXpgwiv9TZtqg64sgzUn6Dk=");
         assert_eq!(req, rep);
+    }
+
+    /// A protocol without ports hashes no port fields (value from tshark 4's
+    /// `communityid` dissector on an IGMP report of `iot/smarthome/mdns.pcap`).
+    #[test]
+    fn portless_protocols_hash_addresses_and_protocol_only() {
+        let want = "1:bhV5jBknfiwgmwQMv9FbTVdk0ik=";
+        assert_eq!(
+            community_id_v1(a("10.0.2.7"), 0, a("224.0.0.22"), 0, 2),
+            want
+        );
+        assert_eq!(
+            community_id_v1(a("224.0.0.22"), 0, a("10.0.2.7"), 0, 2),
+            want
+        );
     }
 
     #[test]
