@@ -169,18 +169,16 @@ impl TcpTrack {
         let ack = flags & ACK != 0;
         let fin = flags & FIN != 0;
         let rst = flags & RST != 0;
-        // History letters, in Zeek's spirit.
-        if syn && (fin || rst) {
-            history.push(b'I', from_orig);
-        } else if syn && ack {
-            history.push(b'H', from_orig);
+        // History letters as Zeek's `update_history`: a packet with more than one of
+        // SYN, FIN, RST is `I` when it has FIN and RST ("inconsistent"), else `Q`
+        // (multi-flag: SYN+FIN or SYN+RST), and gets no S/H/F/R letter.
+        if u8::from(syn) + u8::from(fin) + u8::from(rst) > 1 {
+            history.push(if fin && rst { b'I' } else { b'Q' }, from_orig);
         } else if syn {
-            history.push(b'S', from_orig);
-        }
-        if fin {
+            history.push(if ack { b'H' } else { b'S' }, from_orig);
+        } else if fin {
             history.push(b'F', from_orig);
-        }
-        if rst {
+        } else if rst {
             history.push(b'R', from_orig);
         }
         let d = usize::from(!from_orig);
@@ -401,6 +399,17 @@ mod tests {
         let (s, h) = run(&[(true, ACK | PSH, 100, 10), (true, ACK | PSH, 100, 10)]);
         assert_eq!(s, ConnState::OTH);
         assert_eq!(h, "DT");
+    }
+
+    /// Zeek's letters for packets with several of SYN, FIN, RST: `Q` for SYN+FIN and
+    /// SYN+RST, `I` for FIN+RST (and SYN+FIN+RST), and no S/F/R letter for them.
+    #[test]
+    fn multi_flag_packets_are_q_and_fin_rst_is_i() {
+        assert_eq!(run(&[(true, SYN | FIN, 1, 0)]).1, "Q");
+        assert_eq!(run(&[(true, SYN, 1, 0), (false, SYN | RST, 9, 0)]).1, "Sq");
+        assert_eq!(run(&[(true, ACK | FIN | RST, 1, 0)]).1, "I");
+        assert_eq!(run(&[(true, SYN | FIN | RST, 1, 0)]).1, "I");
+        assert_eq!(run(&[(true, FIN | ACK, 1, 0), (true, RST, 2, 0)]).1, "FR");
     }
 
     #[test]
