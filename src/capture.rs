@@ -294,11 +294,24 @@ fn compile_bpf(expr: &str, link_num: u32) -> Result<pcap::BpfProgram, CaptureErr
     dead.compile(expr, true).map_err(bpf_err)
 }
 
+/// libpcap's `DLT_` value of a link type, which `pcap_open_dead` (and so the BPF
+/// compiler) takes. It equals the file's `LINKTYPE_` value except for 100-103, which
+/// libpcap's own reader maps (`linktype_to_dlt`): raw IP is `LINKTYPE_RAW` 101 in files
+/// and `DLT_RAW` 12 here (Linux and most systems; 14 on OpenBSD).
 fn link_number(l: LinkType) -> u32 {
     match l {
         LinkType::Null => 0,
         LinkType::Ethernet => 1,
-        LinkType::Raw => 101,
+        LinkType::Raw => {
+            if cfg!(target_os = "openbsd") {
+                14
+            } else {
+                12
+            }
+        }
+        LinkType::Other(100) => 11, // LINKTYPE_ATM_RFC1483 -> DLT_ATM_RFC1483
+        LinkType::Other(102) => 15, // LINKTYPE_SLIP_BSDOS -> DLT_SLIP_BSDOS
+        LinkType::Other(103) => 16, // LINKTYPE_PPP_BSDOS -> DLT_PPP_BSDOS
         LinkType::Loop => 108,
         LinkType::LinuxSll => 113,
         LinkType::Ipv4 => 228,

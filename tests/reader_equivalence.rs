@@ -143,8 +143,11 @@ fn all_flow_lines(stdout: &[u8], what: &str) -> Vec<String> {
 
 /// Captures without VLAN tags, tunnels or non-IP TCP lookalikes, where the BPF `tcp`
 /// selects exactly the packets of TCP flows (on several link types).
-const BPF_FILES: [&str; 4] = [
+/// `raw_ip.pcap` is `LINKTYPE_RAW` (101 in the file, `DLT_RAW` 12 for libpcap's
+/// compiler: the native reader once passed 101 and refused every filter on it).
+const BPF_FILES: [&str; 5] = [
     "benign/example.pcap",
+    "robustness/linktypes/raw_ip.pcap",
     "iot/coap/coap_mqtt.pcap",
     "iot/opcua/opc-ua.pcap",
     "attacks/tunnel/dns2tcp_tunnel.pcap",
