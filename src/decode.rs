@@ -58,7 +58,7 @@
 //!   2 = IPv4; 10, 24, 28, 30 = IPv6); LOOP reads it in network order. SLL/SLL2 give no
 //!   MAC addresses (they only record one side's link address).
 
-mod hint;
+pub mod hint;
 #[cfg(test)]
 mod tests;
 

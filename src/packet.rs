@@ -224,12 +224,16 @@ pub enum AppHint {
         /// a response).
         label_entropy: f32,
     },
-    /// A Modbus/TCP ADU (TCP port 502) with a valid MBAP header (protocol id 0).
+    /// Modbus/TCP ADUs (TCP port 502) with valid MBAP headers (protocol id 0): a
+    /// segment may carry several (pipelined requests).
     Modbus {
-        /// True if sent to port 502 (a request from a master).
+        /// True if sent to port 502 (requests from a master).
         request: bool,
-        /// Function code.
-        function: u8,
+        /// ADUs whose MBAP header and function code are in the segment (at least 1).
+        adus: u16,
+        /// Of those, writes: function codes 5, 6, 15, 16, 21, 22, 23
+        /// ([`crate::decode::hint::is_modbus_write`]).
+        writes: u16,
     },
 }
 

@@ -1,6 +1,6 @@
 //! Application-layer hints read from the first captured bytes of a transport payload:
-//! the first DNS question name (length and label entropy) and the Modbus/TCP function
-//! code. No allocation; only captured bytes inside the IP length are looked at.
+//! the first DNS question name (length and label entropy) and the Modbus/TCP requests
+//! and writes of a segment. No allocation; only captured bytes inside the IP length are looked at.
 
 use crate::packet::{proto, AppHint};
 
@@ -145,17 +145,39 @@ fn entropy_terms() -> &'static [[f64; TERM_N]] {
     })
 }
 
-/// Modbus/TCP: MBAP header (transaction id, protocol id 0, length 2..=254, unit id) and the
-/// function code at byte 7.
+/// Whether a Modbus function code writes to the device: write single coil (5), single
+/// register (6), multiple coils (15), multiple registers (16), file record (21), mask
+/// write register (22), read/write multiple registers (23).
+pub fn is_modbus_write(function: u8) -> bool {
+    matches!(function, 5 | 6 | 15 | 16 | 21 | 22 | 23)
+}
+
+/// Modbus/TCP: a segment of ADUs, each an MBAP header (transaction id, protocol id 0,
+/// length 2..=254, unit id) with the function code at its byte 7. The first ADU decides
+/// whether the segment is Modbus; the following ones are counted while whole headers
+/// with protocol id 0 follow (pipelined requests: a write behind a read is still seen).
+/// The last ADU may be cut by the segment's end or the snapshot length.
 fn modbus(payload: &[u8], request: bool) -> AppHint {
-    let Some([_, _, p0, p1, l0, l1, _unit, function]) =
-        payload.get(..8).and_then(|h| <[u8; 8]>::try_from(h).ok())
-    else {
-        return AppHint::None;
-    };
-    let len = u16::from_be_bytes([l0, l1]);
-    if u16::from_be_bytes([p0, p1]) != 0 || !(2..=254).contains(&len) {
+    let (mut adus, mut writes) = (0u16, 0u16);
+    let mut at = 0usize;
+    while let Some([_, _, p0, p1, l0, l1, _unit, function]) = payload
+        .get(at..at + 8)
+        .and_then(|h| <[u8; 8]>::try_from(h).ok())
+    {
+        let len = u16::from_be_bytes([l0, l1]);
+        if u16::from_be_bytes([p0, p1]) != 0 || !(2..=254).contains(&len) || adus == u16::MAX {
+            break;
+        }
+        adus += 1;
+        writes += u16::from(is_modbus_write(function));
+        at += 6 + usize::from(len);
+    }
+    if adus == 0 {
         return AppHint::None;
     }
-    AppHint::Modbus { request, function }
+    AppHint::Modbus {
+        request,
+        adus,
+        writes,
+    }
 }

@@ -1138,7 +1138,8 @@ fn modbus_hint() {
         p.app,
         AppHint::Modbus {
             request: true,
-            function: 3
+            adus: 1,
+            writes: 0
         }
     );
     let p = ip_of(
@@ -1149,7 +1150,8 @@ fn modbus_hint() {
         p.app,
         AppHint::Modbus {
             request: false,
-            function: 3
+            adus: 1,
+            writes: 0
         }
     );
     let mut bad = MODBUS_READ;
@@ -1160,6 +1162,46 @@ fn modbus_hint() {
     bad[5] = 0xff; // length 255: too long
     let p = ip_of(LinkType::Ethernet, &cat(&[&tcp_modbus(50000, 502), &bad]));
     assert_eq!(p.app, AppHint::None);
+}
+
+/// Every ADU of a segment counts, and 21, 22 and 23 are writes too.
+#[test]
+fn modbus_pipelined_adus_and_every_write_code() {
+    let adu = |function: u8| {
+        let mut a = MODBUS_READ;
+        a[7] = function;
+        a
+    };
+    let segment = |adus: &[[u8; 12]]| {
+        let payload: Vec<u8> = adus.concat();
+        let mut frame = cat(&[&tcp_modbus(50000, 502), &payload]);
+        let total = (40 + payload.len()) as u16;
+        frame[14 + 2..14 + 4].copy_from_slice(&total.to_be_bytes());
+        ip_of(LinkType::Ethernet, &frame).app
+    };
+    let hint = |adus: u16, writes: u16| AppHint::Modbus {
+        request: true,
+        adus,
+        writes,
+    };
+    for fc in [5, 6, 15, 16, 21, 22, 23] {
+        assert_eq!(segment(&[adu(fc)]), hint(1, 1), "function {fc}");
+    }
+    for fc in [1, 2, 3, 4, 7, 8, 17, 20, 24, 43] {
+        assert_eq!(segment(&[adu(fc)]), hint(1, 0), "function {fc}");
+    }
+    // A write behind a read in one segment, and a third ADU cut after its header.
+    assert_eq!(segment(&[adu(3), adu(16)]), hint(2, 1));
+    let mut cut = [adu(3), adu(23)].concat();
+    cut.extend_from_slice(&adu(6)[..8]);
+    let mut frame = cat(&[&tcp_modbus(50000, 502), &cut]);
+    let total = (40 + cut.len()) as u16;
+    frame[14 + 2..14 + 4].copy_from_slice(&total.to_be_bytes());
+    assert_eq!(ip_of(LinkType::Ethernet, &frame).app, hint(3, 2));
+    // Counting stops at the first header that is not Modbus.
+    let mut junk = adu(16);
+    junk[3] = 9;
+    assert_eq!(segment(&[adu(16), junk, adu(16)]), hint(1, 1));
 }
 
 // ---------------------------------------------------------------- every error kind

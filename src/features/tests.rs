@@ -370,7 +370,8 @@ fn modbus_write_share() {
         );
         p.app = AppHint::Modbus {
             request: true,
-            function: fc,
+            adus: 1,
+            writes: u16::from(crate::decode::hint::is_modbus_write(fc)),
         };
         pkts.push(p);
         let mut resp = table_pkt(
@@ -383,7 +384,8 @@ fn modbus_write_share() {
         );
         resp.app = AppHint::Modbus {
             request: false,
-            function: fc,
+            adus: 1,
+            writes: u16::from(crate::decode::hint::is_modbus_write(fc)),
         };
         pkts.push(resp);
     }

@@ -156,7 +156,7 @@ pub struct AppSummary {
     pub dns_label_entropy: f32,
     /// Modbus/TCP requests seen (to port 502).
     pub modbus_requests: u32,
-    /// Of those, writes (function codes 5, 6, 15, 16).
+    /// Of those, writes (function codes 5, 6, 15, 16, 21, 22, 23).
     pub modbus_writes: u32,
 }
 
@@ -399,7 +399,12 @@ fn inc8(x: &mut u8, id: usize, ovf: &mut u32) {
 
 #[inline(always)]
 fn inc16(x: &mut u16, id: usize, ovf: &mut u32) {
-    let (n, c) = x.overflowing_add(1);
+    add16(x, 1, id, ovf);
+}
+
+#[inline(always)]
+fn add16(x: &mut u16, v: u16, id: usize, ovf: &mut u32) {
+    let (n, c) = x.overflowing_add(v);
     *x = n;
     *ovf |= u32::from(c) << id;
 }
@@ -1162,12 +1167,14 @@ impl FlowTable {
                     }
                 }
             }
-            AppHint::Modbus { request, function } => {
+            AppHint::Modbus {
+                request,
+                adus,
+                writes,
+            } => {
                 if request {
-                    inc16(&mut s.modbus_requests, C_MB_REQ, &mut ovf);
-                    if matches!(function, 5 | 6 | 15 | 16) {
-                        inc16(&mut s.modbus_writes, C_MB_WR, &mut ovf);
-                    }
+                    add16(&mut s.modbus_requests, adus, C_MB_REQ, &mut ovf);
+                    add16(&mut s.modbus_writes, writes, C_MB_WR, &mut ovf);
                 }
             }
         }

@@ -251,14 +251,17 @@ fn dns_and_modbus_hints_are_summarised() {
         label_entropy: 4.5,
     };
     let mut m = tcp(1, true, ACK | PSH, 12);
+    // One segment with a write behind a read (pipelined), one with a single read.
     m.app = AppHint::Modbus {
         request: true,
-        function: 6,
+        adus: 2,
+        writes: 1,
     };
     let mut m2 = tcp(2, true, ACK | PSH, 12);
     m2.app = AppHint::Modbus {
         request: true,
-        function: 3,
+        adus: 1,
+        writes: 0,
     };
     let (out, _) = run(FlowConfig::default(), &[q, m, m2]);
     let dns = out.iter().find(|r| r.proto == proto::UDP);
@@ -266,7 +269,7 @@ fn dns_and_modbus_hints_are_summarised() {
     let mb = out.iter().find(|r| r.proto == proto::TCP);
     assert_eq!(
         mb.map(|r| (r.app.modbus_requests, r.app.modbus_writes)),
-        Some((2, 1))
+        Some((3, 1))
     );
 }
 
