@@ -23,8 +23,11 @@
 //!   headers included) [`DecodeError::TruncatedIp`]. A frame that ends inside the transport
 //!   header is still `Ok` with `has_l4 = false`: ports are filled when their 4 bytes were
 //!   captured (0 otherwise), and TCP seq/ack/flags/window each only when their bytes were
-//!   captured (0 otherwise). The same partial read applies to a first fragment whose
-//!   fragment is too short for the full transport header.
+//!   captured (0 otherwise). A TCP header cut after its flags byte (14 bytes captured)
+//!   has `has_l4 = true` and `payload_len` from its data offset, so its flags count and
+//!   drive the connection state; a window not captured reads `u16::MAX` (unknown, not a
+//!   zero window). The same partial read applies to a first fragment whose fragment is
+//!   too short for the full transport header.
 //! * **Malformed transport.** TCP data offset < 5 is [`DecodeError::BadTransportHeader`],
 //!   as is a complete (not truncated, not fragmented) IP packet whose length leaves no room
 //!   for the fixed TCP (20), UDP (8) or ICMP (8) header.
@@ -45,12 +48,15 @@
 //! * **Tunnels.** GRE version 0 (checksum/key/sequence fields; payload IPv4, IPv6, ARP,
 //!   MPLS, VLAN or Ethernet 0x6558) and VXLAN (UDP destination port 4789, I flag set) are
 //!   decapsulated and the inner packet is returned with `tunnel` set to the innermost
-//!   encapsulation; `wire_len` stays the outer frame length. A tunnel header that is
-//!   malformed (GRE routing bit set, VXLAN I flag clear) or ends before its last byte is
-//!   [`DecodeError::BadTunnel`], as is nesting deeper than [`MAX_TUNNEL_DEPTH`]. GRE with
-//!   a version other than 0 (e.g. PPTP) or an inner protocol that is not IP/ARP, and
-//!   VXLAN carrying a non-IP frame, return the *outer* packet (a GRE or UDP flow).
-//!   Errors of a decoded inner packet (e.g. a truncated inner IP header) are returned as is.
+//!   encapsulation; `wire_len` stays the outer frame length. A GRE header that is
+//!   malformed (routing bit set) or ends before its last byte is
+//!   [`DecodeError::BadTunnel`], as is GRE nesting deeper than [`MAX_TUNNEL_DEPTH`]. GRE
+//!   with a version other than 0 (e.g. PPTP) or an inner protocol that is not IP/ARP
+//!   returns the *outer* packet (a GRE flow); errors of a packet decoded inside GRE
+//!   (e.g. a truncated inner IP header) are returned as is. UDP port 4789 is only a
+//!   convention, so a datagram to it that is not VXLAN (short header, I flag clear), is
+//!   nested too deep, or whose inner frame is not IP/ARP or does not decode, is returned
+//!   as the *outer* UDP packet, in its UDP flow.
 //! * **ARP.** Only Ethernet/IPv4 ARP (htype 1, ptype 0x0800, 6/4 address lengths) gives
 //!   [`PacketSummary::Arp`]; other ARP is [`DecodeError::UnsupportedArp`]; an ARP packet
 //!   cut short by the capture is [`DecodeError::TruncatedLink`].
@@ -68,7 +74,8 @@ use crate::packet::{
 };
 
 /// Maximum number of nested decapsulations (GRE, VXLAN, MPLS pseudowire) in one frame;
-/// deeper nesting is [`DecodeError::BadTunnel`] (MPLS pseudowire: [`DecodeError::NotIp`]).
+/// deeper GRE nesting is [`DecodeError::BadTunnel`] (VXLAN: the outer UDP packet; MPLS
+/// pseudowire: [`DecodeError::NotIp`]).
 pub const MAX_TUNNEL_DEPTH: u8 = 4;
 
 /// Maximum number of IPv6 extension headers walked before giving up on the transport header.
@@ -490,6 +497,20 @@ fn transport(frame: &Frame<'_>, link: &Link, ip: &Ip) -> Result<PacketSummary, D
                 return Err(DecodeError::BadTransportHeader);
             } else {
                 partial_l4(&mut pkt, l4);
+                // Cut by the snapshot length after the flags byte (a 48-byte capture of
+                // a SYN, say): the data offset gives the payload length and the flags
+                // drive the TCP state, so the handshake is not lost. A window not
+                // captured is unknown, not zero (no `W`).
+                if let Some(off) = byte(l4, 12) {
+                    let doff = usize::from(off >> 4) * 4;
+                    if doff >= 20 && l4.len() >= 14 {
+                        pkt.has_l4 = true;
+                        pkt.payload_len = ip_payload.saturating_sub(doff) as u32;
+                        if l4.len() < 16 {
+                            pkt.tcp_window = u16::MAX;
+                        }
+                    }
+                }
                 return Ok(PacketSummary::Ip(pkt));
             }
         }
@@ -629,21 +650,28 @@ fn gre(
     }
 }
 
-/// VXLAN header at `off`; `outer` is returned when the inner frame is not IP/ARP.
+/// VXLAN header at `off`. UDP port 4789 is only a convention: when the payload is not
+/// VXLAN (short, I flag clear) or its inner frame does not decode to IP or ARP, `outer`
+/// is returned, so the datagram still counts in its UDP flow (a DNS query from source
+/// port 4789 and its reply stay one flow) instead of being skipped as a bad tunnel.
 fn vxlan(
     frame: &Frame<'_>,
     link: &Link,
     off: usize,
     outer: IpPacket,
 ) -> Result<PacketSummary, DecodeError> {
-    let [flags, _, _, _, v0, v1, v2, _] = arr(frame.data, off).ok_or(DecodeError::BadTunnel)?;
+    let Some([flags, _, _, _, v0, v1, v2, _]) = arr(frame.data, off) else {
+        return Ok(PacketSummary::Ip(outer));
+    };
     if flags & 0x08 == 0 {
-        return Err(DecodeError::BadTunnel);
+        return Ok(PacketSummary::Ip(outer));
     }
     let vni = u32::from_be_bytes([0, v0, v1, v2]);
-    let mut inner = inner_link(link, Tunnel::Vxlan { vni })?;
+    let Ok(mut inner) = inner_link(link, Tunnel::Vxlan { vni }) else {
+        return Ok(PacketSummary::Ip(outer));
+    };
     match ethernet(frame, off + 8, &mut inner) {
-        Err(DecodeError::NotIp) => Ok(PacketSummary::Ip(outer)),
+        Err(_) => Ok(PacketSummary::Ip(outer)),
         other => other,
     }
 }

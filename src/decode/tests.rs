@@ -551,7 +551,12 @@ fn tiny_tcp_first_fragment_reads_ports_and_flags() {
         0x0a, 0x00, 0x00, 0x02, // dst
     ];
     let p = ip_of(LinkType::Ethernet, &cat(&[&ETH_V4, &ip, &TCP_SYNACK[..16]]));
-    assert_eq!((p.src_port, p.dst_port, p.has_l4), (49152, 80, false));
+    // Data offset and flags are in the fragment: the flags count for the TCP state;
+    // the header's last 4 bytes (checksum, urgent pointer) are in the next fragment.
+    assert_eq!(
+        (p.src_port, p.dst_port, p.has_l4, p.payload_len),
+        (49152, 80, true, 0)
+    );
     assert_eq!((p.tcp_flags, p.tcp_seq, p.tcp_window), (0x12, 4096, 64240));
 }
 
@@ -586,7 +591,8 @@ fn snaplen_truncated_frame_keeps_five_tuple() {
     assert_eq!((p.proto, p.src_port, p.dst_port), (proto::TCP, 49152, 80));
     assert!(!p.has_l4);
     assert_eq!((p.tcp_flags, p.wire_len, p.ip_len), (0, 58, 44));
-    // Up to the flags byte: flags are read, header still incomplete.
+    // Up to the flags byte: flags and data offset are read, so the packet counts for the
+    // TCP state with its real payload length; the window is unknown (not zero).
     let fr = Frame {
         data: &full[..14 + 20 + 14],
         ..fr
@@ -594,7 +600,19 @@ fn snaplen_truncated_frame_keeps_five_tuple() {
     let Ok(PacketSummary::Ip(p)) = decode(&fr) else {
         panic!("truncated frame lost")
     };
-    assert_eq!((p.tcp_flags, p.has_l4, p.payload_len), (0x12, false, 24));
+    assert_eq!(
+        (p.tcp_flags, p.has_l4, p.payload_len, p.tcp_window),
+        (0x12, true, 4, u16::MAX)
+    );
+    // One byte short of the flags: header incomplete, no flags.
+    let fr = Frame {
+        data: &full[..14 + 20 + 13],
+        ..fr
+    };
+    let Ok(PacketSummary::Ip(p)) = decode(&fr) else {
+        panic!("truncated frame lost")
+    };
+    assert_eq!((p.tcp_flags, p.has_l4, p.payload_len), (0, false, 24));
     // Whole header but no data: has_l4, payload from the IP length.
     let fr = Frame {
         data: &full[..54],
@@ -840,13 +858,20 @@ fn vxlan_inner_ethernet_with_vlan() {
     );
     assert_eq!(p.wire_len, f.len() as u32);
 
-    // I flag clear: malformed.
+    // Not VXLAN after all (I flag clear, header cut short, inner frame cut inside its
+    // IP header): port 4789 is a convention, so the datagram stays in its UDP flow.
+    let outer_udp = |frame: &[u8]| {
+        let p = ip_of(LinkType::Ethernet, frame);
+        (p.proto, p.dst_port, p.tunnel, p.src)
+    };
+    let want = (proto::UDP, 4789, Tunnel::None, v4(192, 0, 2, 1));
     let bad = cat(&[&vxlan_outer(inner.len() as u16), &[0u8; 8], &inner]);
-    assert_eq!(err_of(LinkType::Ethernet, &bad), DecodeError::BadTunnel);
-    // VXLAN header cut short.
+    assert_eq!(outer_udp(&bad), want, "I flag clear");
+    assert_eq!(outer_udp(&f[..14 + 20 + 8 + 5]), want, "VXLAN header cut");
     assert_eq!(
-        err_of(LinkType::Ethernet, &f[..14 + 20 + 8 + 5]),
-        DecodeError::BadTunnel
+        outer_udp(&f[..14 + 20 + 8 + 8 + 14 + 4 + 10]),
+        want,
+        "inner IP cut"
     );
     // Inner frame not IP: the outer UDP packet is returned.
     let lldp: [u8; 14] = [
@@ -872,12 +897,12 @@ fn tunnel_nesting_is_bounded() {
         inner = cat(&[&outer, &vx, &inner]);
     }
     assert_eq!(ip_of(LinkType::Ethernet, &inner).dst_port, 9999);
+    // The 5th level is not decapsulated: its outer UDP datagram (inside the 4th
+    // tunnel) is the packet.
     let outer = vxlan_outer(inner.len() as u16);
     let too_deep = cat(&[&outer, &vx, &inner]);
-    assert_eq!(
-        err_of(LinkType::Ethernet, &too_deep),
-        DecodeError::BadTunnel
-    );
+    let p = ip_of(LinkType::Ethernet, &too_deep);
+    assert_eq!((p.dst_port, p.tunnel), (4789, Tunnel::Vxlan { vni: 7 }));
 }
 
 // ---------------------------------------------------------------- ARP
@@ -1245,8 +1270,10 @@ fn every_error_kind() {
     arp[14 + 3] = 0xdd;
     assert_eq!(err_of(LinkType::Ethernet, &arp), UnsupportedArp);
 
-    let vx_bad = cat(&[&vxlan_outer(8), &[0x00; 8], &[0u8; 8]]);
-    assert_eq!(err_of(LinkType::Ethernet, &vx_bad), BadTunnel);
+    let mut gre_cut = cat(&[&ETH_V4, &IPV4_UDP_32]);
+    gre_cut[14 + 9] = 47; // GRE, with only 2 bytes of its header
+    gre_cut.extend_from_slice(&[0x20, 0x00]);
+    assert_eq!(err_of(LinkType::Ethernet, &gre_cut), BadTunnel);
     // All kinds are covered above.
     assert_eq!(DecodeError::ALL.len(), 8);
 }
