@@ -90,7 +90,19 @@ impl Reorder {
         self.heap.push(Reverse(Entry(item)));
     }
 
-    /// Source `src` will produce no record with `emit_ts` below `w` from now on.
+    /// The watermark of a source that has ended: it will produce nothing more.
+    pub const DONE: Timestamp = Timestamp(i64::MAX);
+
+    /// The watermark of a running source whose clock is `clock`: the clock, kept below
+    /// [`Reorder::DONE`]. Packet times saturate at `i64::MAX` ns (in 2262), and a
+    /// running source at that clock taken for ended let records out in arrival order,
+    /// which made the output depend on the worker count and thread timing.
+    pub fn running(clock: Timestamp) -> Timestamp {
+        Timestamp(clock.0.min(i64::MAX - 1))
+    }
+
+    /// Source `src` will produce no record with `emit_ts` below `w` from now on
+    /// ([`Reorder::DONE`]: nothing at all).
     pub fn set_watermark(&mut self, src: usize, w: Timestamp) {
         if let Some(slot) = self.watermarks.get_mut(src) {
             if w > *slot {
@@ -118,7 +130,7 @@ impl Reorder {
             .min()
             .unwrap_or(Timestamp(i64::MIN));
         match self.heap.peek() {
-            Some(Reverse(e)) if e.0.emit_ts() < low || low == Timestamp(i64::MAX) => {
+            Some(Reverse(e)) if e.0.emit_ts() < low || low == Self::DONE => {
                 self.heap.pop().map(|Reverse(e)| e.0)
             }
             _ => None,

@@ -503,7 +503,8 @@ impl Downstream for Inline<'_> {
         for r in self.recs.drain(..) {
             self.ord.push(r);
         }
-        self.ord.set_watermark(0, self.table.clock());
+        self.ord
+            .set_watermark(0, Reorder::running(self.table.clock()));
         if self.failure.is_none() {
             self.batch.fill(&mut self.ord, false);
             match self.batch.write(self.writer, false, None) {
@@ -554,7 +555,7 @@ fn replay_inline(opts: &ReplayOptions, writer: &mut Output) -> Result<ReplayOutc
     for r in recs.drain(..) {
         ord.push(r);
     }
-    ord.set_watermark(0, Timestamp(i64::MAX));
+    ord.set_watermark(0, Reorder::DONE);
     batch.fill(&mut ord, false);
     outcome.flow_events += batch.write(writer, true, None)?;
     let counters = *table.counters();
@@ -648,7 +649,7 @@ fn worker_loop(
                 let msg = FromWorker::Records {
                     id,
                     recs: items,
-                    watermark: table.clock(),
+                    watermark: Reorder::running(table.clock()),
                     batch_ns,
                     counters: *table.counters(),
                     active: table.len() as u64,
@@ -664,7 +665,7 @@ fn worker_loop(
                 let _ = tx.send(FromWorker::Records {
                     id,
                     recs: out.drain(..).map(Item::Flow).collect(),
-                    watermark: Timestamp(i64::MAX),
+                    watermark: Reorder::DONE,
                     batch_ns: 0,
                     counters: *table.counters(),
                     active: table.len() as u64,

@@ -65,6 +65,10 @@ fn output_identical_for_any_worker_count() {
         "robustness/ipv6-frag/ip6_fragments.pcap",
         "robustness/timing/dnp3-too-long-reassembly-request__input.pcap",
         "iot/modbus",
+        // Packet times past 2262 saturate at i64::MAX ns, the merge's "source ended"
+        // watermark: records were once let out in arrival order (varied from run to run
+        // with 2 and 4 workers), so this file is run several times below.
+        "robustness/formats/pcapng-example.pcapng",
     ];
     for rel in files {
         let p = dir.join(rel);
@@ -82,7 +86,12 @@ fn output_identical_for_any_worker_count() {
             assert!(f.exists(), "missing shared capture {}", f.display());
             let base = run(&f, 0);
             assert!(base.len() > 1, "{}: no flow events", f.display());
-            for w in [1, 2, 4] {
+            let rounds = if f.ends_with("pcapng-example.pcapng") {
+                5
+            } else {
+                1
+            };
+            for w in (0..rounds).flat_map(|_| [1, 2, 4]) {
                 let other = run(&f, w);
                 assert_eq!(
                     base.len(),
