@@ -472,6 +472,28 @@ pub enum FailOn {
 }
 
 impl DetectArgs {
+    /// These flags over the `[detect]` section of the config file `config` (if any): a
+    /// flag wins; a flag that turns detection on overrides the file's `no_detect`.
+    pub fn with_config(&self, config: &Option<PathBuf>) -> Result<DetectArgs, ConfigError> {
+        let cfg = load(config)?;
+        cfg.validate()?;
+        let d = cfg.detect;
+        let fail_on = match (self.fail_on, d.fail_on.as_deref()) {
+            (Some(f), _) => Some(f),
+            (None, Some("incident")) => Some(FailOn::Incident),
+            (None, Some(_)) => Some(FailOn::Anomaly),
+            (None, None) => None,
+        };
+        let cli_enables = self.model.is_some() || self.alerts_only || self.fail_on.is_some();
+        Ok(DetectArgs {
+            model: self.model.clone().or(d.model),
+            inventory: self.inventory.clone().or(d.inventory),
+            no_detect: self.no_detect || (d.no_detect && !cli_enables),
+            alerts_only: self.alerts_only || d.alerts_only,
+            fail_on,
+        })
+    }
+
     /// Builds the output stage: the detector (unless `--no-detect`) around `writer`. The
     /// model file is read and the inventory loaded here (their errors are returned); with
     /// `defer`, the model is decoded and checked on another thread while the run starts

@@ -36,6 +36,29 @@ pub struct ConfigFile {
     /// Event sinks besides `output.path` (`[[sink]]` tables; `--sink` flags replace them).
     #[serde(default)]
     pub sink: Vec<crate::sink::SinkTable>,
+    /// Detection (model, inventory, which events).
+    #[serde(default)]
+    pub detect: DetectSection,
+}
+
+/// `[detect]`: the detector. Every key has a command-line flag of the same meaning
+/// (`--model`, `--inventory`, `--no-detect`, `--alerts-only`, `--fail-on`); a flag wins,
+/// and a flag that enables detection (`--model`, `--alerts-only`, `--fail-on`) overrides
+/// `no_detect = true` in the file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectSection {
+    /// Model file. Default: the model built into the binary.
+    pub model: Option<std::path::PathBuf>,
+    /// Device inventory file (TOML).
+    pub inventory: Option<std::path::PathBuf>,
+    /// Flow events only: no scoring.
+    pub no_detect: bool,
+    /// Leave `flow` events out.
+    pub alerts_only: bool,
+    /// `"anomaly"` or `"incident"`: exit with code 4 when such an event was produced
+    /// (replay; ignored by the live sensor).
+    pub fail_on: Option<String>,
 }
 
 /// `[capture]`: where frames come from. Every key has a command-line flag of the same
@@ -242,6 +265,26 @@ impl FragmentSection {
 impl ConfigFile {
     /// Checks every value that can be checked without opening anything.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let d = &self.detect;
+        if let Some(f) = d
+            .fail_on
+            .as_deref()
+            .filter(|f| !matches!(*f, "anomaly" | "incident"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "detect.fail_on",
+                value: f.to_string(),
+                reason: "must be \"anomaly\" or \"incident\"",
+            });
+        }
+        if d.no_detect && (d.model.is_some() || d.alerts_only || d.fail_on.is_some()) {
+            return Err(ConfigError::Invalid {
+                key: "detect.no_detect",
+                value: "true".into(),
+                reason:
+                    "cannot be combined with detect.model, detect.alerts_only or detect.fail_on",
+            });
+        }
         self.flow.to_flow_config()?;
         self.fragments.validated()?;
         let c = &self.capture;

@@ -69,8 +69,15 @@ fn replay(a: &cli::ReplayArgs) -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    let detect = match a.detect.with_config(&a.config) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("flowsentry replay: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     // The model is decoded while the replay starts reading.
-    let mut writer = match a.detect.output(writer, &opts.flow, true) {
+    let mut writer = match detect.output(writer, &opts.flow, true) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("flowsentry replay: {e}");
@@ -93,7 +100,7 @@ fn replay(a: &cli::ReplayArgs) -> ExitCode {
             if !outcome.input_errors.is_empty() {
                 return ExitCode::from(EXIT_INPUT);
             }
-            if let (Some(kind), Some(obs)) = (a.detect.fail_on, writer.observer.as_ref()) {
+            if let (Some(kind), Some(obs)) = (detect.fail_on, writer.observer.as_ref()) {
                 let (anomalies, incidents) = obs.alert_counts();
                 let hit = match kind {
                     cli::FailOn::Anomaly => anomalies > 0,
@@ -153,7 +160,14 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let mut writer = match a.detect.output(writer, &s.run.flow, false) {
+    let detect = match a.detect.with_config(&a.config) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("flowsentry live: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let mut writer = match detect.output(writer, &s.run.flow, false) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("flowsentry live: {e}");

@@ -92,3 +92,78 @@ fn example_config_validates_and_unknown_keys_are_named() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("flow.max_flows"));
 }
+
+/// `[detect]` covers `--model`, `--inventory`, `--alerts-only`, `--no-detect` and
+/// `--fail-on`; flags win over it.
+#[test]
+fn detect_section_of_the_config_file_drives_detection() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pcap = root.join("fixtures/pcaps/fixture-modbus-write.pcap");
+    let inventory = root.join("fixtures/pcaps/fixture-modbus-write.inventory.toml");
+    let model = root.join("models/default.fsm");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write_cfg = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).expect("write config");
+        p
+    };
+    let run = |cfg: &Path, extra: &[&str]| {
+        Command::new(BIN)
+            .args(["replay", "--no-progress", "--config"])
+            .arg(cfg)
+            .args(extra)
+            .arg(&pcap)
+            .output()
+            .expect("run")
+    };
+    let types = |out: &std::process::Output| -> Vec<String> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["event_type"].as_str().map(str::to_string))
+            .collect()
+    };
+    let cfg = write_cfg(
+        "detect.toml",
+        &format!(
+            "[detect]\nmodel = {:?}\ninventory = {:?}\nalerts_only = true\nfail_on = \"anomaly\"\n",
+            model.display().to_string(),
+            inventory.display().to_string()
+        ),
+    );
+    let out = run(&cfg, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "fail_on from the file: {err}");
+    let t = types(&out);
+    assert!(t.iter().any(|e| e == "anomaly"), "{t:?}");
+    assert!(
+        !t.iter().any(|e| e == "flow"),
+        "alerts_only from the file: {t:?}"
+    );
+    // The inventory from the file names the PLC in the summary.
+    assert!(err.contains("plc"), "{err}");
+
+    let off = write_cfg("off.toml", "[detect]\nno_detect = true\n");
+    let out = run(&off, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!types(&out).iter().any(|e| e == "anomaly"));
+    // A flag that turns detection on wins over the file's no_detect.
+    let out = run(&off, &["--fail-on", "anomaly"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bad = write_cfg("bad.toml", "[detect]\nfail_on = \"flows\"\n");
+    let out = run(&bad, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("detect.fail_on"));
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
