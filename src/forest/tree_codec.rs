@@ -121,8 +121,21 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     /// A varint that must fit a `u32`; `what` names it in errors.
-    #[inline]
+    #[inline(always)]
     fn u32(&mut self, what: &str) -> Result<u32, String> {
+        // Most values (features, child offsets, small row counts) take one byte.
+        if let Some(&b) = self.bytes.get(self.at) {
+            if b < 0x80 {
+                self.at += 1;
+                return Ok(u32::from(b));
+            }
+        }
+        self.u32_long(what)
+    }
+
+    /// [`Cursor::u32`] for values of two bytes and more, and every error.
+    #[inline(never)]
+    fn u32_long(&mut self, what: &str) -> Result<u32, String> {
         let mut v: u32 = 0;
         for shift in (0..35).step_by(7) {
             let Some(&b) = self.bytes.get(self.at) else {
