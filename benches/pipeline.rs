@@ -210,4 +210,28 @@ fn startup(bin: &Path, root: &Path) {
         without * 1e3,
         (with_model - without) * 1e3
     );
+    // Decoding and checking the built-in model in this process (warm allocator), best
+    // of 20, against hashing its bytes (the checksum part of it).
+    let bytes = flowsentry::model::BUILTIN_MODEL;
+    if bytes.is_empty() {
+        println!("model decode: no built-in model in this build");
+        return;
+    }
+    let mut best = f64::MAX;
+    for _ in 0..20 {
+        let t = Instant::now();
+        match flowsentry::model::ModelBundle::from_bytes(bytes, "built-in") {
+            Ok(b) => drop(std::hint::black_box(b)),
+            Err(e) => die(format!("the built-in model does not load: {e}")),
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let t = Instant::now();
+    std::hint::black_box(flowsentry::model::ModelBundle::file_digest(bytes));
+    println!(
+        "model decode ({} bytes, best of 20): {:.1} ms; SHA-1 of the file alone {:.1} ms",
+        bytes.len(),
+        best * 1e3,
+        t.elapsed().as_secs_f64() * 1e3
+    );
 }
