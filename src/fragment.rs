@@ -5,8 +5,10 @@
 //! Bounds: at most `capacity` datagrams; when full, the oldest entry is evicted (counted
 //! by [`FragmentTable::evicted`]). Entries live for `timeout_ns` of packet time after their
 //! first fragment was seen, then are dropped (counted by [`FragmentTable::expired`]); an
-//! entry is *not* removed when the last fragment arrives, because fragments may come out
-//! of order or duplicated. A repeated first fragment refreshes the remembered ports but
+//! entry is *not* removed when the last fragment arrives, because later fragments may come
+//! out of order among themselves or duplicated. A later fragment that arrives *before* its
+//! first fragment is not held back: it is `Unmatched` (ports 0), as flows are accounted
+//! in packet order. A repeated first fragment refreshes the remembered ports but
 //! keeps the entry's age. All memory is allocated in [`FragmentTable::new`] (the map with room
 //! for twice `capacity`, so that churn at capacity never reallocates it).
 
