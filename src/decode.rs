@@ -46,7 +46,9 @@
 //!   by its first nibble, or (nibble 0) a pseudowire control word followed by Ethernet,
 //!   which is decoded like an inner Ethernet frame. Anything else is [`DecodeError::NotIp`].
 //! * **Tunnels.** GRE version 0 (checksum/key/sequence fields; payload IPv4, IPv6, ARP,
-//!   MPLS, VLAN or Ethernet 0x6558) and VXLAN (UDP destination port 4789, I flag set) are
+//!   MPLS, VLAN, Ethernet 0x6558, or the mirrored frame of ERSPAN type I and II (0x88be)
+//!   and III (0x22eb: frame type 0 Ethernet or 2 IP; other frame types stay GRE), whose
+//!   session id is not kept) and VXLAN (UDP destination port 4789, I flag set) are
 //!   decapsulated and the inner packet is returned with `tunnel` set to the innermost
 //!   encapsulation; `wire_len` stays the outer frame length. A GRE header that is
 //!   malformed (routing bit set) or ends before its last byte is
@@ -93,6 +95,11 @@ const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
 const ETHERTYPE_MPLS_UC: u16 = 0x8847;
 const ETHERTYPE_MPLS_MC: u16 = 0x8848;
 const ETHERTYPE_TEB: u16 = 0x6558;
+/// GRE protocol of ERSPAN type II (with the sequence bit and an 8-byte ERSPAN header)
+/// and type I (neither).
+const ETHERTYPE_ERSPAN_2: u16 = 0x88be;
+/// GRE protocol of ERSPAN type III (12-byte header, plus 8 when its O flag is set).
+const ETHERTYPE_ERSPAN_3: u16 = 0x22eb;
 
 const IPV6_HOP_BY_HOP: u8 = 0;
 const IPV6_ROUTING: u8 = 43;
@@ -639,10 +646,35 @@ fn gre(
     }
     let mut inner = inner_link(link, Tunnel::Gre { key })?;
     let et = u16::from_be_bytes([p0, p1]);
-    let res = if et == ETHERTYPE_TEB {
-        ethernet(frame, inner_off, &mut inner)
-    } else {
-        ethertype(frame, inner_off, et, &mut inner)
+    let res = match et {
+        ETHERTYPE_TEB => ethernet(frame, inner_off, &mut inner),
+        // ERSPAN (remote SPAN): the mirrored frame after the ERSPAN header. Type III
+        // says what it carries (frame type: 0 Ethernet, 2 IP packet; others are not
+        // decoded and the packet stays in its GRE flow, as tshark does).
+        ETHERTYPE_ERSPAN_2 | ETHERTYPE_ERSPAN_3 => {
+            let (erspan_len, frame_type) = if et == ETHERTYPE_ERSPAN_3 {
+                let [_, _, _, _, _, _, _, _, _, _, w10, w11] =
+                    arr::<12>(d, inner_off).ok_or(DecodeError::BadTunnel)?;
+                (12 + if w11 & 0x01 != 0 { 8 } else { 0 }, (w10 >> 2) & 0x1f)
+            } else if has_seq {
+                (8, 0)
+            } else {
+                (0, 0)
+            };
+            let frame_at = inner_off + erspan_len;
+            if frame_at > d.len() {
+                return Err(DecodeError::BadTunnel);
+            }
+            match frame_type {
+                0 => ethernet(frame, frame_at, &mut inner),
+                2 => match byte(d, frame_at).map(|b| b >> 4) {
+                    Some(6) => ethertype(frame, frame_at, ETHERTYPE_IPV6, &mut inner),
+                    _ => ethertype(frame, frame_at, ETHERTYPE_IPV4, &mut inner),
+                },
+                _ => Err(DecodeError::NotIp),
+            }
+        }
+        _ => ethertype(frame, inner_off, et, &mut inner),
     };
     match res {
         Err(DecodeError::NotIp) => Ok(PacketSummary::Ip(outer)),

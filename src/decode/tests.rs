@@ -751,6 +751,87 @@ fn gre_checksum_key_seq_transparent_ethernet() {
     assert_eq!((p.src_port, p.dst_port, p.payload_len), (49152, 80, 4));
 }
 
+/// ERSPAN type II (GRE S bit, 8-byte header), type I (no header) and type III (12
+/// bytes, +8 with the O flag): the mirrored frame is decoded.
+#[test]
+fn erspan_types_one_two_and_three_are_decapsulated() {
+    let inner_eth: [u8; 14] = [
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, // inner dst MAC
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x02, // inner src MAC
+        0x08, 0x00, // IPv4
+    ];
+    let mirrored = cat(&[&inner_eth, &IPV4_TCP_44, &TCP_SYNACK, &DATA4]);
+    let frame = |gre: &[u8], erspan: &[u8]| {
+        let total = (20 + gre.len() + erspan.len() + mirrored.len()) as u16;
+        let mut outer: [u8; 20] = [
+            0x45, 0x00, 0x00, 0x00, // total length set below
+            0x00, 0x00, 0x00, 0x00, // id 0
+            0x40, 0x2f, 0x00, 0x00, // TTL 64, GRE
+            0xac, 0x10, 0x00, 0x01, // src
+            0xac, 0x10, 0x00, 0x02, // dst
+        ];
+        outer[2..4].copy_from_slice(&total.to_be_bytes());
+        cat(&[&ETH_V4, &outer, gre, erspan, &mirrored])
+    };
+    let inner_of = |f: &[u8]| {
+        let p = ip_of(LinkType::Ethernet, f);
+        (p.src_mac, p.src_port, p.dst_port, p.payload_len, p.tunnel)
+    };
+    let want = (
+        Some([0x02, 0, 0, 0, 0, 0x02]),
+        49152,
+        80,
+        4,
+        Tunnel::Gre { key: 0 },
+    );
+    let gre_seq: [u8; 8] = [0x10, 0x00, 0x88, 0xbe, 0x00, 0x00, 0x00, 0x07];
+    let erspan2: [u8; 8] = [0x10, 0x64, 0x00, 0x2a, 0x00, 0x00, 0x00, 0x00]; // ver 1, VLAN 100
+    assert_eq!(inner_of(&frame(&gre_seq, &erspan2)), want, "type II");
+    let gre_plain: [u8; 4] = [0x00, 0x00, 0x88, 0xbe];
+    assert_eq!(inner_of(&frame(&gre_plain, &[])), want, "type I");
+    let gre3: [u8; 8] = [0x10, 0x00, 0x22, 0xeb, 0x00, 0x00, 0x00, 0x07];
+    let mut erspan3 = [0u8; 12];
+    erspan3[0] = 0x20; // ver 2
+    assert_eq!(inner_of(&frame(&gre3, &erspan3)), want, "type III");
+    erspan3[11] = 0x01; // O flag: an 8-byte platform-specific subheader follows
+    let with_sub = [&erspan3[..], &[0u8; 8]].concat();
+    assert_eq!(
+        inner_of(&frame(&gre3, &with_sub)),
+        want,
+        "type III with subheader"
+    );
+    // Type III frame type 2: an IP packet without Ethernet header.
+    let mut erspan3_ip = [0u8; 12];
+    erspan3_ip[0] = 0x20;
+    erspan3_ip[10] = 2 << 2;
+    let ip_only = cat(&[&IPV4_TCP_44, &TCP_SYNACK, &DATA4]);
+    let f = {
+        let total = (20 + 8 + 12 + ip_only.len()) as u16;
+        let mut outer: [u8; 20] = [
+            0x45, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x40, 0x2f, 0x00, 0x00, 0xac, 0x10,
+            0x00, 0x01, 0xac, 0x10, 0x00, 0x02,
+        ];
+        outer[2..4].copy_from_slice(&total.to_be_bytes());
+        cat(&[&ETH_V4, &outer, &gre3, &erspan3_ip, &ip_only])
+    };
+    let p = ip_of(LinkType::Ethernet, &f);
+    assert_eq!(
+        (p.src_port, p.dst_port, p.payload_len, p.tunnel),
+        (49152, 80, 4, Tunnel::Gre { key: 0 })
+    );
+    // Another frame type (7): not decoded, the packet stays in its GRE flow.
+    erspan3_ip[10] = 7 << 2;
+    let f7 = frame(&gre3, &erspan3_ip);
+    let p = ip_of(LinkType::Ethernet, &f7);
+    assert_eq!((p.proto, p.tunnel), (proto::GRE, Tunnel::None));
+    // A type III header cut before its flags: malformed tunnel.
+    let f = frame(&gre3, &erspan3);
+    assert_eq!(
+        err_of(LinkType::Ethernet, &f[..14 + 20 + 8 + 6]),
+        DecodeError::BadTunnel
+    );
+}
+
 #[test]
 fn gre_not_decapsulated_returns_outer() {
     let outer: [u8; 20] = [
@@ -773,14 +854,18 @@ fn gre_not_decapsulated_returns_outer() {
         (proto::GRE, v4(172, 16, 0, 1), Tunnel::None, false)
     );
     let erspan: [u8; 8] = [
-        0x10, 0x00, 0x88, 0xbe, // S, version 0, protocol ERSPAN II (not decapsulated)
+        0x10, 0x00, 0x88, 0xbe, // S, version 0, protocol ERSPAN II (decapsulated)
         0x00, 0x00, 0x00, 0x01, // sequence 1
     ];
-    let p = ip_of(
-        LinkType::Ethernet,
-        &cat(&[&ETH_V4, &outer, &erspan, &[0u8; 16]]),
+    // 8 bytes of ERSPAN header and an 8-byte "mirrored frame": the inner Ethernet
+    // header is cut, an error of the inner packet as for any GRE payload.
+    assert_eq!(
+        err_of(
+            LinkType::Ethernet,
+            &cat(&[&ETH_V4, &outer, &erspan, &[0u8; 16]])
+        ),
+        DecodeError::TruncatedLink
     );
-    assert_eq!((p.proto, p.tunnel), (proto::GRE, Tunnel::None));
     let routing: [u8; 8] = [
         0x40, 0x00, 0x08, 0x00, // R bit set: deprecated source routing
         0x00, 0x00, 0x00, 0x00, // offset
