@@ -137,19 +137,10 @@ impl DeviceContext {
         while self.short.front().is_some_and(|&t| t <= short_start) {
             self.short.pop_front();
         }
-        // A later slice of a flow the device started is not a new flow, but its peer
-        // and service are ones the device is talking to now: they count in F28 and F30
-        // even when the flow's start left the window (a quiet device's long session
-        // read 0 there, below every training value, and tripped the envelope guard).
-        let (mut peers, mut svcs) = (self.peers.len() as u32, self.svcs.len() as u32);
-        if side == Side::Orig && rec.slice > 0 {
-            peers += u32::from(!self.peers.contains_key(&rec.resp.addr.0));
-            svcs += u32::from(!self.svcs.contains_key(&service_key(rec)));
-        }
         ContextCounts {
-            distinct_peers: peers,
+            distinct_peers: self.peers.len() as u32,
             new_flows: self.short.len() as u32,
-            distinct_ports: svcs,
+            distinct_ports: self.svcs.len() as u32,
         }
     }
 }
