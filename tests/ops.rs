@@ -56,14 +56,19 @@ fn unwritable_output_path_is_named() {
     );
 }
 
+/// `flowsentry config check FILE`.
+fn config_check(file: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["config", "check"])
+        .arg(file)
+        .output()
+        .expect("run")
+}
+
 #[test]
 fn example_config_validates_and_unknown_keys_are_named() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/flowsentry.example.toml");
-    let out = Command::new(BIN)
-        .args(["config", "check"])
-        .arg(&example)
-        .output()
-        .expect("run");
+    let out = config_check(&example);
     assert!(
         out.status.success(),
         "{}",
@@ -72,11 +77,7 @@ fn example_config_validates_and_unknown_keys_are_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[capture]\nsnaplen = 1518\npromiscuous = true\n").expect("write");
-    let out = Command::new(BIN)
-        .args(["config", "check"])
-        .arg(&bad)
-        .output()
-        .expect("run");
+    let out = config_check(&bad);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -84,11 +85,7 @@ fn example_config_validates_and_unknown_keys_are_named() {
         "{err}"
     );
     std::fs::write(&bad, "[flow]\nmax_flows = 0\n").expect("write");
-    let out = Command::new(BIN)
-        .args(["config", "check"])
-        .arg(&bad)
-        .output()
-        .expect("run");
+    let out = config_check(&bad);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("flow.max_flows"));
 }
@@ -160,10 +157,6 @@ fn detect_section_of_the_config_file_drives_detection() {
     let out = run(&bad, &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("detect.fail_on"));
-    let out = Command::new(BIN)
-        .args(["config", "check"])
-        .arg(&bad)
-        .output()
-        .expect("run");
+    let out = config_check(&bad);
     assert_eq!(out.status.code(), Some(2));
 }
