@@ -8,8 +8,7 @@ use crate::packet::Addr;
 /// For ICMP/ICMPv6 the ports are the type and code (mapped per the spec). Protocols
 /// other than TCP, UDP, SCTP, ICMP and ICMPv6 have no ports in the hash (IGMP, GRE,
 /// ESP, OSPF, ...): the spec leaves the two port fields out, and the tuple is ordered
-/// by address alone. (flowsentry does not parse SCTP ports, so its SCTP flows carry
-/// ports 0 and their ID differs from Zeek's.)
+/// by address alone.
 pub fn community_id_v1(src: Addr, sport: u16, dst: Addr, dport: u16, proto: u8) -> String {
     let (mut sport, mut dport, mut one_way) = (sport, dport, false);
     if is_icmp(proto) {

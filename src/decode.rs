@@ -1,5 +1,5 @@
 //! Decoding: a borrowed [`Frame`] → [`PacketSummary`] in place, no heap allocation.
-//! Owns link-type dispatch, VLAN/QinQ/MPLS, IPv4/IPv6 (+ extension headers), TCP/UDP/ICMP
+//! Owns link-type dispatch, VLAN/QinQ/MPLS, IPv4/IPv6 (+ extension headers), TCP/UDP/SCTP/ICMP
 //! header reading, GRE/VXLAN decapsulation, ARP, and the small DNS/Modbus payload hints.
 //! Does not own flows, time policy or fragment attribution (see `fragment`).
 //!
@@ -14,7 +14,8 @@
 //!   (`orig_len − link header length`), so a bogus length field cannot inflate byte
 //!   counts. A length field below the IPv4 header length is [`DecodeError::BadIpHeader`].
 //!   `payload_len` = `ip_len` − IP header (with IPv4 options / IPv6 extension headers) −
-//!   transport header (TCP data offset × 4, UDP 8, ICMP/ICMPv6 8), saturating at 0. For
+//!   transport header (TCP data offset × 4, UDP 8, SCTP common header 12, ICMP/ICMPv6 8),
+//!   saturating at 0. SCTP flows are keyed by their ports like UDP's. For
 //!   a non-first fragment everything after the IP header counts as payload.
 //! * **Transport region.** The transport header and payload are read only from bytes that
 //!   are both captured and inside `ip_len` (Ethernet padding is never read as payload).
@@ -30,7 +31,7 @@
 //!   too short for the full transport header.
 //! * **Malformed transport.** TCP data offset < 5 is [`DecodeError::BadTransportHeader`],
 //!   as is a complete (not truncated, not fragmented) IP packet whose length leaves no room
-//!   for the fixed TCP (20), UDP (8) or ICMP (8) header.
+//!   for the fixed TCP (20), UDP (8), SCTP (12) or ICMP (8) header.
 //! * **Fragments.** IPv4 flags/offset/id or the IPv6 fragment header fill `frag`. A first
 //!   fragment has its transport header read from the fragment payload (so `has_l4` is true
 //!   when the whole fixed header is there); non-first fragments carry no transport header
@@ -550,6 +551,21 @@ fn transport(frame: &Frame<'_>, link: &Link, ip: &Ip) -> Result<PacketSummary, D
                 return Ok(PacketSummary::Ip(pkt));
             }
         }
+        proto::SCTP => {
+            // Common header: ports, verification tag, checksum (12 bytes); the chunks
+            // after it count as payload.
+            if let Some([p0, p1, p2, p3, ..]) = arr::<12>(l4, 0) {
+                pkt.src_port = u16::from_be_bytes([p0, p1]);
+                pkt.dst_port = u16::from_be_bytes([p2, p3]);
+                pkt.has_l4 = true;
+                12
+            } else if short_is_bad {
+                return Err(DecodeError::BadTransportHeader);
+            } else {
+                partial_l4(&mut pkt, l4);
+                return Ok(PacketSummary::Ip(pkt));
+            }
+        }
         proto::GRE if !ip.frag.is_fragment => return gre(frame, link, l4_start, pkt),
         _ => return Ok(PacketSummary::Ip(pkt)),
     };
@@ -576,7 +592,7 @@ fn is_echo(ip_proto: u8, ty: u8) -> bool {
 /// snaplen or by fragmentation); `has_l4` stays false.
 fn partial_l4(pkt: &mut IpPacket, l4: &[u8]) {
     match pkt.proto {
-        proto::TCP | proto::UDP => {
+        proto::TCP | proto::UDP | proto::SCTP => {
             if let Some([p0, p1, p2, p3]) = arr(l4, 0) {
                 pkt.src_port = u16::from_be_bytes([p0, p1]);
                 pkt.dst_port = u16::from_be_bytes([p2, p3]);

@@ -146,6 +146,8 @@ pub mod proto {
     pub const GRE: u8 = 47;
     /// ICMPv6.
     pub const ICMPV6: u8 = 58;
+    /// SCTP (its common header carries ports like UDP's).
+    pub const SCTP: u8 = 132;
 }
 
 /// TCP flag bits as they appear in the TCP header's flags byte.

@@ -541,6 +541,37 @@ fn ipv4_first_and_later_fragments() {
     assert!(p.frag.is_non_first());
 }
 
+/// SCTP: ports from the common header, the chunks as payload; a complete packet too
+/// short for the common header is malformed.
+#[test]
+fn sctp_ports_and_payload() {
+    let ip: [u8; 20] = [
+        0x45, 0x00, 0x00, 0x30, // total length 48 = 20 + 12 common header + 16 chunk
+        0x00, 0x00, 0x00, 0x00, // id 0
+        0x40, 0x84, 0x00, 0x00, // TTL 64, SCTP
+        0x0a, 0x00, 0x00, 0x01, // src
+        0x0a, 0x00, 0x00, 0x02, // dst
+    ];
+    let sctp: [u8; 28] = [
+        0x0b, 0x59, 0x0b, 0x59, // ports 2905 -> 2905 (M3UA)
+        0x00, 0x00, 0x00, 0x00, // verification tag 0 (INIT)
+        0x00, 0x00, 0x00, 0x00, // checksum
+        0x01, 0x00, 0x00, 0x10, // INIT chunk, length 16
+        0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01,
+    ];
+    let p = ip_of(LinkType::Ethernet, &cat(&[&ETH_V4, &ip, &sctp]));
+    assert_eq!(
+        (p.proto, p.src_port, p.dst_port, p.has_l4, p.payload_len),
+        (proto::SCTP, 2905, 2905, true, 16)
+    );
+    let mut short = ip;
+    short[3] = 20 + 8; // total length leaves 8 bytes for a 12-byte header
+    assert_eq!(
+        err_of(LinkType::Ethernet, &cat(&[&ETH_V4, &short, &sctp[..8]])),
+        DecodeError::BadTransportHeader
+    );
+}
+
 #[test]
 fn tiny_tcp_first_fragment_reads_ports_and_flags() {
     let ip: [u8; 20] = [
