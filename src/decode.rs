@@ -522,17 +522,22 @@ fn transport(frame: &Frame<'_>, link: &Link, ip: &Ip) -> Result<PacketSummary, D
                 return Ok(PacketSummary::Ip(pkt));
             }
         }
-        proto::UDP => {
-            if let Some([p0, p1, p2, p3, ..]) = arr::<8>(l4, 0) {
-                pkt.src_port = u16::from_be_bytes([p0, p1]);
-                pkt.dst_port = u16::from_be_bytes([p2, p3]);
-                pkt.has_l4 = true;
-                8
-            } else if short_is_bad {
-                return Err(DecodeError::BadTransportHeader);
-            } else {
-                partial_l4(&mut pkt, l4);
-                return Ok(PacketSummary::Ip(pkt));
+        proto::UDP | proto::SCTP => {
+            // Ports first in both; the header is UDP's 8 bytes or SCTP's 12-byte common
+            // header (ports, verification tag, checksum: its chunks count as payload).
+            let hdr = if ip.proto == proto::UDP { 8 } else { 12 };
+            match arr::<4>(l4, 0).filter(|_| l4.len() >= hdr) {
+                Some([p0, p1, p2, p3]) => {
+                    pkt.src_port = u16::from_be_bytes([p0, p1]);
+                    pkt.dst_port = u16::from_be_bytes([p2, p3]);
+                    pkt.has_l4 = true;
+                    hdr
+                }
+                None if short_is_bad => return Err(DecodeError::BadTransportHeader),
+                None => {
+                    partial_l4(&mut pkt, l4);
+                    return Ok(PacketSummary::Ip(pkt));
+                }
             }
         }
         proto::ICMP | proto::ICMPV6 => {
@@ -544,21 +549,6 @@ fn transport(frame: &Frame<'_>, link: &Link, ip: &Ip) -> Result<PacketSummary, D
                 }
                 pkt.has_l4 = true;
                 8
-            } else if short_is_bad {
-                return Err(DecodeError::BadTransportHeader);
-            } else {
-                partial_l4(&mut pkt, l4);
-                return Ok(PacketSummary::Ip(pkt));
-            }
-        }
-        proto::SCTP => {
-            // Common header: ports, verification tag, checksum (12 bytes); the chunks
-            // after it count as payload.
-            if let Some([p0, p1, p2, p3, ..]) = arr::<12>(l4, 0) {
-                pkt.src_port = u16::from_be_bytes([p0, p1]);
-                pkt.dst_port = u16::from_be_bytes([p2, p3]);
-                pkt.has_l4 = true;
-                12
             } else if short_is_bad {
                 return Err(DecodeError::BadTransportHeader);
             } else {
