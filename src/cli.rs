@@ -290,6 +290,8 @@ pub struct LiveSettings {
     pub run: flowsentry::pipeline::LiveRunOptions,
     /// Rotation of a file output.
     pub rotation: flowsentry::event::Rotation,
+    /// Detection options: the flags over the config file's `[detect]`.
+    pub detect: DetectArgs,
 }
 
 impl LiveArgs {
@@ -374,6 +376,7 @@ impl LiveArgs {
                 max_bytes: cfg.output.rotate_mb.map(|m| m.saturating_mul(1 << 20)),
                 max_secs: cfg.output.rotate_secs,
             },
+            detect: self.detect.with_config(cfg.detect),
         })
     }
 }
@@ -472,12 +475,10 @@ pub enum FailOn {
 }
 
 impl DetectArgs {
-    /// These flags over the `[detect]` section of the config file `config` (if any): a
-    /// flag wins; a flag that turns detection on overrides the file's `no_detect`.
-    pub fn with_config(&self, config: &Option<PathBuf>) -> Result<DetectArgs, ConfigError> {
-        let cfg = load(config)?;
-        cfg.validate()?;
-        let d = cfg.detect;
+    /// These flags over the `[detect]` section `d` of the config file (already
+    /// validated): a flag wins; a flag that turns detection on overrides the file's
+    /// `no_detect`.
+    fn with_config(&self, d: flowsentry::config::DetectSection) -> DetectArgs {
         let fail_on = match (self.fail_on, d.fail_on.as_deref()) {
             (Some(f), _) => Some(f),
             (None, Some("incident")) => Some(FailOn::Incident),
@@ -485,13 +486,13 @@ impl DetectArgs {
             (None, None) => None,
         };
         let cli_enables = self.model.is_some() || self.alerts_only || self.fail_on.is_some();
-        Ok(DetectArgs {
+        DetectArgs {
             model: self.model.clone().or(d.model),
             inventory: self.inventory.clone().or(d.inventory),
             no_detect: self.no_detect || (d.no_detect && !cli_enables),
             alerts_only: self.alerts_only || d.alerts_only,
             fail_on,
-        })
+        }
     }
 
     /// Builds the output stage: the detector (unless `--no-detect`) around `writer`. The
@@ -556,8 +557,8 @@ impl DetectArgs {
 
 impl ReplayArgs {
     /// Loads the config (if any), applies flag overrides, validates. Returns the options
-    /// and the output path.
-    pub fn to_options(&self) -> Result<(ReplayOptions, String), ConfigError> {
+    /// and the detection options (the flags over the file's `[detect]`).
+    pub fn to_options(&self) -> Result<(ReplayOptions, DetectArgs), ConfigError> {
         let mut cfg = load(&self.config)?;
         apply_flow(&mut cfg, &self.flow);
         if let Some(b) = &self.bpf {
@@ -591,7 +592,7 @@ impl ReplayArgs {
                     .workers
                     .unwrap_or_else(flowsentry::pipeline::default_workers),
             },
-            cfg.output.path.clone().unwrap_or_else(|| "-".into()),
+            self.detect.with_config(cfg.detect),
         ))
     }
 }

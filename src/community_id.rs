@@ -2,7 +2,7 @@
 //! Suricata and others emit, so flowsentry events join with their logs.
 
 use crate::flow::key::{icmp_canonical_type, is_icmp};
-use crate::packet::Addr;
+use crate::packet::{proto, Addr};
 
 /// Computes `1:<base64(sha1(...))>` for a flow from `src` to `dst` with seed 0.
 /// For ICMP/ICMPv6 the ports are the type and code (mapped per the spec). Protocols
@@ -27,7 +27,10 @@ pub fn community_id_v1(src: Addr, sport: u16, dst: Addr, dport: u16, proto: u8) 
             }
         }
     }
-    let has_ports = matches!(proto, 1 | 6 | 17 | 58 | 132);
+    let has_ports = matches!(
+        proto,
+        proto::ICMP | proto::TCP | proto::UDP | proto::ICMPV6 | proto::SCTP
+    );
     if !has_ports {
         (sport, dport) = (0, 0);
     }

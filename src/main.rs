@@ -55,7 +55,7 @@ fn main() -> ExitCode {
 }
 
 fn replay(a: &cli::ReplayArgs) -> ExitCode {
-    let (opts, _out) = match a.to_options() {
+    let (opts, detect) = match a.to_options() {
         Ok(o) => o,
         Err(e) => {
             eprintln!("flowsentry replay: {e}");
@@ -67,13 +67,6 @@ fn replay(a: &cli::ReplayArgs) -> ExitCode {
         Err((code, e)) => {
             eprintln!("flowsentry replay: {e}");
             return ExitCode::from(code);
-        }
-    };
-    let detect = match a.detect.with_config(&a.config) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("flowsentry replay: {e}");
-            return ExitCode::from(EXIT_USAGE);
         }
     };
     // The model is decoded while the replay starts reading.
@@ -160,14 +153,7 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let detect = match a.detect.with_config(&a.config) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("flowsentry live: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let mut writer = match detect.output(writer, &s.run.flow, false) {
+    let mut writer = match s.detect.output(writer, &s.run.flow, false) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("flowsentry live: {e}");
