@@ -13,6 +13,14 @@
 //! forest and the new-public-peer rule: a new local peer is ordinary (a device joins the
 //! site), so "outside the training range" there is not evidence on its own.
 //!
+//! The context counters F28-F30 (peers, new flows and services the device initiated in
+//! the last 10 or 60 s) are guarded from above only. The attacks they reveal (scans,
+//! floods, worm spread, a hijacked device's new connections) all raise them; a value below
+//! the training minimum means the device started fewer flows than it ever did in training,
+//! which is the case of every later slice of a long session on an otherwise quiet device
+//! (a slice after the active timeout is not a new flow, so it is not counted: see
+//! docs/features.md, "Context counters"). Guarding them from below alerted on such slices.
+//!
 //! A class's envelope guards the devices whose class comes from the inventory: it
 //! describes that class's devices, and an inferred class can be wrong in exactly the way
 //! that matters here (the NVR receiving a camera's video looks like a camera to the
@@ -25,6 +33,14 @@ use crate::features::{idx, N_FEATURES};
 
 /// Features the guard ignores (F26 service-port and F27 peer familiarity).
 pub const UNGUARDED: [usize; 2] = [idx::SVC_PORT_FAM, idx::PEER_FAM];
+
+/// Features guarded from above only (the context counters F28-F30: being below the
+/// training minimum is less activity, not an attack).
+pub const UPPER_ONLY: [usize; 3] = [
+    idx::DEV_FANOUT_60S,
+    idx::DEV_NEWFLOWS_10S,
+    idx::DEV_DPORTS_60S,
+];
 
 /// Smallest range used as a feature's scale (one e-fold of a log-scaled count).
 const MIN_SCALE: f64 = 1.0;
@@ -53,7 +69,8 @@ pub fn score(x: &[f32; N_FEATURES], ranges: &[(f32, f32)], excess: &mut [f64; N_
             continue;
         };
         let (v, lo, hi) = (f64::from(x[i]), f64::from(lo), f64::from(hi));
-        let d = (lo - v).max(v - hi).max(0.0);
+        let below = if UPPER_ONLY.contains(&i) { 0.0 } else { lo - v };
+        let d = below.max(v - hi).max(0.0);
         if d > 0.0 {
             *e = d / (hi - lo).max(MIN_SCALE);
             total += *e;
@@ -98,5 +115,23 @@ mod tests {
         x[idx::PEER_FAM] = 100.0;
         x[idx::SVC_PORT_FAM] = -100.0;
         assert_eq!(score_only(&x, &ranges), 0.0);
+    }
+
+    #[test]
+    fn context_counters_count_only_above_the_training_maximum() {
+        let mut ranges = vec![(0.0f32, 4.0f32); N_FEATURES];
+        let mut x = [1.0f32; N_FEATURES];
+        for i in UPPER_ONLY {
+            ranges[i] = (0.693, 1.792);
+            x[i] = 0.0; // a later slice on a quiet device: below the minimum
+        }
+        assert_eq!(score_only(&x, &ranges), 0.0);
+        x[idx::DEV_FANOUT_60S] = 3.0; // a fan-out beyond training still counts
+        let expect = (3.0 - 1.792) / (1.792 - 0.693);
+        assert!((score_only(&x, &ranges) - expect).abs() < 1e-6);
+        // Other features keep both sides.
+        x[idx::DEV_FANOUT_60S] = 1.0;
+        x[idx::PKTS_OUT] = -1.0;
+        assert!((score_only(&x, &ranges) - 0.25).abs() < 1e-12);
     }
 }
