@@ -284,6 +284,30 @@ fn load(path: &Option<PathBuf>) -> Result<ConfigFile, ConfigError> {
     }
 }
 
+/// The sections of the (already loaded and validated) config file that the event writer
+/// needs, the output flags merged in: the file is read once per run.
+pub struct WriterConfig {
+    /// `output.path` (or `--out`).
+    pub path: Option<String>,
+    /// `[sensor]`: id and seq file.
+    pub sensor: flowsentry::config::SensorSection,
+    /// `[sinks]`: settings shared by every sink.
+    pub sinks: flowsentry::sink::SinksSection,
+    /// `[[sink]]` tables.
+    pub sink: Vec<flowsentry::sink::SinkTable>,
+}
+
+impl WriterConfig {
+    fn of(cfg: &mut ConfigFile) -> WriterConfig {
+        WriterConfig {
+            path: cfg.output.path.clone(),
+            sensor: cfg.sensor.clone(),
+            sinks: std::mem::take(&mut cfg.sinks),
+            sink: std::mem::take(&mut cfg.sink),
+        }
+    }
+}
+
 /// Checked settings of `flowsentry live`.
 pub struct LiveSettings {
     /// Pipeline options.
@@ -292,6 +316,8 @@ pub struct LiveSettings {
     pub rotation: flowsentry::event::Rotation,
     /// Detection options: the flags over the config file's `[detect]`.
     pub detect: DetectArgs,
+    /// What the event writer needs of the config file.
+    pub writer: WriterConfig,
 }
 
 impl LiveArgs {
@@ -376,6 +402,7 @@ impl LiveArgs {
                 max_bytes: cfg.output.rotate_mb.map(|m| m.saturating_mul(1 << 20)),
                 max_secs: cfg.output.rotate_secs,
             },
+            writer: WriterConfig::of(&mut cfg),
             detect: self.detect.with_config(cfg.detect),
         })
     }
@@ -474,6 +501,15 @@ pub enum FailOn {
     Incident,
 }
 
+/// How a run uses its model ([`DetectArgs::output`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelUse {
+    /// A replay: decoded on a helper thread while the run starts; never reloaded.
+    Replay,
+    /// A live run: decoded before capture starts; reloaded on SIGHUP if the file changed.
+    Live,
+}
+
 impl DetectArgs {
     /// These flags over the `[detect]` section `d` of the config file (already
     /// validated): a flag wins; a flag that turns detection on overrides the file's
@@ -496,15 +532,17 @@ impl DetectArgs {
     }
 
     /// Builds the output stage: the detector (unless `--no-detect`) around `writer`. The
-    /// model file is read and the inventory loaded here (their errors are returned); with
-    /// `defer`, the model is decoded and checked on another thread while the run starts
-    /// ([`flowsentry::output::Output::set_pending_observer`]: a model that fails there
-    /// ends the run with `OutputError::Model` before any event is written).
+    /// model file is read and the inventory loaded here (their errors are returned). For a
+    /// [`ModelUse::Replay`] the model is decoded and checked on another thread while the
+    /// run starts ([`flowsentry::output::Output::set_pending_observer`]: a model that
+    /// fails there ends the run with `OutputError::Model` before any event is written);
+    /// for a [`ModelUse::Live`] it is decoded here, and a `--model` file's digest is kept
+    /// for SIGHUP reloads.
     pub fn output(
         &self,
         writer: flowsentry::event::EventWriter,
         flow: &flowsentry::flow::FlowConfig,
-        defer: bool,
+        model_use: ModelUse,
     ) -> Result<flowsentry::output::Output, String> {
         let mut out = flowsentry::output::Output::flows_only(writer);
         out.emit_flows = !self.alerts_only;
@@ -523,14 +561,17 @@ impl DetectArgs {
             None => flowsentry::device::Inventory::default(),
         };
         let id = flowsentry::model::ModelBundle::id_of(&bytes);
-        out.model_source = self
-            .model
-            .as_ref()
-            .map(|p| flowsentry::output::ModelSource {
-                path: p.clone(),
-                id: id.clone(),
-                digest: flowsentry::model::ModelBundle::file_digest(&bytes),
-            });
+        if model_use == ModelUse::Live {
+            // Only a live run reloads; a replay does not hash the file for it.
+            out.model_source = self
+                .model
+                .as_ref()
+                .map(|p| flowsentry::output::ModelSource {
+                    path: p.clone(),
+                    id: id.clone(),
+                    digest: flowsentry::model::ModelBundle::file_digest(&bytes),
+                });
+        }
         let cfg = flowsentry::detect::DetectorConfig {
             max_record_lag: Some(flow.max_record_lag()),
             ..Default::default()
@@ -542,7 +583,7 @@ impl DetectArgs {
                 flowsentry::detect::Detector::new(std::sync::Arc::new(bundle), id, inventory, cfg);
             Ok(Box::new(det))
         };
-        if defer {
+        if model_use == ModelUse::Replay {
             let pending = std::thread::Builder::new()
                 .name("model-load".into())
                 .spawn(build)
@@ -556,9 +597,10 @@ impl DetectArgs {
 }
 
 impl ReplayArgs {
-    /// Loads the config (if any), applies flag overrides, validates. Returns the options
-    /// and the detection options (the flags over the file's `[detect]`).
-    pub fn to_options(&self) -> Result<(ReplayOptions, DetectArgs), ConfigError> {
+    /// Loads the config (if any), applies flag overrides, validates. Returns the options,
+    /// the detection options (the flags over the file's `[detect]`) and what the event
+    /// writer needs of the file.
+    pub fn to_options(&self) -> Result<(ReplayOptions, DetectArgs, WriterConfig), ConfigError> {
         let mut cfg = load(&self.config)?;
         apply_flow(&mut cfg, &self.flow);
         if let Some(b) = &self.bpf {
@@ -592,7 +634,8 @@ impl ReplayArgs {
                     .workers
                     .unwrap_or_else(flowsentry::pipeline::default_workers),
             },
-            self.detect.with_config(cfg.detect),
+            self.detect.with_config(cfg.detect.clone()),
+            WriterConfig::of(&mut cfg),
         ))
     }
 }
@@ -631,18 +674,17 @@ pub struct SinkArgs {
 }
 
 impl SinkArgs {
-    /// Builds the event writer: the primary output (`--out` / `output.path`; none when
-    /// sinks are configured and no output was asked for), the sensor id and every sink.
-    /// `rotation` is given for the live sensor (append, rotate). Errors carry the exit code.
+    /// Builds the event writer from these flags over `cfg`: the primary output (`--out` /
+    /// `output.path`; none when sinks are configured and no output was asked for), the
+    /// sensor id and every sink. `rotation` is given for the live sensor (append, rotate).
+    /// Errors carry the exit code.
     pub fn writer(
         &self,
-        config: &Option<PathBuf>,
-        out: &Option<String>,
+        mut cfg: WriterConfig,
         rotation: Option<flowsentry::event::Rotation>,
     ) -> Result<flowsentry::event::EventWriter, (u8, String)> {
         use flowsentry::event::EventWriter;
         let usage = |e: String| (2u8, e);
-        let mut cfg = load(config).map_err(|e| usage(e.to_string()))?;
         if !self.sinks.is_empty() {
             cfg.sink = self
                 .sinks
@@ -674,8 +716,7 @@ impl SinkArgs {
         flowsentry::sink::check_sensor_id(&sensor_id).map_err(|e| usage(e.to_string()))?;
         let settings = flowsentry::sink::SinkSettings::new(sensor_id, &cfg.sinks, &cfg.sink)
             .map_err(|e| usage(e.to_string()))?;
-        let path = out.clone().or_else(|| cfg.output.path.clone());
-        let mut w = match (path, settings.specs.is_empty(), rotation) {
+        let mut w = match (cfg.path, settings.specs.is_empty(), rotation) {
             (None, false, _) => Ok(EventWriter::sinks_only()),
             (p, _, Some(rot)) if p.as_deref().is_some_and(|p| p != "-") => {
                 EventWriter::open_rotating(std::path::Path::new(p.as_deref().unwrap_or("-")), rot)

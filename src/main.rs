@@ -55,14 +55,14 @@ fn main() -> ExitCode {
 }
 
 fn replay(a: &cli::ReplayArgs) -> ExitCode {
-    let (opts, detect) = match a.to_options() {
+    let (opts, detect, writer_cfg) = match a.to_options() {
         Ok(o) => o,
         Err(e) => {
             eprintln!("flowsentry replay: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let writer = match a.sinks.writer(&a.config, &a.out, None) {
+    let writer = match a.sinks.writer(writer_cfg, None) {
         Ok(w) => w,
         Err((code, e)) => {
             eprintln!("flowsentry replay: {e}");
@@ -70,7 +70,7 @@ fn replay(a: &cli::ReplayArgs) -> ExitCode {
         }
     };
     // The model is decoded while the replay starts reading.
-    let mut writer = match detect.output(writer, &opts.flow, true) {
+    let mut writer = match detect.output(writer, &opts.flow, cli::ModelUse::Replay) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("flowsentry replay: {e}");
@@ -146,14 +146,14 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
             return ExitCode::from(EXIT_INPUT);
         }
     };
-    let writer = match a.sinks.writer(&a.config, &a.out, Some(s.rotation)) {
+    let writer = match a.sinks.writer(s.writer, Some(s.rotation)) {
         Ok(w) => w,
         Err((code, e)) => {
             eprintln!("flowsentry live: {e}");
             return ExitCode::from(code);
         }
     };
-    let mut writer = match s.detect.output(writer, &s.run.flow, false) {
+    let mut writer = match s.detect.output(writer, &s.run.flow, cli::ModelUse::Live) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("flowsentry live: {e}");
