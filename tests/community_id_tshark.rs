@@ -12,7 +12,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 const FILES: [&str; 8] = [
     "iot/smarthome/mdns.pcap",
@@ -27,26 +26,15 @@ const FILES: [&str; 8] = [
 
 /// Every Community ID tshark computes for the packets of `path`.
 fn tshark_ids(path: &std::path::Path) -> BTreeSet<String> {
-    let out = Command::new("tshark")
-        .args([
-            "--enable-protocol",
-            "communityid",
-            "-T",
-            "fields",
-            "-e",
-            "communityid",
-            "-r",
-        ])
-        .arg(path)
-        .output()
-        .unwrap_or_else(|e| panic!("{}: cannot run tshark: {e}", path.display()));
-    assert!(
-        out.status.success(),
-        "{}: tshark failed: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    let args = [
+        "--enable-protocol",
+        "communityid",
+        "-T",
+        "fields",
+        "-e",
+        "communityid",
+    ];
+    common::tshark(path, &args)
         .lines()
         .flat_map(|l| l.split(','))
         .filter(|s| !s.is_empty())

@@ -2,47 +2,27 @@
 //! info, no bad IP/TCP/UDP checksums, and each device class speaks its protocols.
 //! Skipped (with a note) when tshark is missing, unless `CI=true`.
 
+mod common;
+
 use flowsentry::sim::{generate, scenario, SimulateArgs};
 use std::path::Path;
-use std::process::Command;
 
-fn tshark_available() -> bool {
-    let ok = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
-            panic!("tshark is required in CI but was not found on PATH");
-        }
-        eprintln!("note: tshark not found; skipping tshark checks");
-    }
-    ok
-}
-
+/// tshark on a simulated capture: checksums verified, RTP/RTCP ports decoded as such.
 fn tshark(file: &Path, extra: &[&str]) -> String {
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(file);
-    for o in [
+    let mut args = vec![
+        "-o",
         "ip.check_checksum:TRUE",
+        "-o",
         "tcp.check_checksum:TRUE",
+        "-o",
         "udp.check_checksum:TRUE",
-    ] {
-        cmd.arg("-o").arg(o);
-    }
-    cmd.args(["-d", "udp.port==5000,rtp", "-d", "udp.port==5001,rtcp"]);
-    cmd.args(extra);
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run tshark on {}: {e}", file.display()));
-    assert!(
-        out.status.success(),
-        "tshark failed on {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        "-d",
+        "udp.port==5000,rtp",
+        "-d",
+        "udp.port==5001,rtcp",
+    ];
+    args.extend_from_slice(extra);
+    common::tshark(file, &args)
 }
 
 fn generate_into(name: &str, dir: &Path) -> std::path::PathBuf {
@@ -64,7 +44,7 @@ const BAD: &str = "_ws.malformed || _ws.expert.severity >= 8388608 || ip.checksu
 
 #[test]
 fn no_malformed_frames_or_bad_checksums() {
-    if !tshark_available() {
+    if !common::tshark_available() {
         return;
     }
     let mut failures = Vec::new();
@@ -99,7 +79,7 @@ fn no_malformed_frames_or_bad_checksums() {
 
 #[test]
 fn protocol_hierarchy_matches_classes() {
-    if !tshark_available() {
+    if !common::tshark_available() {
         return;
     }
     let expect: [(&str, &[&str]); 5] = [

@@ -97,6 +97,24 @@ pub fn tshark_available() -> bool {
     ok
 }
 
+/// Runs `tshark -r FILE ARGS...` and returns its standard output; panics naming the file
+/// when tshark cannot start or exits non-zero (with its stderr).
+pub fn tshark(file: &Path, args: &[&str]) -> String {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: cannot run tshark: {e}", file.display()));
+    assert!(
+        out.status.success(),
+        "{}: tshark failed: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Every capture file under `root`, recursively, sorted (everything but `.md`/`.txt`).
 pub fn capture_files(root: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
