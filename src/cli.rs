@@ -487,7 +487,8 @@ pub struct DetectArgs {
     #[arg(long)]
     pub alerts_only: bool,
     /// Exit with code 4 (after writing every event and a summary on stderr) when any
-    /// event of this kind was produced: for CI pipelines replaying recorded fixtures.
+    /// event of this kind was produced: for CI pipelines replaying recorded fixtures
+    /// (`live`: checked when the sensor stops).
     #[arg(long, value_enum, value_name = "KIND")]
     pub fail_on: Option<FailOn>,
 }

@@ -93,16 +93,8 @@ fn replay(a: &cli::ReplayArgs) -> ExitCode {
             if !outcome.input_errors.is_empty() {
                 return ExitCode::from(EXIT_INPUT);
             }
-            if let (Some(kind), Some(obs)) = (detect.fail_on, writer.observer.as_ref()) {
-                let (anomalies, incidents) = obs.alert_counts();
-                let hit = match kind {
-                    cli::FailOn::Anomaly => anomalies > 0,
-                    cli::FailOn::Incident => incidents > 0,
-                };
-                eprint!("{}", obs.human_summary());
-                if hit {
-                    return ExitCode::from(EXIT_ALERTS);
-                }
+            if fail_on_hit(detect.fail_on, &writer) {
+                return ExitCode::from(EXIT_ALERTS);
             }
             ExitCode::SUCCESS
         }
@@ -116,6 +108,20 @@ fn replay(a: &cli::ReplayArgs) -> ExitCode {
             eprintln!("flowsentry replay: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// With `--fail-on`: prints the detector's human summary on stderr and says whether an
+/// event of that kind was written (the run then exits with `EXIT_ALERTS`).
+fn fail_on_hit(fail_on: Option<cli::FailOn>, out: &flowsentry::output::Output) -> bool {
+    let (Some(kind), Some(obs)) = (fail_on, out.observer.as_ref()) else {
+        return false;
+    };
+    let (anomalies, incidents) = obs.alert_counts();
+    eprint!("{}", obs.human_summary());
+    match kind {
+        cli::FailOn::Anomaly => anomalies > 0,
+        cli::FailOn::Incident => incidents > 0,
     }
 }
 
@@ -181,12 +187,15 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
                 o.frames, o.flow_events, o.queue_full, o.pcap_dropped
             );
             if sink_loss {
-                ExitCode::from(EXIT_SINK_LOSS)
-            } else if o.capture_errors.is_empty() || control.stop.load(Ordering::Relaxed) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_INPUT)
+                return ExitCode::from(EXIT_SINK_LOSS);
             }
+            if !o.capture_errors.is_empty() && !control.stop.load(Ordering::Relaxed) {
+                return ExitCode::from(EXIT_INPUT);
+            }
+            if fail_on_hit(s.detect.fail_on, &writer) {
+                return ExitCode::from(EXIT_ALERTS);
+            }
+            ExitCode::SUCCESS
         }
         Err(OutputError::BrokenPipe) => ExitCode::SUCCESS,
         Err(e) => {

@@ -242,7 +242,13 @@ fn start_sensor_with(ns: &Netns, out: &Path, extra: &[&str]) -> Child {
     panic!("flowsentry live did not start capturing within 20 s");
 }
 
-fn stop_sensor(mut child: Child) {
+fn stop_sensor(child: Child) {
+    let (st, err) = stop_sensor_status(child);
+    assert!(st.success(), "flowsentry live exited with {st}: {err}");
+}
+
+/// Stops the sensor with SIGTERM; returns its exit status and stderr.
+fn stop_sensor_status(mut child: Child) -> (std::process::ExitStatus, String) {
     let pid = child.id().to_string();
     run(&["kill", "-TERM", &pid]);
     let t0 = Instant::now();
@@ -253,8 +259,7 @@ fn stop_sensor(mut child: Child) {
                 use std::io::Read;
                 let _ = e.read_to_string(&mut err);
             }
-            assert!(st.success(), "flowsentry live exited with {st}: {err}");
-            return;
+            return (st, err);
         }
         assert!(
             t0.elapsed() < Duration::from_secs(30),
@@ -304,11 +309,20 @@ fn live_capture_equals_replay_with_zero_drops() {
         let ns = Netns::new("live");
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("events.jsonl");
-        let sensor = start_sensor(&ns, &out, &[]);
+        let sensor = start_sensor(&ns, &out, &["--fail-on", "anomaly"]);
         ns.tcpreplay(4000, &pcap);
         std::thread::sleep(Duration::from_millis(500));
-        stop_sensor(sensor);
+        let (status, err) = stop_sensor_status(sensor);
         let live_text = std::fs::read_to_string(&out).expect("read live events");
+        // `--fail-on anomaly`: exit 4 exactly when an anomaly event was written (the
+        // port scan has them, the benign fixtures none), 0 otherwise.
+        let alerted = live_text.contains("\"event_type\":\"anomaly\"");
+        assert_eq!(
+            status.code(),
+            Some(if alerted { 4 } else { 0 }),
+            "{}: live --fail-on anomaly exited with {status} (anomaly written: {alerted}): {err}",
+            pcap.display()
+        );
         let st = last_stats(&live_text);
         let qf: u64 = st["stats"]["queue_full"]
             .as_array()
