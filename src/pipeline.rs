@@ -578,7 +578,7 @@ pub struct LiveRunOptions {
     pub capture: LiveOptions,
     /// Capture threads (each a handle in one PACKET_FANOUT group when more than one).
     pub capture_threads: usize,
-    /// Flow-table workers per capture thread.
+    /// Flow-table workers per capture thread (all capture threads feed all workers).
     pub workers: usize,
     /// Flow-table settings (the memory cap is split across all workers).
     pub flow: FlowConfig,
@@ -615,13 +615,18 @@ enum FromWorker {
     Done,
 }
 
+/// One flow-table worker: takes batches from `producers` capture threads (every one of
+/// them routes to every worker by the flow hash), and flushes when the last of them has
+/// sent its `Flush`.
 fn worker_loop(
     id: usize,
     cfg: FlowConfig,
+    producers: usize,
     rx: Receiver<ToWorker>,
     tx: Sender<FromWorker>,
     free: Sender<Batch>,
 ) {
+    let mut producers = producers.max(1);
     let mut table = FlowTable::new(cfg);
     let mut out: Vec<FlowRecord> = Vec::new();
     let mut arps: Vec<Item> = Vec::new();
@@ -661,6 +666,22 @@ fn worker_loop(
             }
             ToWorker::Flush(reason, clock) => {
                 table.advance_clock(clock, &mut out);
+                producers -= 1;
+                if producers > 0 {
+                    // Another capture thread still sends: what the clock ended goes on.
+                    let msg = FromWorker::Records {
+                        id,
+                        recs: out.drain(..).map(Item::Flow).collect(),
+                        watermark: Reorder::running(table.clock()),
+                        batch_ns: 0,
+                        counters: *table.counters(),
+                        active: table.len() as u64,
+                    };
+                    if tx.send(msg).is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 table.flush(reason, &mut out);
                 let _ = tx.send(FromWorker::Records {
                     id,
@@ -762,43 +783,52 @@ impl Downstream for Router {
     }
 }
 
-/// Workers of one capture thread, started.
+/// The flow-table workers, started: their queues and the pool of emptied batches.
 struct WorkerSet {
-    router: Router,
+    to_workers: Vec<Sender<ToWorker>>,
+    free: Receiver<Batch>,
     handles: Vec<std::thread::JoinHandle<()>>,
 }
 
+impl WorkerSet {
+    /// A router into every worker, for one capture thread.
+    fn router(&self, blocking: bool) -> Router {
+        let n = self.to_workers.len();
+        Router {
+            batches: (0..n).map(|_| Vec::with_capacity(BATCH_PKTS)).collect(),
+            to_workers: self.to_workers.clone(),
+            free: self.free.clone(),
+            hasher: foldhash::fast::FixedState::with_seed(0x5a4d_f10e),
+            alive: true,
+            blocking,
+            queue_full: vec![0; n],
+        }
+    }
+}
+
+/// Starts `n` workers fed by `producers` capture threads.
 fn spawn_workers(
-    first_id: usize,
     n: usize,
+    producers: usize,
     cfg: FlowConfig,
     out_tx: &Sender<FromWorker>,
-    blocking: bool,
 ) -> Result<WorkerSet, OutputError> {
-    let (free_tx, free_rx) = bounded::<Batch>(n * (QUEUE_BATCHES + 2));
+    let (free_tx, free_rx) = bounded::<Batch>(n * (QUEUE_BATCHES + 2) * producers.max(1));
     let mut to_workers = Vec::with_capacity(n);
     let mut handles = Vec::with_capacity(n);
-    for k in 0..n {
-        let id = first_id + k;
+    for id in 0..n {
         let (tx, rx) = bounded::<ToWorker>(QUEUE_BATCHES);
         to_workers.push(tx);
         let (otx, ftx) = (out_tx.clone(), free_tx.clone());
         let h = std::thread::Builder::new()
             .name(format!("flow-worker-{id}"))
-            .spawn(move || worker_loop(id, cfg, rx, otx, ftx))
+            .spawn(move || worker_loop(id, cfg, producers, rx, otx, ftx))
             .map_err(|e| thread_error("flow worker", e))?;
         handles.push(h);
     }
     Ok(WorkerSet {
-        router: Router {
-            batches: (0..n).map(|_| Vec::with_capacity(BATCH_PKTS)).collect(),
-            to_workers,
-            free: free_rx,
-            hasher: foldhash::fast::FixedState::with_seed(0x5a4d_f10e),
-            alive: true,
-            blocking,
-            queue_full: vec![0; n],
-        },
+        to_workers,
+        free: free_rx,
         handles,
     })
 }
@@ -946,10 +976,9 @@ fn replay_threaded(
     let mut wcfg = opts.flow;
     wcfg.max_flows = (opts.flow.max_flows / n).max(1);
     let (out_tx, out_rx) = bounded::<FromWorker>(n * QUEUE_BATCHES);
-    let WorkerSet {
-        mut router,
-        handles,
-    } = spawn_workers(0, n, wcfg, &out_tx, true)?;
+    let workers = spawn_workers(n, 1, wcfg, &out_tx)?;
+    let mut router = workers.router(true);
+    let handles = workers.handles;
     drop(out_tx);
     let copts = opts.clone();
     let capture = std::thread::Builder::new()
@@ -1096,11 +1125,13 @@ pub fn live(
     wcfg.max_flows = (opts.flow.max_flows / total).max(1);
     let (out_tx, out_rx) = bounded::<FromWorker>(total * QUEUE_BATCHES);
     let mut captures = Vec::with_capacity(k);
-    let mut worker_handles = Vec::new();
     let mut snapshots = Vec::with_capacity(k);
+    // Every capture thread routes to every worker by flowsentry's own flow hash: the
+    // kernel's fanout hash splits some flows over handles (it leaves out the ports of IP
+    // fragments and hashes VXLAN's outer header), and they must still meet in one table.
+    let workers = spawn_workers(total, k, wcfg, &out_tx)?;
     for (i, src) in sources.into_iter().enumerate() {
-        let WorkerSet { router, handles } = spawn_workers(i * per, per, wcfg, &out_tx, false)?;
-        worker_handles.extend(handles);
+        let router = workers.router(false);
         let snap = Arc::new(Mutex::new(Stats::default()));
         snapshots.push(snap.clone());
         let front = Front::new(opts.frag_capacity, opts.frag_timeout);
@@ -1111,6 +1142,8 @@ pub fn live(
             .map_err(|e| thread_error("capture", e))?;
         captures.push(h);
     }
+    let worker_handles = workers.handles;
+    drop(workers.to_workers);
     drop(out_tx);
 
     let mut merger = Merger::new(total, true);

@@ -98,7 +98,13 @@ impl Stats {
         f.evicted += g.evicted;
         self.inputs.extend(o.inputs.iter().cloned());
         self.events += o.events;
-        self.queue_full.extend(o.queue_full.iter().copied());
+        // One count per worker queue; capture threads that share the workers add up.
+        if self.queue_full.len() < o.queue_full.len() {
+            self.queue_full.resize(o.queue_full.len(), 0);
+        }
+        for (a, b) in self.queue_full.iter_mut().zip(o.queue_full.iter()) {
+            *a += b;
+        }
         if let Some(p) = o.pcap {
             let q = self.pcap.get_or_insert_with(Default::default);
             q.received += p.received;
