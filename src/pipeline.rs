@@ -87,6 +87,8 @@ pub struct Front {
     frags: FragmentTable,
     clock: Timestamp,
     clock_set: bool,
+    /// Largest frame timestamp so far (the clock without the live timer's advances).
+    frame_max: Timestamp,
     /// Frame-level counters.
     pub stats: Stats,
     /// The link type of the last frame skipped as unsupported (for the input's warning).
@@ -111,6 +113,7 @@ impl Front {
             frags: FragmentTable::new(frag_capacity, frag_timeout.0),
             clock: Timestamp(i64::MIN),
             clock_set: false,
+            frame_max: Timestamp(i64::MIN),
             stats: Stats::default(),
             unsupported_link: None,
             warnings: Vec::new(),
@@ -122,6 +125,10 @@ impl Front {
     pub fn on_frame(&mut self, frame: &Frame<'_>) -> Option<(Pkt, Timestamp)> {
         self.stats.frames += 1;
         self.stats.bytes += u64::from(frame.orig_len);
+        let backwards = frame.ts < self.frame_max;
+        if frame.ts > self.frame_max {
+            self.frame_max = frame.ts;
+        }
         if !self.clock_set || frame.ts > self.clock {
             self.clock = frame.ts;
             self.clock_set = true;
@@ -141,6 +148,7 @@ impl Front {
             }
             Ok(PacketSummary::Ip(mut p)) => {
                 self.stats.ip_packets += 1;
+                self.stats.ts_backwards += u64::from(backwards);
                 if p.tunnel != Tunnel::None {
                     self.stats.tunnelled += 1;
                 }
@@ -925,7 +933,6 @@ impl Merger {
                 *t += v;
             }
             total.peak_active += c.peak_active;
-            total.ts_backwards += c.ts_backwards;
             active += a;
         }
         (total, active)
@@ -1238,4 +1245,41 @@ pub fn live(
     writer.close()?;
     writer.close_sinks()?;
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A raw IPv4/UDP datagram 10.0.0.1:1000 -> 10.0.0.2:53 without payload.
+    const UDP: [u8; 28] = [
+        0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0x03, 0xe8, 0, 53, 0,
+        8, 0, 0,
+    ];
+
+    fn feed(front: &mut Front, secs: i64) {
+        let frame = Frame {
+            ts: Timestamp::from_secs_nanos(secs, 0),
+            link: crate::packet::LinkType::Raw,
+            orig_len: UDP.len() as u32,
+            data: &UDP,
+        };
+        assert!(matches!(front.on_frame(&frame), Some((Pkt::Ip(_), _))));
+    }
+
+    #[test]
+    fn ts_backwards_counts_frames_before_an_earlier_frame_not_the_timer_clock() {
+        let mut front = Front::new(16, Nanos(1_000_000_000));
+        feed(&mut front, 5);
+        feed(&mut front, 9);
+        feed(&mut front, 7); // earlier than the frame before it
+        assert_eq!(front.stats.ts_backwards, 1);
+        // The live timer moves the clock past the next frame's time: not backwards.
+        front.advance_to(Timestamp::from_secs_nanos(100, 0));
+        feed(&mut front, 50);
+        assert_eq!(front.stats.ts_backwards, 1);
+        assert_eq!(front.clock(), Timestamp::from_secs_nanos(100, 0));
+        feed(&mut front, 8); // earlier than the frame at 50
+        assert_eq!(front.stats.ts_backwards, 2);
+    }
 }

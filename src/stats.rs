@@ -57,6 +57,10 @@ pub struct Stats {
     pub arp_packets: u64,
     /// IP packets found inside a GRE or VXLAN tunnel.
     pub tunnelled: u64,
+    /// IP packets whose timestamp is earlier than that of a frame read before them (in
+    /// the order of one capture handle or input; a live clock advanced by the timer does
+    /// not count).
+    pub ts_backwards: u64,
     /// Frames skipped, by decode error kind (indexed by `DecodeError::index`).
     pub decode_errors: [u64; 8],
     /// Fragment handling.
@@ -87,6 +91,7 @@ impl Stats {
         self.ip_packets += o.ip_packets;
         self.arp_packets += o.arp_packets;
         self.tunnelled += o.tunnelled;
+        self.ts_backwards += o.ts_backwards;
         for (a, b) in self.decode_errors.iter_mut().zip(o.decode_errors.iter()) {
             *a += b;
         }
@@ -172,7 +177,7 @@ pub struct FlowsJson {
     pub active: u64,
     /// Largest number held at once.
     pub peak_active: u64,
-    /// Packets with a timestamp earlier than the flow clock (counted normally).
+    /// IP packets with a timestamp earlier than an earlier frame's (counted normally).
     pub ts_backwards: u64,
 }
 
@@ -202,7 +207,7 @@ impl Stats {
                 evicted: flows.ended[EndReason::Evicted as usize],
                 active,
                 peak_active: flows.peak_active,
-                ts_backwards: flows.ts_backwards,
+                ts_backwards: self.ts_backwards,
             },
             events: self.events,
             inputs: &self.inputs,

@@ -235,8 +235,6 @@ pub struct FlowCounters {
     pub ended: [u64; 7],
     /// Largest number of flows held at once.
     pub peak_active: u64,
-    /// Packets whose timestamp was earlier than the table clock (counted, not dropped).
-    pub ts_backwards: u64,
 }
 
 const NIL: u32 = u32::MAX;
@@ -850,9 +848,6 @@ impl FlowTable {
         if !self.clock_set || now > self.clock {
             self.clock = now;
             self.clock_set = true;
-        }
-        if pkt.ts < self.clock {
-            self.counters.ts_backwards += 1;
         }
         self.expire(out);
 
