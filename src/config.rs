@@ -57,7 +57,7 @@ pub struct DetectSection {
     /// Leave `flow` events out.
     pub alerts_only: bool,
     /// `"anomaly"` or `"incident"`: exit with code 4 when such an event was produced
-    /// (replay; ignored by the live sensor).
+    /// (replay at the end, live when the sensor stops).
     pub fail_on: Option<String>,
 }
 

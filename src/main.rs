@@ -172,7 +172,11 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
             .and_then(|()| flowsentry::privilege::drop_to(user))
         {
             eprintln!("flowsentry live: {e}");
-            return ExitCode::FAILURE;
+            // A user that does not exist is a bad option; a failing system call is not.
+            return match e {
+                flowsentry::privilege::PrivilegeError::NoUser(_) => ExitCode::from(EXIT_USAGE),
+                flowsentry::privilege::PrivilegeError::Sys { .. } => ExitCode::FAILURE,
+            };
         }
     }
     let result = flowsentry::pipeline::live(&s.run, sources, &mut writer, &control);

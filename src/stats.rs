@@ -158,7 +158,7 @@ pub struct StatsJson<'a> {
     /// Live: latency percentiles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<LatencyJson>,
-    /// Wall-clock seconds of the run (the only wall-clock figure in the output).
+    /// Wall-clock seconds of the run.
     pub wall_time_s: f64,
     /// Frames per wall-clock second.
     pub packets_per_sec: f64,

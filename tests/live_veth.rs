@@ -463,6 +463,40 @@ fn sighup_refuses_a_bad_new_model_and_keeps_the_old_one() {
     );
 }
 
+/// `--user` naming no user is a bad option (exit 2, the name in the message), found once
+/// the capture is open, before anything is captured.
+#[test]
+fn an_unknown_user_is_a_usage_error() {
+    if let Err(why) = prerequisites() {
+        return skip_or_fail(&why);
+    }
+    let ns = Netns::new("nou");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("events.jsonl");
+    let child = ns.spawn(&[
+        BIN,
+        "live",
+        "-i",
+        "veth1",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+        "--user",
+        "no-such-user-fs",
+    ]);
+    let got = child.wait_with_output().expect("wait for flowsentry live");
+    let err = String::from_utf8_lossy(&got.stderr);
+    assert_eq!(
+        got.status.code(),
+        Some(2),
+        "exit status {}: {err}",
+        got.status
+    );
+    assert!(
+        err.contains("no-such-user-fs"),
+        "message names the user: {err}"
+    );
+}
+
 #[test]
 fn user_option_drops_root_after_opening_the_capture() {
     if let Err(why) = prerequisites() {

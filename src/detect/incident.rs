@@ -183,6 +183,10 @@ impl IncidentTracker {
             o.start = a.ts;
         }
         o.alerts += 1;
+        // ARP alerts have no flow (id 0): the first flow alert's id stands in.
+        if o.first_flow_id == 0 {
+            o.first_flow_id = a.flow_id;
+        }
         if a.score > o.max_score {
             o.max_score = a.score;
         }
@@ -272,5 +276,24 @@ mod tests {
         assert_eq!(ids, ["plc", "hub"]);
         assert_eq!(t.below_evidence, 1);
         assert_eq!(t.closed, 2);
+    }
+
+    #[test]
+    fn first_flow_id_is_the_first_flow_alerts_when_an_arp_alert_opened_it() {
+        let mut t = IncidentTracker::new(Nanos::from_secs(300));
+        let mut arp = alert("cam", 0);
+        arp.detector = "arp_cross_claim";
+        arp.flow_id = 0;
+        t.add(&arp);
+        let mut flow = alert("cam", 10);
+        flow.flow_id = 42;
+        t.add(&flow);
+        let mut later = alert("cam", 20);
+        later.flow_id = 43;
+        t.add(&later);
+        let mut out = Vec::new();
+        t.finish(Timestamp::from_secs_nanos(1000, 0), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].first_flow_id, 42);
     }
 }

@@ -461,7 +461,8 @@ struct SideCounts {
     scored: u64,
     scored_by_class: BTreeMap<&'static str, u64>,
     devices: BTreeMap<&'static str, u64>,
-    seen_devices: foldhash::HashSet<Arc<str>>,
+    /// Each device counted in `devices`, with the class source it is counted under.
+    seen_devices: foldhash::HashMap<Arc<str>, &'static str>,
 }
 
 impl SideCounts {
@@ -471,11 +472,27 @@ impl SideCounts {
             .scored_by_class
             .entry(v.model_class.as_str())
             .or_insert(0) += 1;
-        if self.seen_devices.len() < DEVICE_TRACK_CAP
-            && !self.seen_devices.contains(&v.device.id)
-            && self.seen_devices.insert(v.device.id.clone())
-        {
-            *self.devices.entry(source_name(&v.device)).or_insert(0) += 1;
+        // A device is counted once, under its latest class source: an address first seen
+        // as `unknown` moves to `inferred` once the inference has enough of its traffic.
+        let src = source_name(&v.device);
+        let room = self.seen_devices.len() < DEVICE_TRACK_CAP;
+        match self.seen_devices.get_mut(&v.device.id) {
+            Some(prev) if *prev != src => {
+                let old = std::mem::replace(prev, src);
+                if let Some(n) = self.devices.get_mut(old) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.devices.remove(old);
+                    }
+                }
+                *self.devices.entry(src).or_insert(0) += 1;
+            }
+            Some(_) => {}
+            None if room => {
+                self.seen_devices.insert(v.device.id.clone(), src);
+                *self.devices.entry(src).or_insert(0) += 1;
+            }
+            None => {}
         }
     }
 }
