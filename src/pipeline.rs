@@ -704,6 +704,18 @@ fn worker_loop(
             }
         }
     }
+    // Every sender is gone but not every capture thread said `Flush`: one of them died.
+    // Flush what is open rather than lose it, and tell the merger this worker is done.
+    table.flush(EndReason::Shutdown, &mut out);
+    let _ = tx.send(FromWorker::Records {
+        id,
+        recs: out.drain(..).map(Item::Flow).collect(),
+        watermark: Reorder::DONE,
+        batch_ns: 0,
+        counters: *table.counters(),
+        active: table.len() as u64,
+    });
+    let _ = tx.send(FromWorker::Done);
 }
 
 /// Batches of one packet-and-clock pair per shard.
@@ -721,7 +733,13 @@ struct Router {
     alive: bool,
     blocking: bool,
     queue_full: Vec<u64>,
+    /// Clock last sent to each worker (live: an empty batch is only sent when the clock
+    /// moved by at least [`LIVE_CLOCK_STEP`] since).
+    last_sent: Vec<Timestamp>,
 }
+
+/// Live: smallest clock advance worth an otherwise empty batch to a worker.
+const LIVE_CLOCK_STEP: i64 = 1_000_000;
 
 impl Router {
     fn fresh(&self) -> Batch {
@@ -731,6 +749,9 @@ impl Router {
     }
 
     fn send(&mut self, s: usize, pkts: Batch, clock: Timestamp) {
+        if let Some(l) = self.last_sent.get_mut(s) {
+            *l = clock;
+        }
         if self.blocking {
             if self.to_workers[s]
                 .send(ToWorker::Batch(pkts, clock))
@@ -783,6 +804,15 @@ impl Downstream for Router {
     fn round_end(&mut self, front: &Front) -> bool {
         let clock = front.clock();
         for s in 0..self.batches.len() {
+            if !self.blocking
+                && self.batches[s].is_empty()
+                && clock.0.saturating_sub(self.last_sent[s].0) < LIVE_CLOCK_STEP
+            {
+                // Live, nothing to hand on and the clock hardly moved: with several
+                // capture threads feeding every worker, sending it anyway multiplies
+                // the messages by their number.
+                continue;
+            }
             let fresh = self.fresh();
             let pkts = std::mem::replace(&mut self.batches[s], fresh);
             self.send(s, pkts, clock);
@@ -810,6 +840,7 @@ impl WorkerSet {
             alive: true,
             blocking,
             queue_full: vec![0; n],
+            last_sent: vec![Timestamp(i64::MIN); n],
         }
     }
 }
@@ -825,7 +856,8 @@ fn spawn_workers(
     let mut to_workers = Vec::with_capacity(n);
     let mut handles = Vec::with_capacity(n);
     for id in 0..n {
-        let (tx, rx) = bounded::<ToWorker>(QUEUE_BATCHES);
+        // Each capture thread gets as much queue as one alone had.
+        let (tx, rx) = bounded::<ToWorker>(QUEUE_BATCHES * producers.max(1));
         to_workers.push(tx);
         let (otx, ftx) = (out_tx.clone(), free_tx.clone());
         let h = std::thread::Builder::new()
@@ -1010,6 +1042,16 @@ fn replay_threaded(
             break;
         }
     }
+    if failure.is_none() && merger.done < n {
+        // The channel closed before every worker said `Done`: one died unflushed.
+        failure = Some(OutputError::Thread {
+            what: "flow worker thread".into(),
+            detail: format!(
+                "{} of {n} workers stopped without flushing their flows",
+                n - merger.done
+            ),
+        });
+    }
     if failure.is_none() {
         failure = merger.write_ready(writer, true).err();
     }
@@ -1095,6 +1137,9 @@ fn live_capture(
             }
         }
         if !router.round_end(&front) {
+            if !control.stop.load(AtomicOrdering::Relaxed) {
+                errors.push("the flow workers stopped unexpectedly; capture ended".into());
+            }
             break;
         }
         if last_snap.elapsed() >= Duration::from_millis(100) {
@@ -1178,7 +1223,19 @@ pub fn live(
                 }
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                if merger.done < total {
+                    // A worker died without flushing: its open flows are lost; say so.
+                    failure = Some(OutputError::Thread {
+                        what: "flow worker thread".into(),
+                        detail: format!(
+                            "{} of {total} workers stopped without flushing their flows",
+                            total - merger.done
+                        ),
+                    });
+                }
+                break;
+            }
         }
         let io = (|| -> Result<(), OutputError> {
             if control.reopen.swap(false, AtomicOrdering::Relaxed) {
@@ -1223,10 +1280,15 @@ pub fn live(
     drop(out_rx);
     let mut stats = Stats::default();
     let mut outcome = LiveOutcome::default();
-    for h in captures {
-        if let Ok(r) = h.join() {
-            stats.absorb(&r.front.stats);
-            outcome.capture_errors.extend(r.errors);
+    for (i, h) in captures.into_iter().enumerate() {
+        match h.join() {
+            Ok(r) => {
+                stats.absorb(&r.front.stats);
+                outcome.capture_errors.extend(r.errors);
+            }
+            Err(_) => outcome.capture_errors.push(format!(
+                "capture thread {i} stopped unexpectedly; the flows it had handed on were flushed"
+            )),
         }
     }
     for h in worker_handles {
@@ -1265,6 +1327,62 @@ mod tests {
             data: &UDP,
         };
         assert!(matches!(front.on_frame(&frame), Some((Pkt::Ip(_), _))));
+    }
+
+    /// A worker fed by two capture threads flushes only after both said `Flush`, and
+    /// still flushes (and says `Done`) when the second one dies without saying it.
+    #[test]
+    fn a_shared_worker_flushes_after_its_last_producer_or_when_one_died() {
+        let mut front = Front::new(16, Nanos(1_000_000_000));
+        let frame = Frame {
+            ts: Timestamp::from_secs_nanos(1, 0),
+            link: crate::packet::LinkType::Raw,
+            orig_len: UDP.len() as u32,
+            data: &UDP,
+        };
+        let Some(pkt) = front.on_frame(&frame) else {
+            panic!("the test datagram did not decode");
+        };
+        for second_flushes in [true, false] {
+            let (tx, rx) = bounded::<ToWorker>(8);
+            let (otx, orx) = bounded::<FromWorker>(64);
+            let (ftx, _frx) = bounded::<Batch>(8);
+            let h = std::thread::spawn(move || {
+                worker_loop(0, FlowConfig::default(), 2, rx, otx, ftx);
+            });
+            let second = tx.clone();
+            let t = Timestamp::from_secs_nanos(2, 0);
+            tx.send(ToWorker::Batch(vec![pkt], t)).expect("send");
+            tx.send(ToWorker::Flush(EndReason::Shutdown, t))
+                .expect("send");
+            drop(tx);
+            if second_flushes {
+                second
+                    .send(ToWorker::Flush(EndReason::Shutdown, t))
+                    .expect("send");
+            }
+            drop(second);
+            h.join().expect("worker");
+            let msgs: Vec<FromWorker> = orx.try_iter().collect();
+            let flows: usize = msgs
+                .iter()
+                .map(|m| match m {
+                    FromWorker::Records { recs, .. } => recs.len(),
+                    FromWorker::Done => 0,
+                })
+                .sum();
+            assert_eq!(flows, 1, "the open flow was flushed once");
+            assert!(matches!(msgs.last(), Some(FromWorker::Done)), "Done last");
+            // Before the last producer's `Flush`, nothing was flushed: the first
+            // `Flush` only moved the watermark.
+            let done_marks = msgs
+                .iter()
+                .filter(|m| {
+                    matches!(m, FromWorker::Records { watermark, .. } if *watermark == Reorder::DONE)
+                })
+                .count();
+            assert_eq!(done_marks, 1);
+        }
     }
 
     #[test]

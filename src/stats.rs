@@ -58,8 +58,8 @@ pub struct Stats {
     /// IP packets found inside a GRE or VXLAN tunnel.
     pub tunnelled: u64,
     /// IP packets whose timestamp is earlier than that of a frame read before them (in
-    /// the order of one capture handle or input; a live clock advanced by the timer does
-    /// not count).
+    /// this run's read order: across the inputs of a replay, per capture handle live; a
+    /// live clock advanced by the timer does not count).
     pub ts_backwards: u64,
     /// Frames skipped, by decode error kind (indexed by `DecodeError::index`).
     pub decode_errors: [u64; 8],
