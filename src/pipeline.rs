@@ -659,14 +659,7 @@ fn worker_loop(
                 let batch_ns = t0.elapsed().as_nanos() as u64;
                 let mut items: Vec<Item> = std::mem::take(&mut arps);
                 items.extend(out.drain(..).map(Item::Flow));
-                let msg = FromWorker::Records {
-                    id,
-                    recs: items,
-                    watermark: Reorder::running(table.clock()),
-                    batch_ns,
-                    counters: *table.counters(),
-                    active: table.len() as u64,
-                };
+                let msg = records(id, &table, items, Reorder::running(table.clock()), batch_ns);
                 if tx.send(msg).is_err() {
                     return;
                 }
@@ -677,44 +670,53 @@ fn worker_loop(
                 producers -= 1;
                 if producers > 0 {
                     // Another capture thread still sends: what the clock ended goes on.
-                    let msg = FromWorker::Records {
-                        id,
-                        recs: out.drain(..).map(Item::Flow).collect(),
-                        watermark: Reorder::running(table.clock()),
-                        batch_ns: 0,
-                        counters: *table.counters(),
-                        active: table.len() as u64,
-                    };
+                    let recs = out.drain(..).map(Item::Flow).collect();
+                    let msg = records(id, &table, recs, Reorder::running(table.clock()), 0);
                     if tx.send(msg).is_err() {
                         return;
                     }
                     continue;
                 }
-                table.flush(reason, &mut out);
-                let _ = tx.send(FromWorker::Records {
-                    id,
-                    recs: out.drain(..).map(Item::Flow).collect(),
-                    watermark: Reorder::DONE,
-                    batch_ns: 0,
-                    counters: *table.counters(),
-                    active: table.len() as u64,
-                });
-                let _ = tx.send(FromWorker::Done);
+                flush_worker(id, &mut table, reason, &mut out, &tx);
                 return;
             }
         }
     }
     // Every sender is gone but not every capture thread said `Flush`: one of them died.
     // Flush what is open rather than lose it, and tell the merger this worker is done.
-    table.flush(EndReason::Shutdown, &mut out);
-    let _ = tx.send(FromWorker::Records {
+    flush_worker(id, &mut table, EndReason::Shutdown, &mut out, &tx);
+}
+
+/// The message reporting `recs` and the state of worker `id`'s table after them.
+fn records(
+    id: usize,
+    table: &FlowTable,
+    recs: Vec<Item>,
+    watermark: Timestamp,
+    batch_ns: u64,
+) -> FromWorker {
+    FromWorker::Records {
         id,
-        recs: out.drain(..).map(Item::Flow).collect(),
-        watermark: Reorder::DONE,
-        batch_ns: 0,
+        recs,
+        watermark,
+        batch_ns,
         counters: *table.counters(),
         active: table.len() as u64,
-    });
+    }
+}
+
+/// Ends every open flow of worker `id` with `reason`, reports them with the final
+/// watermark, then `Done`.
+fn flush_worker(
+    id: usize,
+    table: &mut FlowTable,
+    reason: EndReason,
+    out: &mut Vec<FlowRecord>,
+    tx: &Sender<FromWorker>,
+) {
+    table.flush(reason, out);
+    let recs = out.drain(..).map(Item::Flow).collect();
+    let _ = tx.send(records(id, table, recs, Reorder::DONE, 0));
     let _ = tx.send(FromWorker::Done);
 }
 
