@@ -213,15 +213,18 @@ impl Transport for SyslogTcp {
         self.stream = Some(s);
         if self.resend && !self.recent.is_empty() {
             // Arrival of the last events before the break is uncertain: write them again.
+            // They stay in the window: now written on this connection, they are as
+            // uncertain as anything written next (a second break sends them once more).
             let recs: Vec<Arc<Record>> = self.recent.iter().cloned().collect();
             self.frame(&recs);
             if let Err((_, e)) = self.write_buf() {
                 return Err(self.broken(format!("write to {} failed: {e}", self.addr)));
             }
             self.resent += recs.len() as u64;
+        } else {
+            self.recent.clear();
         }
         self.resend = false;
-        self.recent.clear();
         Ok(())
     }
 
@@ -368,5 +371,59 @@ mod tests {
         assert_eq!(ends[1], t.buf.len());
         let ts = first.split(' ').nth(1).expect("timestamp");
         assert!(ts.ends_with('Z') && ts.contains('T'), "{ts}");
+    }
+
+    fn rec(seq: u64) -> Arc<Record> {
+        Arc::new(Record {
+            seq,
+            kind: EventKind::Flow,
+            key: "k".into(),
+            line: format!(r#"{{"event_type":"flow","seq":{seq}}}"#)
+                .into_bytes()
+                .into(),
+        })
+    }
+
+    /// Accepts one connection and closes it at once without reading (what a receiver
+    /// that dies with bytes in its socket buffer looks like to the sender: closing with
+    /// unread data makes the kernel reset the connection).
+    fn accept_and_reset(l: &std::net::TcpListener) {
+        let (c, _) = l.accept().expect("accept");
+        drop(c);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    /// Events resent after a break are written on the new connection, so a second break
+    /// sends them again (an audit lost seq 1-4420 to two breaks in a row, all counted as
+    /// delivered).
+    #[test]
+    fn events_resent_after_a_break_are_resent_after_a_second_break() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        let mut t = SyslogTcp::new(&addr, 16, "s", 100);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let batch = [rec(1), rec(2)];
+        let mut acked = [false; 2];
+        t.connect().expect("connect 1");
+        t.send(&batch, &mut acked, deadline).expect("send");
+        assert_eq!(acked, [true, true]);
+        accept_and_reset(&l);
+        let mut acked = [false; 1];
+        assert!(t.send(&[rec(3)], &mut acked, deadline).is_err(), "break 1");
+        t.connect().expect("connect 2: resends 1, 2");
+        accept_and_reset(&l);
+        assert!(t.send(&[rec(3)], &mut acked, deadline).is_err(), "break 2");
+        t.connect().expect("connect 3: resends 1, 2 again");
+        let (mut c, _) = l.accept().expect("accept 3");
+        drop(t);
+        let mut got = String::new();
+        use std::io::Read;
+        c.read_to_string(&mut got).expect("read");
+        for seq in [1, 2] {
+            assert!(
+                got.contains(&format!(r#""seq":{seq}}}"#)),
+                "seq {seq} not resent after the second break: {got:?}"
+            );
+        }
     }
 }
