@@ -621,6 +621,7 @@ impl ReplayArgs {
         };
         let flow = cfg.flow.to_flow_config()?;
         let (frag_capacity, frag_timeout) = cfg.fragments.validated()?;
+        let writer = WriterConfig::of(&mut cfg);
         Ok((
             ReplayOptions {
                 inputs: self.files.iter().map(|s| Input::from_arg(s)).collect(),
@@ -635,8 +636,8 @@ impl ReplayArgs {
                     .workers
                     .unwrap_or_else(flowsentry::pipeline::default_workers),
             },
-            self.detect.with_config(cfg.detect.clone()),
-            WriterConfig::of(&mut cfg),
+            self.detect.with_config(cfg.detect),
+            writer,
         ))
     }
 }

@@ -958,6 +958,18 @@ impl Merger {
         Ok(())
     }
 
+    /// The error to report when the workers' channel closed with fewer than `total`
+    /// of them done: the others died without flushing their flows.
+    fn workers_lost(&self, total: usize) -> Option<OutputError> {
+        (self.done < total).then(|| OutputError::Thread {
+            what: "flow worker thread".into(),
+            detail: format!(
+                "{} of {total} workers stopped without flushing their flows",
+                total - self.done
+            ),
+        })
+    }
+
     fn flow_totals(&self) -> (FlowCounters, u64) {
         let mut total = FlowCounters::default();
         let mut active = 0;
@@ -1044,15 +1056,9 @@ fn replay_threaded(
             break;
         }
     }
-    if failure.is_none() && merger.done < n {
+    if failure.is_none() {
         // The channel closed before every worker said `Done`: one died unflushed.
-        failure = Some(OutputError::Thread {
-            what: "flow worker thread".into(),
-            detail: format!(
-                "{} of {n} workers stopped without flushing their flows",
-                n - merger.done
-            ),
-        });
+        failure = merger.workers_lost(n);
     }
     if failure.is_none() {
         failure = merger.write_ready(writer, true).err();
@@ -1226,16 +1232,8 @@ pub fn live(
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                if merger.done < total {
-                    // A worker died without flushing: its open flows are lost; say so.
-                    failure = Some(OutputError::Thread {
-                        what: "flow worker thread".into(),
-                        detail: format!(
-                            "{} of {total} workers stopped without flushing their flows",
-                            total - merger.done
-                        ),
-                    });
-                }
+                // A worker that died without flushing lost its open flows: say so.
+                failure = merger.workers_lost(total);
                 break;
             }
         }
@@ -1321,14 +1319,21 @@ mod tests {
         8, 0, 0,
     ];
 
-    fn feed(front: &mut Front, secs: i64) {
-        let frame = Frame {
+    /// [`UDP`] captured at `secs`.
+    fn udp_frame(secs: i64) -> Frame<'static> {
+        Frame {
             ts: Timestamp::from_secs_nanos(secs, 0),
             link: crate::packet::LinkType::Raw,
             orig_len: UDP.len() as u32,
             data: &UDP,
-        };
-        assert!(matches!(front.on_frame(&frame), Some((Pkt::Ip(_), _))));
+        }
+    }
+
+    fn feed(front: &mut Front, secs: i64) {
+        assert!(matches!(
+            front.on_frame(&udp_frame(secs)),
+            Some((Pkt::Ip(_), _))
+        ));
     }
 
     /// A worker fed by two capture threads flushes only after both said `Flush`, and
@@ -1336,13 +1341,7 @@ mod tests {
     #[test]
     fn a_shared_worker_flushes_after_its_last_producer_or_when_one_died() {
         let mut front = Front::new(16, Nanos(1_000_000_000));
-        let frame = Frame {
-            ts: Timestamp::from_secs_nanos(1, 0),
-            link: crate::packet::LinkType::Raw,
-            orig_len: UDP.len() as u32,
-            data: &UDP,
-        };
-        let Some(pkt) = front.on_frame(&frame) else {
+        let Some(pkt) = front.on_frame(&udp_frame(1)) else {
             panic!("the test datagram did not decode");
         };
         for second_flushes in [true, false] {

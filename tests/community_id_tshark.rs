@@ -44,12 +44,9 @@ fn tshark_ids(path: &std::path::Path) -> BTreeSet<String> {
 
 #[test]
 fn community_ids_equal_tsharks() {
-    let Some(root) = common::pcaps_root() else {
+    let Some(root) = common::pcaps_root_with_tshark() else {
         return;
     };
-    if !common::tshark_available() {
-        return;
-    }
     let mut portless_seen = false;
     for rel in FILES {
         let path = root.join(rel);

@@ -1026,12 +1026,9 @@ fn check_file(path: &Path) -> FileReport {
 
 #[test]
 fn flows_match_tshark_conversations() {
-    let Some(root) = common::pcaps_root() else {
+    let Some(root) = common::pcaps_root_with_tshark() else {
         return;
     };
-    if !common::tshark_available() {
-        return;
-    }
     let t0 = std::time::Instant::now();
     let files = capture_files(&root);
     let reports = par_map(&files, common::threads(), |p| check_file(p));

@@ -97,6 +97,13 @@ pub fn tshark_available() -> bool {
     ok
 }
 
+/// The shared capture folder when tshark is installed too; `None` (after [`missing`]'s
+/// note, or its failure under CI) when either is not.
+pub fn pcaps_root_with_tshark() -> Option<PathBuf> {
+    let root = pcaps_root()?;
+    tshark_available().then_some(root)
+}
+
 /// Runs `tshark -r FILE ARGS...` and returns its standard output; panics naming the file
 /// when tshark cannot start or exits non-zero (with its stderr).
 pub fn tshark(file: &Path, args: &[&str]) -> String {
