@@ -6,11 +6,21 @@
 //! by [`FragmentTable::evicted`]). Entries live for `timeout_ns` of packet time after their
 //! first fragment was seen, then are dropped (counted by [`FragmentTable::expired`]); an
 //! entry is *not* removed when the last fragment arrives, because later fragments may come
-//! out of order among themselves or duplicated. A later fragment that arrives *before* its
-//! first fragment is not held back: it is `Unmatched` (ports 0), as flows are accounted
-//! in packet order. A repeated first fragment refreshes the remembered ports but
-//! keeps the entry's age. All memory is allocated in [`FragmentTable::new`] (the map with room
-//! for twice `capacity`, so that churn at capacity never reallocates it).
+//! out of order among themselves or duplicated. A repeated first fragment refreshes the
+//! remembered ports but keeps the entry's age.
+//!
+//! A later fragment that arrives *before* its first fragment (some stacks send a
+//! datagram's fragments last first, and evasion tools reorder them) is held back, up to
+//! [`HOLD_MAX`] packets and for at most `timeout_ns` of packet time. When its first
+//! fragment comes it is released, attributed, right after it; otherwise it is released
+//! `Unmatched` (ports 0) when it times out, when the hold is full (oldest first) or at
+//! [`FragmentTable::release_all`] (end of input, shutdown). Released packets wait in
+//! [`FragmentTable::take_released`] for the caller to hand them on. So no fragment is
+//! lost, and a reordered datagram still counts toward one flow.
+//!
+//! The map and the age ring are allocated in [`FragmentTable::new`] (the map with room
+//! for twice `capacity`, so that churn at capacity never reallocates it); the hold and its
+//! release buffer grow only when fragments arrive out of order, never past [`HOLD_MAX`].
 
 use crate::packet::{Addr, IpPacket};
 use crate::time::Timestamp;
@@ -28,6 +38,21 @@ pub enum FragOutcome {
     Attributed,
     /// A later fragment whose first fragment was not seen (or expired): ports stay 0.
     Unmatched,
+    /// A later fragment that came before its first fragment: taken into the hold, to be
+    /// released later through [`FragmentTable::take_released`]. Do not hand it on now.
+    Held,
+}
+
+/// Later fragments held back at most, waiting for their first fragment.
+pub const HOLD_MAX: usize = 1024;
+
+/// A later fragment waiting for its first fragment.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    key: FragKey,
+    pkt: IpPacket,
+    /// Flow-clock time it arrived.
+    arrived: Timestamp,
 }
 
 /// Identity of one IP datagram.
@@ -75,6 +100,14 @@ pub struct FragmentTable {
     attributed: u64,
     unmatched: u64,
     firsts: u64,
+    /// Later fragments waiting for their first fragment, in arrival order.
+    hold: VecDeque<Held>,
+    /// Most packets the hold keeps (`min(capacity, HOLD_MAX)`).
+    hold_max: usize,
+    /// Later fragments that were ever held.
+    held: u64,
+    /// Held fragments released, each with its outcome (`Attributed` or `Unmatched`).
+    released: Vec<(IpPacket, FragOutcome)>,
 }
 
 impl FragmentTable {
@@ -93,6 +126,7 @@ impl FragmentTable {
             ages: VecDeque::with_capacity(capacity),
             capacity,
             timeout_ns,
+            hold_max: capacity.min(HOLD_MAX),
             ..FragmentTable::default()
         }
     }
@@ -107,6 +141,9 @@ impl FragmentTable {
         if pkt.frag.offset == 0 {
             self.firsts += 1;
             self.remember(key, pkt, now);
+            if !self.hold.is_empty() {
+                self.release_waiting(key, pkt);
+            }
             return FragOutcome::First;
         }
         match self.map.get(&key) {
@@ -117,11 +154,81 @@ impl FragmentTable {
                 self.attributed += 1;
                 FragOutcome::Attributed
             }
+            _ if self.hold_max > 0 => {
+                if self.hold.len() >= self.hold_max {
+                    if let Some(old) = self.hold.pop_front() {
+                        self.release(old.pkt, FragOutcome::Unmatched);
+                    }
+                }
+                self.hold.push_back(Held {
+                    key,
+                    pkt: *pkt,
+                    arrived: now,
+                });
+                self.held += 1;
+                FragOutcome::Held
+            }
             _ => {
                 self.unmatched += 1;
                 FragOutcome::Unmatched
             }
         }
+    }
+
+    /// Releases, attributed to `first`'s ports, the held fragments of its datagram.
+    fn release_waiting(&mut self, key: FragKey, first: &IpPacket) {
+        let mut i = 0;
+        while i < self.hold.len() {
+            if self.hold[i].key != key {
+                i += 1;
+                continue;
+            }
+            if let Some(h) = self.hold.remove(i) {
+                let mut p = h.pkt;
+                p.src_port = first.src_port;
+                p.dst_port = first.dst_port;
+                p.icmp_id = first.icmp_id;
+                self.release(p, FragOutcome::Attributed);
+            }
+        }
+    }
+
+    fn release(&mut self, pkt: IpPacket, outcome: FragOutcome) {
+        match outcome {
+            FragOutcome::Attributed => self.attributed += 1,
+            _ => self.unmatched += 1,
+        }
+        self.released.push((pkt, outcome));
+    }
+
+    /// Releases every held fragment `Unmatched` (end of input, shutdown).
+    pub fn release_all(&mut self) {
+        while let Some(h) = self.hold.pop_front() {
+            self.release(h.pkt, FragOutcome::Unmatched);
+        }
+    }
+
+    /// Whether held fragments were released and wait for [`FragmentTable::take_released`].
+    #[inline]
+    pub fn has_released(&self) -> bool {
+        !self.released.is_empty()
+    }
+
+    /// The released fragments, in release order, each with its outcome; the caller hands
+    /// them on as packets.
+    pub fn take_released(&mut self) -> std::vec::Drain<'_, (IpPacket, FragOutcome)> {
+        self.released.drain(..)
+    }
+
+    /// Number of later fragments waiting for their first fragment.
+    pub fn holding(&self) -> usize {
+        self.hold.len()
+    }
+
+    /// Number of later fragments that were ever held back (each also counts as attributed
+    /// or unmatched once released).
+    pub fn held(&self) -> u64 {
+        self.held
     }
 
     /// Stores (or refreshes) the ports of a first fragment.
@@ -157,9 +264,18 @@ impl FragmentTable {
         self.ages.push_back((key, now));
     }
 
-    /// Drops entries created more than `timeout_ns` before `now`, oldest first. Also called
+    /// Drops entries created more than `timeout_ns` before `now`, oldest first, and
+    /// releases `Unmatched` the held fragments that waited longer than that. Also called
     /// by [`FragmentTable::attribute`]; call it from the periodic sweep when fragments stop.
     pub fn expire(&mut self, now: Timestamp) {
+        while let Some(h) = self.hold.front() {
+            if now.since(h.arrived).0 <= self.timeout_ns {
+                break;
+            }
+            if let Some(h) = self.hold.pop_front() {
+                self.release(h.pkt, FragOutcome::Unmatched);
+            }
+        }
         while let Some(&(key, created)) = self.ages.front() {
             if now.since(created).0 <= self.timeout_ns {
                 break;
@@ -282,12 +398,17 @@ mod tests {
         assert_eq!(t.attribute(&mut p, Timestamp(0)), FragOutcome::NotFragment);
         assert!(t.is_empty());
         let mut later = frag(99, 10, false, (0, 0));
+        assert_eq!(t.attribute(&mut later, Timestamp(0)), FragOutcome::Held);
         assert_eq!(
-            t.attribute(&mut later, Timestamp(0)),
-            FragOutcome::Unmatched
+            (t.holding(), t.unmatched(), t.has_released()),
+            (1, 0, false)
         );
-        assert_eq!((later.src_port, later.dst_port), (0, 0));
-        assert_eq!(t.unmatched(), 1);
+        t.release_all();
+        let out: Vec<_> = t.take_released().collect();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1, FragOutcome::Unmatched);
+        assert_eq!((out[0].0.src_port, out[0].0.dst_port), (0, 0));
+        assert_eq!((t.holding(), t.unmatched(), t.held()), (0, 1, 1));
     }
 
     #[test]
@@ -299,20 +420,22 @@ mod tests {
         other_vlan.vlan = [5, 0];
         assert_eq!(
             t.attribute(&mut other_vlan, Timestamp(0)),
-            FragOutcome::Unmatched
+            FragOutcome::Held
         );
         let mut other_proto = frag(7, 10, false, (0, 0));
         other_proto.proto = proto::TCP;
         assert_eq!(
             t.attribute(&mut other_proto, Timestamp(0)),
-            FragOutcome::Unmatched
+            FragOutcome::Held
         );
         let mut reversed = frag(7, 10, false, (0, 0));
         std::mem::swap(&mut reversed.src, &mut reversed.dst);
-        assert_eq!(
-            t.attribute(&mut reversed, Timestamp(0)),
-            FragOutcome::Unmatched
-        );
+        assert_eq!(t.attribute(&mut reversed, Timestamp(0)), FragOutcome::Held);
+        // A repeated first fragment releases none of them: none is of its datagram.
+        let mut again = frag(7, 0, true, (5000, 53));
+        t.attribute(&mut again, Timestamp(0));
+        assert!(!t.has_released());
+        assert_eq!(t.holding(), 3);
     }
 
     #[test]
@@ -325,7 +448,7 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t.evicted(), 1);
         let mut of1 = frag(1, 5, false, (0, 0));
-        assert_eq!(t.attribute(&mut of1, Timestamp(4)), FragOutcome::Unmatched);
+        assert_eq!(t.attribute(&mut of1, Timestamp(4)), FragOutcome::Held);
         let mut of3 = frag(3, 5, false, (0, 0));
         assert_eq!(t.attribute(&mut of3, Timestamp(4)), FragOutcome::Attributed);
         assert_eq!(of3.src_port, 1003);
@@ -344,7 +467,7 @@ mod tests {
         let mut late = frag(7, 20, false, (0, 0));
         assert_eq!(
             t.attribute(&mut late, Timestamp(30 * SEC + 1)),
-            FragOutcome::Unmatched
+            FragOutcome::Held
         );
         assert_eq!((t.expired(), t.len()), (1, 0));
     }
@@ -366,7 +489,70 @@ mod tests {
         let mut after = frag(7, 10, false, (0, 0));
         assert_eq!(
             t.attribute(&mut after, Timestamp(11 * SEC)),
-            FragOutcome::Unmatched
+            FragOutcome::Held
+        );
+    }
+
+    #[test]
+    fn fragments_before_their_first_are_held_then_attributed() {
+        let mut t = FragmentTable::new(8, 30 * SEC);
+        // Last fragment first, then the middle one, then the first (reverse order).
+        let mut last = frag(7, 370, false, (0, 0));
+        assert_eq!(t.attribute(&mut last, Timestamp(0)), FragOutcome::Held);
+        let mut other = frag(8, 370, false, (0, 0));
+        assert_eq!(t.attribute(&mut other, Timestamp(1)), FragOutcome::Held);
+        let mut mid = frag(7, 185, true, (0, 0));
+        assert_eq!(t.attribute(&mut mid, Timestamp(2)), FragOutcome::Held);
+        assert!(!t.has_released());
+        let mut first = frag(7, 0, true, (5000, 53));
+        assert_eq!(t.attribute(&mut first, Timestamp(3)), FragOutcome::First);
+        let out: Vec<_> = t.take_released().collect();
+        assert_eq!(
+            out.len(),
+            2,
+            "both fragments of datagram 7, in arrival order"
+        );
+        assert_eq!(out[0].0.frag.offset, 370);
+        assert_eq!(out[1].0.frag.offset, 185);
+        for (p, o) in &out {
+            assert_eq!(*o, FragOutcome::Attributed);
+            assert_eq!((p.src_port, p.dst_port, p.has_l4), (5000, 53, false));
+        }
+        assert_eq!(t.holding(), 1, "datagram 8 still waits");
+        assert_eq!((t.held(), t.attributed(), t.unmatched()), (3, 2, 0));
+    }
+
+    #[test]
+    fn held_fragments_time_out_and_the_hold_is_bounded() {
+        let mut t = FragmentTable::new(HOLD_MAX * 4, 10 * SEC);
+        let mut early = frag(1, 10, false, (0, 0));
+        assert_eq!(t.attribute(&mut early, Timestamp(0)), FragOutcome::Held);
+        t.expire(Timestamp(10 * SEC));
+        assert!(!t.has_released(), "not older than the timeout yet");
+        t.expire(Timestamp(10 * SEC + 1));
+        let out: Vec<_> = t.take_released().collect();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1, FragOutcome::Unmatched);
+        // Its first fragment now comes too late: nothing left to release.
+        let mut first = frag(1, 0, true, (9, 9));
+        t.attribute(&mut first, Timestamp(10 * SEC + 2));
+        assert!(!t.has_released());
+        // A flood of orphans: the hold keeps HOLD_MAX, releasing the oldest unmatched.
+        let base = Timestamp(20 * SEC);
+        for id in 0..(HOLD_MAX as u32 + 10) {
+            let mut f = frag(1000 + id, 10, false, (0, 0));
+            assert_eq!(t.attribute(&mut f, base), FragOutcome::Held);
+        }
+        assert_eq!(t.holding(), HOLD_MAX);
+        let out: Vec<_> = t.take_released().collect();
+        assert_eq!(out.len(), 10);
+        assert_eq!(out[0].0.frag.id, 1000, "oldest released first");
+        assert_eq!(t.unmatched(), 11);
+        t.release_all();
+        assert_eq!(t.take_released().count(), HOLD_MAX);
+        assert_eq!(
+            (t.holding(), t.held(), t.unmatched()),
+            (0, HOLD_MAX as u64 + 11, HOLD_MAX as u64 + 11)
         );
     }
 

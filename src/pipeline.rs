@@ -95,6 +95,9 @@ pub struct Front {
     unsupported_link: Option<u32>,
     /// Notes for the user about inputs that were read but partly skipped.
     pub warnings: Vec<String>,
+    /// Held-back fragments the fragment table released, to hand on after the frame's own
+    /// packet ([`Front::take_released`]).
+    released: Vec<(Pkt, Timestamp)>,
 }
 
 /// A decoded packet handed downstream from the front half.
@@ -117,6 +120,7 @@ impl Front {
             stats: Stats::default(),
             unsupported_link: None,
             warnings: Vec::new(),
+            released: Vec::new(),
         }
     }
 
@@ -155,16 +159,64 @@ impl Front {
                 if p.frag.is_fragment {
                     let fc = &mut self.stats.fragments;
                     fc.fragments += 1;
-                    match self.frags.attribute(&mut p, self.clock) {
+                    let outcome = self.frags.attribute(&mut p, self.clock);
+                    match outcome {
                         FragOutcome::First => fc.first += 1,
                         FragOutcome::Attributed => fc.attributed += 1,
                         FragOutcome::Unmatched => fc.unmatched += 1,
+                        FragOutcome::Held => fc.held += 1,
                         FragOutcome::NotFragment => {}
+                    }
+                    if self.frags.has_released() {
+                        self.collect_released();
+                    }
+                    if outcome == FragOutcome::Held {
+                        return None;
                     }
                 }
                 Some((Pkt::Ip(p), self.clock))
             }
         }
+    }
+
+    /// Moves what the fragment table released into [`Front::take_released`], counted.
+    #[cold]
+    fn collect_released(&mut self) {
+        let fc = &mut self.stats.fragments;
+        for (p, outcome) in self.frags.take_released() {
+            match outcome {
+                FragOutcome::Attributed => fc.attributed += 1,
+                _ => fc.unmatched += 1,
+            }
+            self.released.push((Pkt::Ip(p), self.clock));
+        }
+    }
+
+    /// Whether held-back fragments wait to be handed on (after the frame's own packet).
+    #[inline]
+    pub fn has_released(&self) -> bool {
+        !self.released.is_empty()
+    }
+
+    /// The held-back fragments released by the last frames or sweep, in order, with the
+    /// clock to hand them on with.
+    pub fn take_released(&mut self) -> std::vec::Drain<'_, (Pkt, Timestamp)> {
+        self.released.drain(..)
+    }
+
+    /// Releases the held fragments that waited longer than the fragment timeout (call
+    /// once per dispatch round: fragments may stop arriving).
+    pub fn sweep_fragments(&mut self) {
+        if self.frags.holding() > 0 {
+            self.frags.expire(self.clock);
+            self.collect_released();
+        }
+    }
+
+    /// Releases every held fragment unmatched (end of input, shutdown).
+    pub fn release_held(&mut self) {
+        self.frags.release_all();
+        self.collect_released();
     }
 
     /// The global flow clock (largest frame timestamp so far).
@@ -253,6 +305,20 @@ impl Engine {
             self.pending
                 .push(p, clock, &mut self.table, &mut self.finished);
         }
+        if self.front.has_released() {
+            self.account_released();
+        }
+    }
+
+    /// Accounts the held-back fragments the front released.
+    #[cold]
+    fn account_released(&mut self) {
+        for (p, clock) in self.front.released.drain(..) {
+            if let Pkt::Ip(p) = p {
+                self.pending
+                    .push(p, clock, &mut self.table, &mut self.finished);
+            }
+        }
     }
 
     /// Accounts the packets gathered so far.
@@ -268,6 +334,8 @@ impl Engine {
 
     /// Ends every open flow with `reason` (deterministic order).
     pub fn flush(&mut self, reason: EndReason) {
+        self.front.release_held();
+        self.account_released();
         self.catch_up();
         self.table
             .advance_clock(self.front.clock(), &mut self.finished);
@@ -313,7 +381,18 @@ trait Downstream {
     fn round_end(&mut self, front: &Front) -> bool;
 }
 
-/// Reads every input in order through `front` into `down`.
+/// Hands on the held-back fragments `front` released (after the frame's own packet).
+#[inline]
+fn pass_released<D: Downstream>(front: &mut Front, down: &mut D) {
+    if front.has_released() {
+        for (p, c) in front.take_released() {
+            down.packet(p, c);
+        }
+    }
+}
+
+/// Reads every input in order through `front` into `down`; at the end, releases the
+/// fragments still held back and hands them on.
 fn read_inputs<D: Downstream>(
     opts: &ReplayOptions,
     front: &mut Front,
@@ -344,7 +423,10 @@ fn read_inputs<D: Downstream>(
                         if let Some((p, c)) = front.on_frame(f) {
                             down.packet(p, c);
                         }
+                        pass_released(front, down);
                     });
+                    front.sweep_fragments();
+                    pass_released(front, down);
                     stop = !down.round_end(front);
                     progress.update(&name, src.counters().offset, front.stats.frames);
                     match r {
@@ -388,6 +470,11 @@ fn read_inputs<D: Downstream>(
         }
     }
     progress.clear();
+    front.release_held();
+    if front.has_released() {
+        pass_released(front, down);
+        down.round_end(front);
+    }
     errors
 }
 
@@ -1136,6 +1223,7 @@ fn live_capture(
             if let Some((p, c)) = front.on_frame(f) {
                 router.packet(p, c);
             }
+            pass_released(&mut front, &mut router);
         }) {
             Ok(0) => front.advance_to(wall_now()),
             Ok(_) => {}
@@ -1144,6 +1232,8 @@ fn live_capture(
                 break;
             }
         }
+        front.sweep_fragments();
+        pass_released(&mut front, &mut router);
         if !router.round_end(&front) {
             if !control.stop.load(AtomicOrdering::Relaxed) {
                 errors.push("the flow workers stopped unexpectedly; capture ended".into());
@@ -1160,6 +1250,8 @@ fn live_capture(
     // Shutdown: every open flow is flushed, scored and written; blocking sends are fine
     // now that capture has stopped.
     router.blocking = true;
+    front.release_held();
+    pass_released(&mut front, &mut router);
     let clock = front.clock();
     router.round_end(&front);
     router.flush_workers(EndReason::Shutdown, clock);

@@ -18,6 +18,9 @@ pub struct FragmentCounters {
     pub attributed: u64,
     /// Later fragments whose first fragment was not seen (kept in a port-less flow).
     pub unmatched: u64,
+    /// Later fragments that arrived before their first fragment and were held back until
+    /// it came (then also counted in `attributed`) or timed out (then in `unmatched`).
+    pub held: u64,
     /// Remembered datagrams dropped because the table was full.
     pub evicted: u64,
 }
@@ -100,6 +103,7 @@ impl Stats {
         f.first += g.first;
         f.attributed += g.attributed;
         f.unmatched += g.unmatched;
+        f.held += g.held;
         f.evicted += g.evicted;
         self.inputs.extend(o.inputs.iter().cloned());
         self.events += o.events;

@@ -661,9 +661,24 @@ struct FragMemo {
     created: f64,
 }
 
+/// A later fragment of the model that came before its first fragment (flowsentry holds
+/// it back, `src/fragment.rs`).
+struct HeldFrag {
+    key: FragId,
+    proto: &'static str,
+    src: String,
+    dst: String,
+    len: u64,
+    arrived: f64,
+}
+
+/// A datagram's identity: (VLANs, src, dst, proto, id).
+type FragId = (String, String, String, u8, u32);
+
 fn expected_from(frames: &[TsFrame]) -> Expected {
     let mut exp = Expected::default();
-    let mut frags: HashMap<(String, String, String, u8, u32), FragMemo> = HashMap::new();
+    let mut frags: HashMap<FragId, FragMemo> = HashMap::new();
+    let mut held: Vec<HeldFrag> = Vec::new();
     let mut clock = f64::NEG_INFINITY;
     for fr in frames {
         clock = clock.max(fr.rel);
@@ -725,19 +740,43 @@ fn expected_from(frames: &[TsFrame]) -> Expected {
                     let group = (t.proto, ip.src.clone(), sp, ip.dst.clone(), dp);
                     match frags.get_mut(&key) {
                         Some(m) if clock - m.created <= FRAG_TIMEOUT_S => {
-                            m.group = group;
+                            m.group = group.clone();
                             m.sub = sub;
                         }
                         _ => {
                             frags.insert(
-                                key,
+                                key.clone(),
                                 FragMemo {
-                                    group,
+                                    group: group.clone(),
                                     sub,
                                     created: clock,
                                 },
                             );
                         }
+                    }
+                    // Later fragments of this datagram that came before it and are still
+                    // held (within the fragment timeout) join its flow.
+                    let (_, s, sp, d, dp) = &group;
+                    let mut i = 0;
+                    while i < held.len() {
+                        let h = &held[i];
+                        if h.key != key || clock - h.arrived > FRAG_TIMEOUT_S {
+                            i += 1;
+                            continue;
+                        }
+                        let h = held.remove(i);
+                        exp.note(
+                            "added: later IP fragment held until its first fragment came, \
+                             attributed to its flow"
+                                .into(),
+                        );
+                        let (g, dir) = group_of(h.proto, ep(s, *sp), ep(d, *dp));
+                        exp.groups
+                            .entry(g)
+                            .or_default()
+                            .entry(sub)
+                            .or_default()
+                            .add(dir, h.len);
                     }
                 }
             }
@@ -766,10 +805,17 @@ fn expected_from(frames: &[TsFrame]) -> Expected {
                         (ep(s, *sp), ep(d, *dp), m.sub)
                     }
                     _ => {
-                        exp.note(
-                            "added: later IP fragment without its first fragment (ports 0)".into(),
-                        );
-                        (ep(&ip.src, 0), ep(&ip.dst, 0), Sub::Unmatched)
+                        // Held back until its first fragment comes (or counted with
+                        // ports 0 at the end if it never does in time).
+                        held.push(HeldFrag {
+                            key,
+                            proto,
+                            src: ip.src.clone(),
+                            dst: ip.dst.clone(),
+                            len: fr.len,
+                            arrived: clock,
+                        });
+                        continue;
                     }
                 };
                 let (g, dir) = group_of(proto, src, dst);
@@ -782,6 +828,16 @@ fn expected_from(frames: &[TsFrame]) -> Expected {
             }
             Ours::Nothing(_) => {}
         }
+    }
+    for h in held {
+        exp.note("added: later IP fragment without its first fragment (ports 0)".into());
+        let (g, dir) = group_of(h.proto, ep(&h.src, 0), ep(&h.dst, 0));
+        exp.groups
+            .entry(g)
+            .or_default()
+            .entry(Sub::Unmatched)
+            .or_default()
+            .add(dir, h.len);
     }
     exp
 }
