@@ -1,5 +1,5 @@
 //! IPv4/IPv6 fragment attribution: remembers the transport ports of first fragments in a
-//! bounded, timed table keyed by (VLANs, src, dst, proto, IP id) and fills them into later
+//! bounded, timed table keyed by (VLANs, src, dst, proto, IP id) (IPv6: no proto) and fills them into later
 //! fragments so every fragment counts toward its flow. Owns nothing else.
 //!
 //! Bounds: at most `capacity` datagrams; when full, the oldest entry is evicted (counted
@@ -66,12 +66,16 @@ struct FragKey {
 }
 
 impl FragKey {
+    /// IPv4 identifies a datagram by (src, dst, protocol, id) (RFC 791); IPv6 by (src,
+    /// dst, id) only (RFC 8200): a later fragment's next header is the fragment header's,
+    /// which differs from the first fragment's transport protocol when an extension header
+    /// follows the fragment header, so the protocol is left out of IPv6 keys.
     fn of(pkt: &IpPacket) -> Self {
         FragKey {
             vlan: pkt.vlan,
             src: pkt.src,
             dst: pkt.dst,
-            proto: pkt.proto,
+            proto: if pkt.src.is_v4() { pkt.proto } else { 0 },
             id: pkt.frag.id,
         }
     }
@@ -80,6 +84,8 @@ impl FragKey {
 /// What a first fragment left behind for its later fragments.
 #[derive(Debug, Clone, Copy)]
 struct FragEntry {
+    /// The first fragment's transport protocol (an IPv6 later fragment may name another).
+    proto: u8,
     src_port: u16,
     dst_port: u16,
     icmp_id: u16,
@@ -148,6 +154,7 @@ impl FragmentTable {
         }
         match self.map.get(&key) {
             Some(e) if now.since(e.created).0 <= self.timeout_ns => {
+                pkt.proto = e.proto;
                 pkt.src_port = e.src_port;
                 pkt.dst_port = e.dst_port;
                 pkt.icmp_id = e.icmp_id;
@@ -185,6 +192,7 @@ impl FragmentTable {
             }
             if let Some(h) = self.hold.remove(i) {
                 let mut p = h.pkt;
+                p.proto = first.proto;
                 p.src_port = first.src_port;
                 p.dst_port = first.dst_port;
                 p.icmp_id = first.icmp_id;
@@ -234,6 +242,7 @@ impl FragmentTable {
     /// Stores (or refreshes) the ports of a first fragment.
     fn remember(&mut self, key: FragKey, pkt: &IpPacket, now: Timestamp) {
         if let Some(e) = self.map.get_mut(&key) {
+            e.proto = pkt.proto;
             e.src_port = pkt.src_port;
             e.dst_port = pkt.dst_port;
             e.icmp_id = pkt.icmp_id;
@@ -255,6 +264,7 @@ impl FragmentTable {
         self.map.insert(
             key,
             FragEntry {
+                proto: pkt.proto,
                 src_port: pkt.src_port,
                 dst_port: pkt.dst_port,
                 icmp_id: pkt.icmp_id,
@@ -554,6 +564,47 @@ mod tests {
             (t.holding(), t.held(), t.unmatched()),
             (0, HOLD_MAX as u64 + 11, HOLD_MAX as u64 + 11)
         );
+    }
+
+    #[test]
+    fn ipv6_later_fragments_match_whatever_their_next_header() {
+        let mut t = FragmentTable::new(8, 30 * SEC);
+        let v6 = |p: &mut IpPacket| {
+            p.src = Addr::v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+            p.dst = Addr::v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        };
+        let mut first = frag(5, 0, true, (4000, 5000));
+        v6(&mut first);
+        t.attribute(&mut first, Timestamp(0));
+        // A destination options header after the fragment header: next header 60.
+        let mut later = frag(5, 10, false, (0, 0));
+        v6(&mut later);
+        later.proto = 60;
+        assert_eq!(
+            t.attribute(&mut later, Timestamp(1)),
+            FragOutcome::Attributed
+        );
+        assert_eq!(
+            (later.proto, later.src_port, later.dst_port),
+            (proto::UDP, 4000, 5000)
+        );
+        // Held before its first fragment, it gets the first fragment's protocol too.
+        let mut early = frag(6, 10, false, (0, 0));
+        v6(&mut early);
+        early.proto = 60;
+        assert_eq!(t.attribute(&mut early, Timestamp(2)), FragOutcome::Held);
+        let mut first6 = frag(6, 0, true, (4001, 5001));
+        v6(&mut first6);
+        t.attribute(&mut first6, Timestamp(3));
+        let out: Vec<_> = t.take_released().collect();
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].0.proto, out[0].0.src_port), (proto::UDP, 4001));
+        // IPv4 keeps the protocol in the key (RFC 791).
+        let mut v4first = frag(9, 0, true, (1, 2));
+        t.attribute(&mut v4first, Timestamp(4));
+        let mut v4later = frag(9, 10, false, (0, 0));
+        v4later.proto = proto::TCP;
+        assert_eq!(t.attribute(&mut v4later, Timestamp(5)), FragOutcome::Held);
     }
 
     #[test]

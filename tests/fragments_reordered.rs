@@ -1,7 +1,8 @@
 //! IPv4 fragments that arrive before their first fragment (a datagram sent last fragment
 //! first) are held back and counted in their datagram's flow once the first fragment
 //! comes; a later fragment whose first fragment never comes still counts, with ports 0.
-//! The capture is built here, frame by frame, with the simulator's pcap writer.
+//! IPv6 fragments are matched by (src, dst, id) whatever their next header. The captures
+//! are built here, frame by frame, with the simulator's pcap writer.
 
 mod common;
 
@@ -86,6 +87,76 @@ fn write_capture(path: &Path) {
         w.write(*ts, f).expect("write frame");
     }
     w.finish().expect("finish capture");
+}
+
+/// An Ethernet frame with an IPv6 header, a fragment header (next header 60, a
+/// destination options header follows in the first fragment, as RFC 8200 allows) and
+/// `data` (the fragment's part of the fragmentable part).
+fn ipv6_fragment(id: u32, offset8: u16, more: bool, data: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x86, 0xdd];
+    let plen = (8 + data.len()) as u16;
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&plen.to_be_bytes());
+    f.extend_from_slice(&[44, 64]);
+    for last in [1u8, 2] {
+        f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        f.extend_from_slice(&[0; 11]);
+        f.push(last);
+    }
+    f.extend_from_slice(&[60, 0]);
+    f.extend_from_slice(&((offset8 << 3) | u16::from(more)).to_be_bytes());
+    f.extend_from_slice(&id.to_be_bytes());
+    f.extend_from_slice(data);
+    f
+}
+
+/// A UDP datagram 2001:db8::1:4000 -> 2001:db8::2:5000 behind a destination options
+/// header, in two IPv6 fragments, in order.
+fn write_ipv6_capture(path: &Path) {
+    let payload = vec![0x33_u8; 1200];
+    let mut fragmentable = vec![17, 0, 1, 4, 0, 0, 0, 0]; // dest opts: PadN
+    fragmentable.extend_from_slice(&udp_header(4000, 5000, payload.len()));
+    fragmentable.extend_from_slice(&payload);
+    let (a, b) = fragmentable.split_at(1000);
+    let file = std::fs::File::create(path).expect("create capture");
+    let mut w = PcapWriter::new(std::io::BufWriter::new(file)).expect("pcap header");
+    w.write(2_000_000, &ipv6_fragment(77, 0, true, a))
+        .expect("write frame");
+    w.write(2_000_100, &ipv6_fragment(77, 125, false, b))
+        .expect("write frame");
+    w.finish().expect("finish capture");
+}
+
+/// An IPv6 datagram is identified by (src, dst, id): its later fragment names the
+/// destination options header as next header (60), not UDP, and must still join the flow.
+#[test]
+fn ipv6_later_fragment_with_other_next_header_joins_its_flow() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pcap = dir.path().join("v6-frag-dstopts.pcap");
+    write_ipv6_capture(&pcap);
+    let what = "replay of v6-frag-dstopts.pcap";
+    let out = common::replay(&pcap, &["--no-detect"]);
+    assert_eq!(common::exit_code(&out, what), 0, "{what}");
+    let events = common::parse_lines(&out.stdout, what);
+    let fl = flows(&events);
+    assert_eq!(fl.len(), 1, "{what}: one flow expected: {fl:#?}");
+    let f = fl[0];
+    assert_eq!(
+        (&f["proto"], &f["src_port"], &f["dest_port"]),
+        (&Value::from("UDP"), &Value::from(4000), &Value::from(5000)),
+        "{what}: {f}"
+    );
+    assert_eq!(
+        (&f["flow"]["pkts_toserver"], &f["flow"]["fragments"]),
+        (&Value::from(2), &Value::from(2)),
+        "{what}: {f}"
+    );
+    let fc = &common::stats_of(&events, what)["fragments"];
+    assert_eq!(
+        (&fc["attributed"], &fc["unmatched"]),
+        (&Value::from(1), &Value::from(0)),
+        "{what}"
+    );
 }
 
 fn flows(events: &[Value]) -> Vec<&Value> {

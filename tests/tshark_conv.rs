@@ -665,15 +665,28 @@ struct FragMemo {
 /// it back, `src/fragment.rs`).
 struct HeldFrag {
     key: FragId,
-    proto: &'static str,
+    /// TCP or UDP by its own next header (None: not compared unless attributed).
+    proto: Option<&'static str>,
     src: String,
     dst: String,
     len: u64,
     arrived: f64,
 }
 
-/// A datagram's identity: (VLANs, src, dst, proto, id).
+/// A datagram's identity: (VLANs, src, dst, proto, id); proto 0 for IPv6, whose
+/// fragments are identified by (src, dst, id) alone (RFC 8200).
 type FragId = (String, String, String, u8, u32);
+
+fn frag_id(vlans: &str, ip: &IpLayer) -> FragId {
+    let proto = if ip.src.contains(':') { 0 } else { ip.proto };
+    (
+        vlans.to_owned(),
+        ip.src.clone(),
+        ip.dst.clone(),
+        proto,
+        ip.id,
+    )
+}
 
 fn expected_from(frames: &[TsFrame]) -> Expected {
     let mut exp = Expected::default();
@@ -730,13 +743,7 @@ fn expected_from(frames: &[TsFrame]) -> Expected {
                     .or_default()
                     .add(dir, fr.len);
                 if ip.fragment {
-                    let key = (
-                        fr.vlans.clone(),
-                        ip.src.clone(),
-                        ip.dst.clone(),
-                        ip.proto,
-                        ip.id,
-                    );
+                    let key = frag_id(&fr.vlans, ip);
                     let group = (t.proto, ip.src.clone(), sp, ip.dst.clone(), dp);
                     match frags.get_mut(&key) {
                         Some(m) if clock - m.created <= FRAG_TIMEOUT_S => {
@@ -770,7 +777,7 @@ fn expected_from(frames: &[TsFrame]) -> Expected {
                              attributed to its flow"
                                 .into(),
                         );
-                        let (g, dir) = group_of(h.proto, ep(s, *sp), ep(d, *dp));
+                        let (g, dir) = group_of(t.proto, ep(s, *sp), ep(d, *dp));
                         exp.groups
                             .entry(g)
                             .or_default()
@@ -782,27 +789,23 @@ fn expected_from(frames: &[TsFrame]) -> Expected {
             }
             Ours::LaterFragment(ii) => {
                 let ip = &fr.ips[ii].1;
+                // Its own next header: an IPv6 fragment may name an extension header
+                // that precedes the transport header in the first fragment.
                 let proto = match ip.proto {
-                    6 => "TCP",
-                    17 => "UDP",
-                    _ => continue,
+                    6 => Some("TCP"),
+                    17 => Some("UDP"),
+                    _ => None,
                 };
-                let key = (
-                    fr.vlans.clone(),
-                    ip.src.clone(),
-                    ip.dst.clone(),
-                    ip.proto,
-                    ip.id,
-                );
-                let (src, dst, sub) = match frags.get(&key) {
+                let key = frag_id(&fr.vlans, ip);
+                let (proto, src, dst, sub) = match frags.get(&key) {
                     Some(m) if clock - m.created <= FRAG_TIMEOUT_S => {
                         exp.note(
                             "added: later IP fragment attributed to its first fragment's flow"
                                 .into(),
                         );
-                        let (_, s, sp, d, dp) = &m.group;
+                        let (p, s, sp, d, dp) = &m.group;
                         // Same direction as the first fragment (same src/dst by key).
-                        (ep(s, *sp), ep(d, *dp), m.sub)
+                        (*p, ep(s, *sp), ep(d, *dp), m.sub)
                     }
                     _ => {
                         // Held back until its first fragment comes (or counted with
@@ -830,8 +833,9 @@ fn expected_from(frames: &[TsFrame]) -> Expected {
         }
     }
     for h in held {
+        let Some(proto) = h.proto else { continue };
         exp.note("added: later IP fragment without its first fragment (ports 0)".into());
-        let (g, dir) = group_of(h.proto, ep(&h.src, 0), ep(&h.dst, 0));
+        let (g, dir) = group_of(proto, ep(&h.src, 0), ep(&h.dst, 0));
         exp.groups
             .entry(g)
             .or_default()
