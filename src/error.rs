@@ -170,7 +170,7 @@ pub enum OutputError {
     #[error("output closed by the reader")]
     BrokenPipe,
     /// Writing failed (e.g. disk full).
-    #[error("{path}: cannot write events: {source} ({events} events were confirmed written; the events after them, up to {pending} already produced, may be lost; free space or fix the path and replay again)")]
+    #[error("{path}: cannot write events: {source} ({events} events were confirmed written; the events after them, up to {pending} already produced, may be lost; free space or fix the path and run again)")]
     Write {
         /// Output path or "stdout".
         path: String,

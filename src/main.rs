@@ -201,7 +201,14 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(OutputError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(OutputError::BrokenPipe) => {
+            // Unlike replay, a sensor whose reader went away has lost events.
+            eprintln!(
+                "flowsentry live: the output's reader closed the pipe; capture stopped and \
+                 the flows still open were not written"
+            );
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("flowsentry live: {e}");
             ExitCode::FAILURE

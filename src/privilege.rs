@@ -36,8 +36,9 @@ pub fn drop_to(name: &str) -> Result<(), PrivilegeError> {
     Ok(())
 }
 
-/// Gives `paths` (and, for directories, what they contain) to user `name`, so the sinks'
-/// spill directories stay writable after [`drop_to`].
+/// Gives `paths` (and, for directories, what they contain) to user `name`, so the output
+/// files, the seq file and the sinks' spill directories stay writable after [`drop_to`]
+/// (SIGHUP reopens the output file as that user).
 pub fn give_to(name: &str, paths: &[std::path::PathBuf]) -> Result<(), PrivilegeError> {
     use nix::unistd::{chown, User};
     let sys = |what: &'static str| {
@@ -49,7 +50,7 @@ pub fn give_to(name: &str, paths: &[std::path::PathBuf]) -> Result<(), Privilege
         .ok_or_else(|| PrivilegeError::NoUser(name.to_string()))?;
     for p in paths {
         chown(p, Some(user.uid), Some(user.gid))
-            .map_err(sys("hand a sink's state directory to the user"))?;
+            .map_err(sys("hand an output file or a sink's state to the user"))?;
         if p.is_dir() {
             for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
                 chown(&e.path(), Some(user.uid), Some(user.gid))

@@ -497,6 +497,10 @@ fn an_unknown_user_is_a_usage_error() {
     );
 }
 
+/// `--user`: the process runs as the user, and the output file it was started with is
+/// handed to that user, so a SIGHUP (logrotate's, or a model reload) that reopens the
+/// same path keeps working (an audit found it made the sensor exit 1, losing every open
+/// flow, because root had created the file).
 #[test]
 fn user_option_drops_root_after_opening_the_capture() {
     if let Err(why) = prerequisites() {
@@ -504,8 +508,15 @@ fn user_option_drops_root_after_opening_the_capture() {
     }
     let ns = Netns::new("usr");
     let dir = tempfile::tempdir().expect("tempdir");
+    // The directory is only traversable by others, not writable: the user can reopen the
+    // file it was given, not create new ones.
+    run(&["chmod", "0755", dir.path().to_str().expect("utf-8 path")]);
     let out = dir.path().join("events.jsonl");
     let sensor = start_sensor(&ns, &out, &["--user", "nobody"]);
+    run(&["kill", "-HUP", &sensor.id().to_string()]);
+    let pcap = captures().remove(0);
+    ns.tcpreplay(2000, &pcap);
+    std::thread::sleep(Duration::from_millis(500));
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", sensor.id())).expect("proc status");
     let uid_line = status
@@ -520,7 +531,12 @@ fn user_option_drops_root_after_opening_the_capture() {
     let nobody = String::from_utf8_lossy(&expect_uid.stdout)
         .trim()
         .to_string();
-    stop_sensor(sensor);
+    let (st, err) = stop_sensor_status(sensor);
+    assert!(st.success(), "flowsentry live exited with {st}: {err}");
+    assert!(
+        !err.contains("cannot reopen"),
+        "SIGHUP reopen failed: {err}"
+    );
     let fields: Vec<&str> = uid_line.split_whitespace().collect();
     assert_eq!(
         fields.get(1).copied(),
@@ -537,6 +553,60 @@ fn user_option_drops_root_after_opening_the_capture() {
         text.lines().last().is_some_and(|l| l.contains("\"stats\"")),
         "final stats written"
     );
+    assert!(
+        !text.contains("\"event_type\":\"error\""),
+        "an error event: {text}"
+    );
+    assert_eq!(
+        flows(&text),
+        flows(&replay_text(&pcap)),
+        "flows after the SIGHUP differ from replay's"
+    );
+}
+
+/// A live sensor writing to a pipe whose reader goes away has lost events: it stops with
+/// exit 1 and says so (it used to exit 0 silently, like a clean stop, so a service
+/// manager's restart-on-failure never restarted it).
+#[test]
+fn live_output_pipe_closed_by_its_reader_is_a_failure() {
+    if let Err(why) = prerequisites() {
+        return skip_or_fail(&why);
+    }
+    let ns = Netns::new("pipe");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, BIN, "live", "-i", "veth1"])
+        .args(["--stats-interval", "0.2", "--out", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn in netns");
+    let mut first = String::new();
+    {
+        use std::io::BufRead;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut r = std::io::BufReader::new(stdout);
+        r.read_line(&mut first).expect("read the first event");
+        // `r` dropped here: the pipe's only reader is gone.
+    }
+    assert!(first.contains("\"stats\""), "first event: {first}");
+    let t0 = Instant::now();
+    let st = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "flowsentry live kept running with its output gone"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert_eq!(st.code(), Some(1), "exit status {st}, stderr: {err}");
+    assert!(err.contains("closed the pipe"), "stderr: {err}");
 }
 
 /// Two capture handles in one PACKET_FANOUT group: every capture thread routes to every

@@ -422,6 +422,14 @@ pub struct EventWriter {
     final_stats: Option<Vec<SinkStats>>,
 }
 
+/// An `error` event about the outputs themselves.
+#[derive(Serialize)]
+struct NoticeEvent<'a> {
+    timestamp: String,
+    event_type: &'static str,
+    error: &'a str,
+}
+
 /// Envelope of the `stats` event.
 #[derive(Serialize)]
 struct StatsEvent<'a, T: Serialize> {
@@ -498,7 +506,10 @@ impl EventWriter {
     /// for handing them to the `--user` of a privilege drop.
     pub fn state_paths(&self) -> Vec<std::path::PathBuf> {
         let mut v: Vec<std::path::PathBuf> =
-            self.sinks.iter().filter_map(|s| s.state_dir()).collect();
+            self.sinks.iter().filter_map(|s| s.state_path()).collect();
+        if let Some(p) = self.primary.as_ref().and_then(|p| p.path()) {
+            v.push(p.to_path_buf());
+        }
         if let Some(f) = &self.seq_file {
             v.push(f.path().to_path_buf());
         }
@@ -551,6 +562,36 @@ impl EventWriter {
         }
         for s in &mut self.sinks {
             s.reopen()?;
+        }
+        self.report_notices()
+    }
+
+    /// Writes what the file outputs recovered from (a reopen or rotation that failed and
+    /// kept the current file, a torn last line repaired) as `error` events, stamped with
+    /// the wall clock, and on stderr for the service log. Called after a reopen or
+    /// rotation check and before every `stats` event.
+    pub fn report_notices(&mut self) -> Result<(), OutputError> {
+        let mut notices = self
+            .primary
+            .as_mut()
+            .map(|p| p.take_notices())
+            .unwrap_or_default();
+        for s in &mut self.sinks {
+            notices.extend(s.take_notices());
+        }
+        for msg in notices {
+            eprintln!("flowsentry: {msg}");
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            self.emit(
+                &NoticeEvent {
+                    timestamp: Timestamp::from_micros(now).to_eve_string(),
+                    event_type: "error",
+                    error: &msg,
+                },
+                EventKey::Sensor,
+            )?;
         }
         Ok(())
     }
@@ -639,6 +680,7 @@ impl EventWriter {
         ts: Timestamp,
         stats: &T,
     ) -> Result<(), OutputError> {
+        self.report_notices()?;
         self.emit(
             &StatsEvent {
                 timestamp: ts.to_eve_string(),
@@ -715,7 +757,7 @@ impl EventWriter {
         for s in &mut self.sinks {
             s.rotate_if_due()?;
         }
-        Ok(())
+        self.report_notices()
     }
 
     /// Counters of every sink (not the primary output), in configuration order.

@@ -182,9 +182,15 @@ pub trait Sink: Send {
     /// Waits (at most until `deadline`) until everything offered so far was delivered or
     /// given up on for this run. Never loses anything: what is not delivered stays queued.
     fn drain(&mut self, deadline: Instant) -> Result<(), OutputError>;
-    /// A directory this sink keeps state in (its spill directory), if any.
-    fn state_dir(&self) -> Option<PathBuf> {
+    /// A file or directory this sink writes that must stay writable after the privilege
+    /// drop (its output file, its spill directory), if any.
+    fn state_path(&self) -> Option<PathBuf> {
         None
+    }
+    /// Problems recovered from since the last call (a file output's failed reopen or
+    /// rotation), one message each, reported as `error` events.
+    fn take_notices(&mut self) -> Vec<String> {
+        Vec::new()
     }
     /// Stops the sink: delivers what it can until `deadline`, then writes whatever is left
     /// to its spill directory (sent first by the next run) and stops its thread.

@@ -266,7 +266,7 @@ impl Sink for QueuedSink {
         Ok(())
     }
 
-    fn state_dir(&self) -> Option<std::path::PathBuf> {
+    fn state_path(&self) -> Option<std::path::PathBuf> {
         Some(self.dir.clone())
     }
 
