@@ -143,6 +143,33 @@ fn header_error(name: &str, detail: String) -> CaptureError {
     }
 }
 
+/// A filter that compiled for an earlier link type of the file but not for that of the
+/// next record (`link`), placed in the file. A filter that compiled for no link type yet
+/// (a bad expression) and other errors pass through.
+fn bpf_at(
+    name: &str,
+    c: &SourceCounters,
+    offset: Option<u64>,
+    link: LinkType,
+    filter: Option<&BpfFilter>,
+    e: CaptureError,
+) -> CaptureError {
+    if filter.is_none_or(|f| f.programs.is_empty()) {
+        return e;
+    }
+    match e {
+        CaptureError::Bpf { expr, detail } => CaptureError::BpfAt {
+            path: name.to_string(),
+            packet: c.frames + c.filtered + 1,
+            offset,
+            link: format!("{link:?}"),
+            expr,
+            detail,
+        },
+        other => other,
+    }
+}
+
 fn corrupt_at(name: &str, c: &SourceCounters, detail: String) -> CaptureError {
     CaptureError::Corrupt {
         path: name.to_string(),
@@ -481,6 +508,16 @@ impl NativeReader {
         true
     }
 
+    /// The length of the pcapng block at the front of the buffer when all of it is there
+    /// and its two length fields agree (so a parser's "incomplete" is about its inside).
+    fn whole_block_len(&self) -> Option<usize> {
+        let endian = self.ng_endian?;
+        let data = self.rd.data();
+        let len = endian.u32_at(data, 4)? as usize;
+        (len >= 12 && len % 4 == 0 && endian.u32_at(data, len - 4) == Some(len as u32))
+            .then_some(len)
+    }
+
     /// Reads up to `max` frames, calling `f` for each; returns how many were handed out
     /// (0 at the end of the input).
     pub fn dispatch<F: FnMut(&Frame<'_>)>(
@@ -684,6 +721,8 @@ impl NativeReader {
                         let keep = match self.bpf.as_mut().map_or(Ok(true), |b| b.keeps(&fr)) {
                             Ok(k) => k,
                             Err(e) => {
+                                let (at, b) = (Some(self.counters.offset), self.bpf.as_ref());
+                                let e = bpf_at(&self.name, &self.counters, at, fr.link, b, e);
                                 failure = Some(e);
                                 false
                             }
@@ -741,6 +780,7 @@ impl NativeReader {
                 if let Some(b) = self.bpf.as_mut() {
                     let link = self.ng.first().map_or(self.legacy_link, |i| i.link);
                     if let Err(e) = b.program_for(link, link_number(link)) {
+                        // No frame was read, so no program compiled: a bad expression.
                         failure = Some(e);
                     }
                 }
@@ -748,7 +788,16 @@ impl NativeReader {
             // A block whole in the buffer yet "incomplete" claims more inside than its
             // length: like one that fails to parse, it is skipped when we do not use it.
             if incomplete && !self.skip_unused_block() {
-                need_refill = true;
+                match self.whole_block_len() {
+                    // The whole block is in the buffer: its inside, not the file, is short.
+                    Some(len) => {
+                        failure = Some(self.corrupt(format!(
+                            "a block of {len} bytes claims more data than it holds \
+                             (corrupt captured-length or option field)"
+                        )))
+                    }
+                    None => need_refill = true,
+                }
             }
             if let Some(detail) = malformed {
                 if !self.skip_unused_block() {
@@ -819,7 +868,8 @@ impl NativeReader {
             let keep = match self.bpf.as_mut().map_or(Ok(true), |b| b.keeps(&fr)) {
                 Ok(k) => k,
                 Err(e) => {
-                    failure = Some(e);
+                    let (at, b) = (Some(self.counters.offset), self.bpf.as_ref());
+                    failure = Some(bpf_at(&self.name, &self.counters, at, link, b, e));
                     break;
                 }
             };
@@ -993,7 +1043,9 @@ impl LibpcapReader {
                         Ok(k) => k,
                         Err(e) => {
                             self.done = true;
-                            return Err(e);
+                            let at = (!self.pcapng).then_some(self.counters.offset);
+                            let b = self.bpf.as_ref();
+                            return Err(bpf_at(&self.name, &self.counters, at, self.link, b, e));
                         }
                     };
                     n += self.counters.deliver(keep, &fr, &mut f);
@@ -1801,6 +1853,29 @@ mod tests {
         v.extend_from_slice(middle);
         v.extend(epb(2));
         v
+    }
+
+    /// A packet block whose captured length runs past its own end, with a valid block
+    /// after it, is corrupt, not a file that ends early (both byte orders).
+    #[test]
+    fn a_packet_block_claiming_more_than_it_holds_is_corrupt_not_truncated() {
+        for be in [false, true] {
+            let word = |x: u32| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+            let mut b = Vec::new();
+            for x in [0, 0, 9, 500, 500] {
+                b.extend_from_slice(&word(x));
+            }
+            b.extend_from_slice(&[7; 60]);
+            let bad = ng_block(be, 6, &b);
+            let (frames, _, outcome) = native_read(ng_capture(be, &bad));
+            let e = outcome.expect_err("an error");
+            assert_eq!(frames, 1, "be {be}");
+            assert!(
+                e.contains("corrupt capture: packet 2 at byte offset 140") // 28 + 20 + 92
+                    && e.contains("claims more data than it holds"),
+                "be {be}: {e}"
+            );
+        }
     }
 
     /// Frames, skipped blocks and the outcome of reading `bytes` natively.

@@ -73,6 +73,23 @@ pub enum CaptureError {
         /// libpcap's message.
         detail: String,
     },
+    /// The BPF expression compiled for the input's first link type but not for the link
+    /// type of a later frame (a pcapng file mixing interfaces of several link types).
+    #[error("{path}: {}: the BPF filter '{expr}' does not compile for its link type {link} ({detail}); reading stopped there, the flows before it were kept (in a file mixing link types, use a filter valid for each, e.g. 'ip or ip6' rather than one naming Ethernet fields)", record_at(*.packet, *.offset))]
+    BpfAt {
+        /// The capture path.
+        path: String,
+        /// 1-based number of the frame whose link type failed.
+        packet: u64,
+        /// Byte offset of its record; `None` where the reader cannot know it.
+        offset: Option<u64>,
+        /// The link type's name.
+        link: String,
+        /// The expression.
+        expr: String,
+        /// libpcap's message.
+        detail: String,
+    },
     /// The requested reader cannot read this input.
     #[error("{path}: {detail}")]
     Unsupported {

@@ -195,6 +195,85 @@ fn bad_bpf_is_a_clear_error() {
     assert!(e.contains("invalid BPF filter"), "{e}");
 }
 
+/// A little-endian pcapng block of `kind` with `body` (padded to 4 bytes).
+fn ng_block(kind: u32, body: &[u8]) -> Vec<u8> {
+    let mut b = body.to_vec();
+    while b.len() % 4 != 0 {
+        b.push(0);
+    }
+    let total = (12 + b.len()) as u32;
+    let mut v = kind.to_le_bytes().to_vec();
+    v.extend_from_slice(&total.to_le_bytes());
+    v.extend_from_slice(&b);
+    v.extend_from_slice(&total.to_le_bytes());
+    v
+}
+
+/// A pcapng file with an Ethernet interface and a LINKTYPE_IPV4 (228) interface, one
+/// UDP packet on each (the second is the first frame's IP packet without Ethernet).
+fn two_link_pcapng() -> Vec<u8> {
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&1u16.to_le_bytes());
+    shb.extend_from_slice(&0u16.to_le_bytes());
+    shb.extend_from_slice(&u64::MAX.to_le_bytes());
+    let mut v = ng_block(0x0a0d_0d0a, &shb);
+    let epb = |iface: u32, data: &[u8]| {
+        let mut b = iface.to_le_bytes().to_vec();
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&1_000_000u32.to_le_bytes());
+        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        b.extend_from_slice(data);
+        ng_block(6, &b)
+    };
+    let idb = |link: u16| {
+        let mut b = link.to_le_bytes().to_vec();
+        b.extend_from_slice(&[0, 0]);
+        b.extend_from_slice(&65535u32.to_le_bytes());
+        ng_block(1, &b)
+    };
+    let frame = udp_frame(1, 5000, 2, 53, 10);
+    v.extend(idb(1));
+    v.extend(epb(0, &frame));
+    v.extend(idb(228));
+    v.extend(epb(1, &frame[14..]));
+    v
+}
+
+/// A filter that compiles for the file's first link type but not for a later interface's
+/// stops the input there with a message naming the file, the packet and its byte offset
+/// (it used to name neither).
+#[test]
+fn bpf_failing_on_a_later_link_type_names_the_file_and_packet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cap = write(dir.path(), "two-links.pcapng", &two_link_pcapng());
+    let o = run(&["replay", "--no-progress", s(&cap)], None);
+    assert_eq!(exit_code(&o, "two-link pcapng"), 0, "{}", stderr(&o));
+    let o = run(
+        &[
+            "replay",
+            "--no-progress",
+            "--bpf",
+            "ether broadcast or udp",
+            s(&cap),
+        ],
+        None,
+    );
+    assert_eq!(exit_code(&o, "two-link pcapng with an Ethernet filter"), 3);
+    let e = stderr(&o);
+    assert!(
+        e.contains("two-links.pcapng: packet 2 at byte offset 152") // SHB 28, IDB 20, EPB 84, IDB 20
+            && e.contains("'ether broadcast or udp' does not compile for its link type Ipv4"),
+        "{e}"
+    );
+    let events = parse_lines(&o.stdout, "two-link pcapng with an Ethernet filter");
+    assert_eq!(
+        stats_of(&events, "two-link")["frames"],
+        1,
+        "the frame before is kept"
+    );
+}
+
 #[test]
 fn stdin_equals_file_and_out_path_equals_stdout() {
     let dir = tempfile::tempdir().expect("tempdir");
