@@ -312,6 +312,12 @@ mod offline_filter {
     }
 }
 
+/// Checks that `expr` compiles for Ethernet, the link type of a mirror port (`config
+/// check`; a capture compiles it again for its real link type).
+pub fn check_bpf(expr: &str) -> Result<(), CaptureError> {
+    compile_bpf(expr, 1).map(|_| ())
+}
+
 fn compile_bpf(expr: &str, link_num: u32) -> Result<pcap::BpfProgram, CaptureError> {
     let bpf_err = |e: pcap::Error| CaptureError::Bpf {
         expr: expr.to_string(),

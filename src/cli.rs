@@ -308,6 +308,34 @@ impl WriterConfig {
     }
 }
 
+/// `flowsentry config check FILE`: what `live` and `replay` would refuse at start, found
+/// without opening an interface: the file's keys and values, then the user named by
+/// `sensor.user`, the model and inventory files it names, and the BPF filter (compiled
+/// for Ethernet).
+pub fn check_config_file(path: &std::path::Path) -> Result<(), String> {
+    let cfg = ConfigFile::load(path).map_err(|e| e.to_string())?;
+    cfg.validate().map_err(|e| e.to_string())?;
+    let at = path.display();
+    if let Some(user) = &cfg.sensor.user {
+        flowsentry::privilege::check_user(user).map_err(|e| format!("{at}: sensor.user: {e}"))?;
+    }
+    if let Some(expr) = &cfg.capture.bpf {
+        flowsentry::capture::check_bpf(expr).map_err(|e| format!("{at}: capture.bpf: {e}"))?;
+    }
+    if let Some(p) = &cfg.detect.inventory {
+        flowsentry::device::Inventory::load(p)
+            .map_err(|e| format!("{at}: detect.inventory: {e}"))?;
+    }
+    if let Some(p) = &cfg.detect.model {
+        let name = p.display().to_string();
+        let bytes = std::fs::read(p)
+            .map_err(|e| format!("{at}: detect.model: {name}: cannot read the model file: {e}"))?;
+        flowsentry::model::ModelBundle::from_bytes(&bytes, &name)
+            .map_err(|e| format!("{at}: detect.model: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Checked settings of `flowsentry live`.
 pub struct LiveSettings {
     /// Pipeline options.

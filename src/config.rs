@@ -288,11 +288,18 @@ impl ConfigFile {
         self.flow.to_flow_config()?;
         self.fragments.validated()?;
         let c = &self.capture;
-        if c.snaplen < 64 {
+        if !(64..=262_144).contains(&c.snaplen) {
             return Err(ConfigError::Invalid {
                 key: "capture.snaplen",
                 value: c.snaplen.to_string(),
-                reason: "must be at least 64 bytes",
+                reason: "must be between 64 and 262144 bytes (libpcap's largest)",
+            });
+        }
+        if let Some(w) = self.pipeline.workers.filter(|&w| w > 256) {
+            return Err(ConfigError::Invalid {
+                key: "pipeline.workers",
+                value: w.to_string(),
+                reason: "must be at most 256",
             });
         }
         if c.buffer_mb < 1 {

@@ -39,18 +39,16 @@ fn main() -> ExitCode {
         Command::Train(a) => train(&a),
         Command::Eval(a) => eval(&a),
         Command::Tail(a) => tail(&a),
-        Command::Config(ConfigCommand::Check { file }) => {
-            match flowsentry::config::ConfigFile::load(&file).and_then(|c| c.validate()) {
-                Ok(()) => {
-                    println!("{}: ok", file.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("flowsentry config check: {e}");
-                    ExitCode::from(EXIT_USAGE)
-                }
+        Command::Config(ConfigCommand::Check { file }) => match cli::check_config_file(&file) {
+            Ok(()) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                eprintln!("flowsentry config check: {e}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
     }
 }
 

@@ -207,6 +207,8 @@ impl Output {
         match loaded {
             Ok(None) => Ok(None),
             Ok(Some((bundle, id, digest))) => {
+                // For the service log: a reload is otherwise only seen in later events.
+                eprintln!("flowsentry: model {id} loaded from {name} (was {})", src.id);
                 obs.replace_model(std::sync::Arc::new(bundle), id.clone());
                 src.id = id.clone();
                 src.digest = digest;
@@ -214,6 +216,7 @@ impl Output {
             }
             Err(msg) => {
                 let msg = format!("model reload refused, keeping model {}: {msg}", src.id);
+                eprintln!("flowsentry: {msg}");
                 self.writer.write_value(&ErrorEvent {
                     timestamp: now.to_eve_string(),
                     event_type: "error",

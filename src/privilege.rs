@@ -36,6 +36,18 @@ pub fn drop_to(name: &str) -> Result<(), PrivilegeError> {
     Ok(())
 }
 
+/// Checks that user `name` exists (`config check`).
+pub fn check_user(name: &str) -> Result<(), PrivilegeError> {
+    nix::unistd::User::from_name(name)
+        .map_err(|source| PrivilegeError::Sys {
+            user: name.to_string(),
+            what: "look up the user",
+            source,
+        })?
+        .map(|_| ())
+        .ok_or_else(|| PrivilegeError::NoUser(name.to_string()))
+}
+
 /// Gives `paths` (and, for directories, what they contain) to user `name`, so the output
 /// files, the seq file and the sinks' spill directories stay writable after [`drop_to`]
 /// (SIGHUP reopens the output file as that user).

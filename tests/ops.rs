@@ -67,14 +67,70 @@ fn config_check(file: &Path) -> std::process::Output {
 
 #[test]
 fn example_config_validates_and_unknown_keys_are_named() {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/flowsentry.example.toml");
-    let out = config_check(&example);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example =
+        std::fs::read_to_string(root.join("docs/flowsentry.example.toml")).expect("example");
+    // `config check` also looks up the user and loads the model and inventory the file
+    // names: point them at what exists here.
+    let model = root.join("models/default.fsm");
+    let inventory = root.join("fixtures/pcaps/fixture-modbus-write.inventory.toml");
+    let here = example
+        .replace("\"/var/lib/flowsentry/site.fsm\"", &format!("{:?}", model))
+        .replace(
+            "\"/etc/flowsentry/inventory.toml\"",
+            &format!("{:?}", inventory),
+        )
+        .replace("user = \"flowsentry\"", "user = \"nobody\"");
+    assert_ne!(here, example, "the example's paths and user were not found");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("example.toml");
+    std::fs::write(&cfg, &here).expect("write");
+    let out = config_check(&cfg);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let dir = tempfile::tempdir().expect("tempdir");
+    // What `live` would refuse at start is refused here too, naming the key.
+    let truncated = dir.path().join("truncated.fsm");
+    let bytes = std::fs::read(&model).expect("model");
+    std::fs::write(&truncated, &bytes[..1000]).expect("write");
+    for (body, key) in [
+        (
+            "[sensor]\nuser = \"no-such-user-fs\"\n".to_string(),
+            "sensor.user",
+        ),
+        (
+            "[capture]\nbpf = \"tcp port ((\"\n".to_string(),
+            "capture.bpf",
+        ),
+        (
+            "[detect]\nmodel = \"/no/such.fsm\"\n".to_string(),
+            "detect.model",
+        ),
+        (
+            format!("[detect]\nmodel = {:?}\n", truncated),
+            "detect.model",
+        ),
+        (
+            "[detect]\ninventory = \"/no/such.toml\"\n".to_string(),
+            "detect.inventory",
+        ),
+        (
+            "[pipeline]\nworkers = 100000\n".to_string(),
+            "pipeline.workers",
+        ),
+        (
+            "[capture]\nsnaplen = 1000000\n".to_string(),
+            "capture.snaplen",
+        ),
+    ] {
+        std::fs::write(&cfg, &body).expect("write");
+        let out = config_check(&cfg);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{body}: {err}");
+        assert!(err.contains(key), "{body}: {err}");
+    }
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[capture]\nsnaplen = 1518\npromiscuous = true\n").expect("write");
     let out = config_check(&bad);
