@@ -143,9 +143,9 @@ fn header_error(name: &str, detail: String) -> CaptureError {
     }
 }
 
-/// A filter that compiled for an earlier link type of the file but not for that of the
-/// next record (`link`), placed in the file. A filter that compiled for no link type yet
-/// (a bad expression) and other errors pass through.
+/// A filter that does not compile for the link type of the next record (`link`) but does
+/// for another (an earlier one of the file, or Ethernet), placed in the file. A filter
+/// that compiles for none of them (a bad expression) and other errors pass through.
 fn bpf_at(
     name: &str,
     c: &SourceCounters,
@@ -154,7 +154,10 @@ fn bpf_at(
     filter: Option<&BpfFilter>,
     e: CaptureError,
 ) -> CaptureError {
-    if filter.is_none_or(|f| f.programs.is_empty()) {
+    let link_specific = filter.is_some_and(|f| {
+        !f.programs.is_empty() || (link != LinkType::Ethernet && compile_bpf(&f.expr, 1).is_ok())
+    });
+    if !link_specific {
         return e;
     }
     match e {

@@ -110,6 +110,9 @@ pub struct FragmentTable {
     hold: VecDeque<Held>,
     /// Most packets the hold keeps (`min(capacity, HOLD_MAX)`).
     hold_max: usize,
+    /// Held packets per datagram, so a first fragment looks through the hold only when
+    /// some of its own fragments are there.
+    hold_keys: HashMap<FragKey, u32, foldhash::fast::RandomState>,
     /// Later fragments that were ever held.
     held: u64,
     /// Held fragments released, each with its outcome (`Attributed` or `Unmatched`).
@@ -147,7 +150,7 @@ impl FragmentTable {
         if pkt.frag.offset == 0 {
             self.firsts += 1;
             self.remember(key, pkt, now);
-            if !self.hold.is_empty() {
+            if self.hold_keys.contains_key(&key) {
                 self.release_waiting(key, pkt);
             }
             return FragOutcome::First;
@@ -163,15 +166,14 @@ impl FragmentTable {
             }
             _ if self.hold_max > 0 => {
                 if self.hold.len() >= self.hold_max {
-                    if let Some(old) = self.hold.pop_front() {
-                        self.release(old.pkt, FragOutcome::Unmatched);
-                    }
+                    self.release_oldest_held();
                 }
                 self.hold.push_back(Held {
                     key,
                     pkt: *pkt,
                     arrived: now,
                 });
+                *self.hold_keys.entry(key).or_insert(0) += 1;
                 self.held += 1;
                 FragOutcome::Held
             }
@@ -182,12 +184,29 @@ impl FragmentTable {
         }
     }
 
-    /// Releases, attributed to `first`'s ports, the held fragments of its datagram.
+    /// Releases the oldest held fragment `Unmatched`.
+    fn release_oldest_held(&mut self) {
+        if let Some(h) = self.hold.pop_front() {
+            if let Some(n) = self.hold_keys.get_mut(&h.key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.hold_keys.remove(&h.key);
+                }
+            }
+            self.release(h.pkt, FragOutcome::Unmatched);
+        }
+    }
+
+    /// Releases, attributed to `first`'s ports, the held fragments of its datagram, in
+    /// arrival order. They are looked for from the newest back (where a datagram's
+    /// fragments usually are), and only until all of them are found.
     fn release_waiting(&mut self, key: FragKey, first: &IpPacket) {
-        let mut i = 0;
-        while i < self.hold.len() {
+        let mut left = self.hold_keys.remove(&key).unwrap_or(0);
+        let start = self.released.len();
+        let mut i = self.hold.len();
+        while left > 0 && i > 0 {
+            i -= 1;
             if self.hold[i].key != key {
-                i += 1;
                 continue;
             }
             if let Some(h) = self.hold.remove(i) {
@@ -197,8 +216,10 @@ impl FragmentTable {
                 p.dst_port = first.dst_port;
                 p.icmp_id = first.icmp_id;
                 self.release(p, FragOutcome::Attributed);
+                left -= 1;
             }
         }
+        self.released[start..].reverse();
     }
 
     fn release(&mut self, pkt: IpPacket, outcome: FragOutcome) {
@@ -211,8 +232,8 @@ impl FragmentTable {
 
     /// Releases every held fragment `Unmatched` (end of input, shutdown).
     pub fn release_all(&mut self) {
-        while let Some(h) = self.hold.pop_front() {
-            self.release(h.pkt, FragOutcome::Unmatched);
+        while !self.hold.is_empty() {
+            self.release_oldest_held();
         }
     }
 
@@ -282,9 +303,7 @@ impl FragmentTable {
             if now.since(h.arrived).0 <= self.timeout_ns {
                 break;
             }
-            if let Some(h) = self.hold.pop_front() {
-                self.release(h.pkt, FragOutcome::Unmatched);
-            }
+            self.release_oldest_held();
         }
         while let Some(&(key, created)) = self.ages.front() {
             if now.since(created).0 <= self.timeout_ns {

@@ -547,6 +547,7 @@ fn finish(
     };
     writer.finish(ts)?;
     writer.drain_sinks()?;
+    writer.writer.report_notices()?;
     front.stats.events = writer.written();
     outcome.frames = front.stats.frames;
     let json = front
@@ -1098,6 +1099,8 @@ fn write_stats_event(
 ) -> Result<(), OutputError> {
     let (counters, active) = merger.flow_totals();
     let mut s = stats.clone();
+    // Output problems are reported before the count, so the stats event counts them.
+    writer.writer.report_notices()?;
     s.events = writer.written();
     let mut json = s.to_json(&counters, active, wall.elapsed().as_secs_f64());
     json.latency = merger.latency_json();

@@ -210,8 +210,9 @@ fn ng_block(kind: u32, body: &[u8]) -> Vec<u8> {
 }
 
 /// A pcapng file with an Ethernet interface and a LINKTYPE_IPV4 (228) interface, one
-/// UDP packet on each (the second is the first frame's IP packet without Ethernet).
-fn two_link_pcapng() -> Vec<u8> {
+/// UDP packet on each (the IPv4 one is the Ethernet frame's IP packet), the Ethernet
+/// interface's first unless `ipv4_first`.
+fn two_link_pcapng(ipv4_first: bool) -> Vec<u8> {
     let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
     shb.extend_from_slice(&1u16.to_le_bytes());
     shb.extend_from_slice(&0u16.to_le_bytes());
@@ -234,9 +235,14 @@ fn two_link_pcapng() -> Vec<u8> {
     };
     let frame = udp_frame(1, 5000, 2, 53, 10);
     v.extend(idb(1));
-    v.extend(epb(0, &frame));
     v.extend(idb(228));
-    v.extend(epb(1, &frame[14..]));
+    if ipv4_first {
+        v.extend(epb(1, &frame[14..]));
+        v.extend(epb(0, &frame));
+    } else {
+        v.extend(epb(0, &frame));
+        v.extend(epb(1, &frame[14..]));
+    }
     v
 }
 
@@ -246,7 +252,7 @@ fn two_link_pcapng() -> Vec<u8> {
 #[test]
 fn bpf_failing_on_a_later_link_type_names_the_file_and_packet() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cap = write(dir.path(), "two-links.pcapng", &two_link_pcapng());
+    let cap = write(dir.path(), "two-links.pcapng", &two_link_pcapng(false));
     let o = run(&["replay", "--no-progress", s(&cap)], None);
     assert_eq!(exit_code(&o, "two-link pcapng"), 0, "{}", stderr(&o));
     let o = run(
@@ -262,7 +268,7 @@ fn bpf_failing_on_a_later_link_type_names_the_file_and_packet() {
     assert_eq!(exit_code(&o, "two-link pcapng with an Ethernet filter"), 3);
     let e = stderr(&o);
     assert!(
-        e.contains("two-links.pcapng: packet 2 at byte offset 152") // SHB 28, IDB 20, EPB 84, IDB 20
+        e.contains("two-links.pcapng: packet 2 at byte offset 152") // SHB 28, 2 IDBs 40, EPB 84
             && e.contains("'ether broadcast or udp' does not compile for its link type Ipv4"),
         "{e}"
     );
@@ -271,6 +277,29 @@ fn bpf_failing_on_a_later_link_type_names_the_file_and_packet() {
         stats_of(&events, "two-link")["frames"],
         1,
         "the frame before is kept"
+    );
+    // The same when the failing link type's frame comes first: the expression compiles
+    // for Ethernet, so it is the link type, not the expression.
+    let cap = write(dir.path(), "ipv4-first.pcapng", &two_link_pcapng(true));
+    let o = run(
+        &[
+            "replay",
+            "--no-progress",
+            "--bpf",
+            "ether broadcast or udp",
+            s(&cap),
+        ],
+        None,
+    );
+    assert_eq!(
+        exit_code(&o, "ipv4-first pcapng with an Ethernet filter"),
+        3
+    );
+    let e = stderr(&o);
+    assert!(
+        e.contains("ipv4-first.pcapng: packet 1 at byte offset 68") // SHB 28, 2 IDBs 40
+            && e.contains("does not compile for its link type Ipv4"),
+        "{e}"
     );
 }
 

@@ -216,3 +216,52 @@ fn detect_section_of_the_config_file_drives_detection() {
     let out = config_check(&bad);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A `file:` sink whose file ends in an incomplete line (an earlier run stopped on a full
+/// disk) gets a newline first and an `error` event says so; the final `stats` counts that
+/// event too (a review found it one short).
+#[test]
+fn a_torn_sink_file_is_repaired_reported_and_counted() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pcap = root.join("fixtures/pcaps/fixture-arp-spoof.pcap");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let torn = dir.path().join("torn.jsonl");
+    std::fs::write(&torn, "{\"n\":1}\n{\"n\":2,\"cut").expect("write");
+    let main = dir.path().join("main.jsonl");
+    let out = Command::new(BIN)
+        .args(["replay", "--no-progress", "--out"])
+        .arg(&main)
+        .arg("--sink")
+        .arg(format!("file:{}", torn.display()))
+        .arg(&pcap)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("incomplete line"), "stderr: {err}");
+    let text = std::fs::read_to_string(&main).expect("main output");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let last = lines.last().expect("events");
+    assert_eq!(last["event_type"], "stats");
+    assert_eq!(
+        last["stats"]["events"],
+        lines.len() as u64 - 1,
+        "events before stats"
+    );
+    assert!(
+        lines.iter().any(|e| e["event_type"] == "error"
+            && e["error"]
+                .as_str()
+                .is_some_and(|m| m.contains("incomplete line"))),
+        "no error event about the torn file"
+    );
+    let sink = std::fs::read_to_string(&torn).expect("sink file");
+    assert!(
+        sink.starts_with("{\"n\":1}\n{\"n\":2,\"cut\n{"),
+        "{}",
+        &sink[..60]
+    );
+}

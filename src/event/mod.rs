@@ -566,11 +566,8 @@ impl EventWriter {
         self.report_notices()
     }
 
-    /// Writes what the file outputs recovered from (a reopen or rotation that failed and
-    /// kept the current file, a torn last line repaired) as `error` events, stamped with
-    /// the wall clock, and on stderr for the service log. Called after a reopen or
-    /// rotation check and before every `stats` event.
-    pub fn report_notices(&mut self) -> Result<(), OutputError> {
+    /// The notices of the primary output and every sink, taken.
+    fn take_notices(&mut self) -> Vec<String> {
         let mut notices = self
             .primary
             .as_mut()
@@ -579,7 +576,15 @@ impl EventWriter {
         for s in &mut self.sinks {
             notices.extend(s.take_notices());
         }
-        for msg in notices {
+        notices
+    }
+
+    /// Writes what the file outputs recovered from (a reopen or rotation that failed and
+    /// kept the current file, a torn last line repaired) as `error` events, stamped with
+    /// the wall clock, and on stderr for the service log. Called after a reopen or
+    /// rotation check and before every `stats` event.
+    pub fn report_notices(&mut self) -> Result<(), OutputError> {
+        for msg in self.take_notices() {
             eprintln!("flowsentry: {msg}");
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -792,6 +797,11 @@ impl EventWriter {
         }
         if let Err(e) = self.close_seq() {
             first_err.get_or_insert(e);
+        }
+        // Problems raised by writing the final stats event (a rotation it triggered) have
+        // no event left to go in: stderr only.
+        for msg in self.take_notices() {
+            eprintln!("flowsentry: {msg}");
         }
         let stats: Vec<SinkStats> = self.sinks.iter().map(|s| s.stats()).collect();
         self.final_stats = Some(stats.clone());

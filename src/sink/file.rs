@@ -134,12 +134,25 @@ impl FileSink {
     /// `file:` sink).
     /// A file that is appended to keeps its age: time rotation counts from when the file
     /// was started (its birth time, where the file system records one).
+    /// A path that is not a regular file (`/dev/null`, a FIFO) is written as a stream:
+    /// never renamed, reopened or fsynced.
     pub fn append(path: &Path, rotation: Rotation) -> Result<FileSink, OutputError> {
         let name = path.display().to_string();
-        let (f, bytes, note) = open_for_lines(path).map_err(|source| OutputError::Open {
+        let open_err = |source| OutputError::Open {
             path: name.clone(),
             source,
-        })?;
+        };
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            let f = open_append(path).map_err(open_err)?;
+            let mut s = FileSink::stream(Box::new(f), &name);
+            if rotation != Rotation::default() {
+                s.notices.push(format!(
+                    "{name}: not a regular file, so it is never rotated, reopened or fsynced"
+                ));
+            }
+            return Ok(s);
+        }
+        let (f, bytes, note) = open_for_lines(path).map_err(open_err)?;
         let opened = f
             .metadata()
             .map_or_else(|_| Instant::now(), |m| started(&m));
@@ -312,19 +325,27 @@ impl Sink for FileSink {
     }
 
     fn offer(&mut self, ev: &EventLine<'_>) -> Result<(), OutputError> {
-        let len = ev.line.len() as u64 + 1;
+        let len = ev.line.len() as u64;
+        // The line and its newline are two writes: either can make the buffer write out
+        // and fail, and the bytes of a line taken into the buffer count as offered.
+        let line_then_newline = |w: &mut dyn Write, offered: &mut u64| {
+            w.write_all(ev.line)?;
+            *offered += len;
+            w.write_all(b"\n")?;
+            *offered += 1;
+            Ok::<(), std::io::Error>(())
+        };
         let res = match &mut self.out {
-            Out::Stream(w) => w.write_all(ev.line).and_then(|()| w.write_all(b"\n")),
+            Out::Stream(w) => line_then_newline(w, &mut self.ends.offered),
             Out::File { w, bytes, .. } => {
-                *bytes += len;
-                w.write_all(ev.line).and_then(|()| w.write_all(b"\n"))
+                *bytes += len + 1;
+                line_then_newline(w, &mut self.ends.offered)
             }
         };
         if let Err(e) = res {
             return Err(self.write_error(e, 1));
         }
         self.written += 1;
-        self.ends.offered += len;
         self.ends.ends.push_back(self.ends.offered);
         if self.ends.ends.len() >= 4096 {
             // Keep the list short when nothing flushes for long: the buffer holds 64 KiB.
@@ -583,6 +604,35 @@ mod tests {
         assert!(again.take_notices().is_empty());
     }
 
+    /// `/dev/null` (or a FIFO) as the output is a stream: rotation must never rename it.
+    #[test]
+    fn a_device_as_output_is_never_rotated() {
+        let rot = Rotation {
+            max_bytes: Some(1),
+            max_secs: Some(1),
+        };
+        let mut s = FileSink::append(Path::new("/dev/null"), rot).expect("open /dev/null");
+        for _ in 0..5 {
+            offer(&mut s, "{}").expect("write");
+        }
+        s.rotate_if_due().expect("rotate check");
+        s.reopen().expect("reopen");
+        s.close(Instant::now())
+            .expect("close: no fsync of a device");
+        assert_eq!(s.rotations(), 0);
+        assert!(
+            s.path().is_none(),
+            "a device is not handed to --user either"
+        );
+        let notes = s.take_notices();
+        assert!(
+            notes.iter().any(|n| n.contains("not a regular file")),
+            "{notes:?}"
+        );
+        let meta = std::fs::metadata("/dev/null").expect("/dev/null");
+        assert!(!meta.is_file(), "/dev/null was replaced by a regular file");
+    }
+
     /// Accepts `room` bytes, then fails like a full disk.
     struct FullAfter {
         room: usize,
@@ -599,6 +649,22 @@ mod tests {
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
+        }
+    }
+
+    /// A line that exactly fills the buffer is taken without a write; the newline after
+    /// it makes the buffer write out and fail: the first event did reach the disk.
+    #[test]
+    fn a_full_disk_on_the_newline_still_counts_what_reached_it() {
+        let mut s = FileSink::stream(Box::new(FullAfter { room: 50_000 }), "disk");
+        let first = "a".repeat(40_000);
+        offer(&mut s, &first).expect("buffered");
+        let second = "b".repeat((1 << 16) - 40_001);
+        match offer(&mut s, &second) {
+            Err(OutputError::Write {
+                events, pending, ..
+            }) => assert_eq!((events, pending), (1, 1)),
+            other => panic!("expected a write error, got {other:?}"),
         }
     }
 
