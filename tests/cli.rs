@@ -255,16 +255,19 @@ fn bpf_failing_on_a_later_link_type_names_the_file_and_packet() {
     let cap = write(dir.path(), "two-links.pcapng", &two_link_pcapng(false));
     let o = run(&["replay", "--no-progress", s(&cap)], None);
     assert_eq!(exit_code(&o, "two-link pcapng"), 0, "{}", stderr(&o));
-    let o = run(
-        &[
-            "replay",
-            "--no-progress",
-            "--bpf",
-            "ether broadcast or udp",
-            s(&cap),
-        ],
-        None,
-    );
+    let filtered = |cap: &Path| {
+        run(
+            &[
+                "replay",
+                "--no-progress",
+                "--bpf",
+                "ether broadcast or udp",
+                s(cap),
+            ],
+            None,
+        )
+    };
+    let o = filtered(&cap);
     assert_eq!(exit_code(&o, "two-link pcapng with an Ethernet filter"), 3);
     let e = stderr(&o);
     assert!(
@@ -281,16 +284,7 @@ fn bpf_failing_on_a_later_link_type_names_the_file_and_packet() {
     // The same when the failing link type's frame comes first: the expression compiles
     // for Ethernet, so it is the link type, not the expression.
     let cap = write(dir.path(), "ipv4-first.pcapng", &two_link_pcapng(true));
-    let o = run(
-        &[
-            "replay",
-            "--no-progress",
-            "--bpf",
-            "ether broadcast or udp",
-            s(&cap),
-        ],
-        None,
-    );
+    let o = filtered(&cap);
     assert_eq!(
         exit_code(&o, "ipv4-first pcapng with an Ethernet filter"),
         3
