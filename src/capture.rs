@@ -1172,6 +1172,72 @@ pub struct PcapStats {
     pub if_dropped: u64,
 }
 
+/// Watches a live interface's link state (`/sys/class/net/<iface>/operstate` on Linux), so
+/// that a mirror port that goes down is reported instead of looking like a quiet link.
+pub struct LinkWatch {
+    iface: String,
+    last_check: Option<std::time::Instant>,
+    /// When the link was first seen down (None: up, or not known).
+    down_since: Option<std::time::Instant>,
+}
+
+impl LinkWatch {
+    /// How often the state is read.
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// A watch on `iface` (`any` and interfaces without a state file are never reported).
+    pub fn new(iface: &str) -> LinkWatch {
+        LinkWatch {
+            iface: iface.to_string(),
+            last_check: None,
+            down_since: None,
+        }
+    }
+
+    /// Whether the link is down now, from `operstate` ("down" or "lowerlayerdown"); None
+    /// when there is no state to read.
+    fn is_down(&self) -> Option<bool> {
+        if self.iface == "any" || self.iface.contains('/') {
+            return None;
+        }
+        let state =
+            std::fs::read_to_string(format!("/sys/class/net/{}/operstate", self.iface)).ok()?;
+        Some(matches!(state.trim(), "down" | "lowerlayerdown"))
+    }
+
+    /// Reads the state at most once a second; returns a message when the link went down
+    /// or came back up since the last read.
+    pub fn poll(&mut self) -> Option<String> {
+        let now = std::time::Instant::now();
+        if self
+            .last_check
+            .is_some_and(|t| now.duration_since(t) < Self::EVERY)
+        {
+            return None;
+        }
+        self.last_check = Some(now);
+        match (self.is_down()?, self.down_since) {
+            (true, None) => {
+                self.down_since = Some(now);
+                Some(format!(
+                    "interface {}: link is down; no traffic is seen until it is up again",
+                    self.iface
+                ))
+            }
+            (false, Some(since)) => {
+                self.down_since = None;
+                Some(format!(
+                    "interface {}: link is up again after {:.0} s down; traffic in that \
+                     time was not seen",
+                    self.iface,
+                    now.duration_since(since).as_secs_f64()
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A live capture handle read with `pcap_dispatch` (zero-copy from the TPACKET_V3 ring).
 pub struct LiveSource {
     cap: pcap::Capture<pcap::Active>,

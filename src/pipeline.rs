@@ -1305,6 +1305,7 @@ pub fn live(
     let mut failure: Option<OutputError> = None;
     let mut last_stats = Instant::now();
     let mut last_flush = Instant::now();
+    let mut link = crate::capture::LinkWatch::new(&opts.capture.iface);
     let snapshot_sum = |snaps: &[Arc<Mutex<Stats>>]| {
         let mut sum = Stats::default();
         for s in snaps {
@@ -1341,6 +1342,9 @@ pub fn live(
                 writer.reload_model(wall_now())?;
             }
             writer.rotate_if_due()?;
+            if let Some(msg) = link.poll() {
+                writer.writer.write_error_event(&msg)?;
+            }
             if last_stats.elapsed() >= opts.stats_interval {
                 let sum = snapshot_sum(&snapshots);
                 write_stats_event(&sum, &merger, writer, wall, wall_now())?;

@@ -564,6 +564,53 @@ fn user_option_drops_root_after_opening_the_capture() {
     );
 }
 
+/// A mirror port whose link goes down is reported (an `error` event and a stderr line),
+/// and again when it is back, instead of looking like a quiet link; capture goes on.
+#[test]
+fn link_down_and_up_are_reported() {
+    if let Err(why) = prerequisites() {
+        return skip_or_fail(&why);
+    }
+    let ns = Netns::new("link");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("events.jsonl");
+    let sensor = start_sensor(&ns, &out, &[]);
+    ns.exec(&["ip", "link", "set", "veth1", "down"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    ns.exec(&["ip", "link", "set", "veth1", "up"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let pcap = captures().remove(0);
+    ns.tcpreplay(2000, &pcap);
+    std::thread::sleep(Duration::from_millis(500));
+    let (st, err) = stop_sensor_status(sensor);
+    assert!(st.success(), "flowsentry live exited with {st}: {err}");
+    let text = std::fs::read_to_string(&out).expect("events");
+    let errors: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event_type"] == "error")
+        .filter_map(|e| e["error"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        errors
+            .first()
+            .is_some_and(|m| m.contains("veth1: link is down")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .get(1)
+            .is_some_and(|m| m.contains("veth1: link is up again")),
+        "{errors:?}"
+    );
+    assert!(err.contains("link is down"), "stderr: {err}");
+    assert_eq!(
+        flows(&text),
+        flows(&replay_text(&pcap)),
+        "capture after the link came back differs from replay"
+    );
+}
+
 /// A live sensor writing to a pipe whose reader goes away has lost events: it stops with
 /// exit 1 and says so (it used to exit 0 silently, like a clean stop, so a service
 /// manager's restart-on-failure never restarted it).

@@ -585,20 +585,26 @@ impl EventWriter {
     /// rotation check and before every `stats` event.
     pub fn report_notices(&mut self) -> Result<(), OutputError> {
         for msg in self.take_notices() {
-            eprintln!("flowsentry: {msg}");
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as i64);
-            self.emit(
-                &NoticeEvent {
-                    timestamp: Timestamp::from_micros(now).to_eve_string(),
-                    event_type: "error",
-                    error: &msg,
-                },
-                EventKey::Sensor,
-            )?;
+            self.write_error_event(&msg)?;
         }
         Ok(())
+    }
+
+    /// Writes an `error` event about the sensor itself (its outputs, its interface),
+    /// stamped with the wall clock, and the message on stderr for the service log.
+    pub fn write_error_event(&mut self, msg: &str) -> Result<(), OutputError> {
+        eprintln!("flowsentry: {msg}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        self.emit(
+            &NoticeEvent {
+                timestamp: Timestamp::from_micros(now).to_eve_string(),
+                event_type: "error",
+                error: msg,
+            },
+            EventKey::Sensor,
+        )
     }
 
     /// Flushes and fsyncs (files) everything written; call before exiting. Network sinks
