@@ -104,6 +104,9 @@ fn replay(a: &cli::ReplayArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("flowsentry replay: {e}");
+            if let Err(e) = writer.writer.record_last_seq() {
+                eprintln!("flowsentry replay: {e}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -199,16 +202,19 @@ fn live(a: &cli::LiveArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(OutputError::BrokenPipe) => {
-            // Unlike replay, a sensor whose reader went away has lost events.
-            eprintln!(
-                "flowsentry live: the output's reader closed the pipe; capture stopped and \
-                 the flows still open were not written"
-            );
-            ExitCode::FAILURE
-        }
         Err(e) => {
-            eprintln!("flowsentry live: {e}");
+            if let OutputError::BrokenPipe = e {
+                // Unlike replay, a sensor whose reader went away has lost events.
+                eprintln!(
+                    "flowsentry live: the output's reader closed the pipe; capture stopped \
+                     and the flows still open were not written"
+                );
+            } else {
+                eprintln!("flowsentry live: {e}");
+            }
+            if let Err(e) = writer.writer.record_last_seq() {
+                eprintln!("flowsentry live: {e}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -265,3 +265,37 @@ fn a_torn_sink_file_is_repaired_reported_and_counted() {
         &sink[..60]
     );
 }
+
+/// A run stopped by an output error records the last `seq` it handed out, so the next run
+/// continues after it rather than after the whole reserved block (65,536 numbers).
+#[test]
+fn an_output_error_records_the_last_seq() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pcap = root.join("fixtures/pcaps/fixture-arp-spoof.pcap");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seq = dir.path().join("s.seq");
+    let out = Command::new(BIN)
+        .args([
+            "replay",
+            "--no-progress",
+            "--out",
+            "/dev/full",
+            "--seq-file",
+        ])
+        .arg(&seq)
+        .arg(&pcap)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left"), "{err}");
+    let last: u64 = std::fs::read_to_string(&seq)
+        .expect("seq file")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert!(
+        (1..1000).contains(&last),
+        "the seq file holds {last}, not the last seq handed out"
+    );
+}

@@ -516,6 +516,13 @@ impl EventWriter {
         v
     }
 
+    /// After a run stopped on an output error: records the last `seq` handed out in the
+    /// seq file, so the next run continues right after it instead of after the reserved
+    /// block (a crash still leaves that gap; `seq` values are never reused either way).
+    pub fn record_last_seq(&mut self) -> Result<(), OutputError> {
+        self.close_seq()
+    }
+
     /// The `seq` of the last event written (0 before the first).
     pub fn last_seq(&self) -> u64 {
         self.seq_base + self.written
