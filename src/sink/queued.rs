@@ -63,6 +63,12 @@ pub trait Transport: Send + 'static {
     fn send_timeout(&self) -> Duration {
         Duration::from_secs(5)
     }
+    /// At shutdown: events counted as delivered whose arrival is uncertain because the
+    /// connection broke after them and was not made again (syslog over TCP's resend
+    /// window), oldest first. They are kept in the spill for the next run.
+    fn take_uncertain(&mut self) -> Vec<Arc<Record>> {
+        Vec::new()
+    }
 }
 
 #[derive(Default)]
@@ -603,16 +609,26 @@ impl<T: Transport> Worker<T> {
     /// the rest of the queue) go to the front of the spill; events read from the spill
     /// are still in it (not committed).
     fn shutdown(&mut self) {
-        let mut front: Vec<Arc<Record>> = self
-            .pending
-            .iter()
-            .filter(|i| i.pos.is_none())
-            .map(|i| i.rec.clone())
-            .collect();
+        // The oldest first: events sent before a break that was never repaired, then the
+        // queue's.
+        let mut front = self.t.take_uncertain();
+        let uncertain = front.len() as u64;
+        front.extend(
+            self.pending
+                .iter()
+                .filter(|i| i.pos.is_none())
+                .map(|i| i.rec.clone()),
+        );
         while let Ok(r) = self.rx.try_recv() {
             front.push(r);
         }
         let c = &self.sh.counters;
+        // Counted as delivered when the kernel took them; now spilled (or dropped).
+        let _ = c
+            .delivered
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                Some(d.saturating_sub(uncertain))
+            });
         if let Ok(mut st) = self.sh.spill.lock() {
             match st.spill.prepend(&front) {
                 Ok(()) => {

@@ -236,6 +236,19 @@ impl Transport for SyslogTcp {
         std::mem::take(&mut self.resent)
     }
 
+    fn take_uncertain(&mut self) -> Vec<Arc<Record>> {
+        // A receiver that went away after our last write leaves those bytes unconfirmed
+        // even though no write failed yet.
+        if self.stream.is_some() && self.peer_closed() {
+            self.stream = None;
+            self.resend = true;
+        }
+        if !std::mem::take(&mut self.resend) {
+            return Vec::new();
+        }
+        self.recent.drain(..).collect()
+    }
+
     fn send(
         &mut self,
         batch: &[Arc<Record>],
@@ -425,5 +438,28 @@ mod tests {
                 "seq {seq} not resent after the second break: {got:?}"
             );
         }
+    }
+
+    /// A run that ends while the connection is broken keeps the resend window for the
+    /// next run: those events were counted as delivered, but their arrival is uncertain
+    /// (they were neither resent nor kept before).
+    #[test]
+    fn the_window_of_a_connection_broken_at_the_end_is_handed_back() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        let mut t = SyslogTcp::new(&addr, 16, "s", 100);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut acked = [false; 2];
+        t.connect().expect("connect");
+        t.send(&[rec(1), rec(2)], &mut acked, deadline).expect("send");
+        // Healthy connection: nothing uncertain.
+        let (c, _) = l.accept().expect("accept");
+        assert!(t.take_uncertain().is_empty());
+        // The receiver goes away; no write has failed yet.
+        drop(c);
+        std::thread::sleep(Duration::from_millis(50));
+        let back: Vec<u64> = t.take_uncertain().iter().map(|r| r.seq).collect();
+        assert_eq!(back, [1, 2]);
+        assert!(t.take_uncertain().is_empty(), "handed back once");
     }
 }
