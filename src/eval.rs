@@ -691,8 +691,15 @@ pub struct FlowMetrics {
     pub fpr: f64,
     /// Wilson 95 % interval of `fpr`.
     pub fpr_ci95: (f64, f64),
-    /// TPR (flow recall) at the calibrated thresholds.
+    /// TPR (flow recall) at the calibrated thresholds: attack records with an alert
+    /// event written.
     pub tpr: f64,
+    /// Attack records the detector flagged (ranking statistic above 0: over a threshold,
+    /// or a rule matched), counting rule matches whose alert was suppressed as a repeat;
+    /// the same definition as the ranking and the matched operating point.
+    pub tpr_flagged: f64,
+    /// Benign records flagged, by the same definition.
+    pub fp_flagged: u64,
 }
 
 fn flow_metrics(pos: &[(f64, bool)], neg: &[(f64, bool)]) -> FlowMetrics {
@@ -725,6 +732,12 @@ fn flow_metrics(pos: &[(f64, bool)], neg: &[(f64, bool)]) -> FlowMetrics {
         } else {
             tp as f64 / pos.len() as f64
         },
+        tpr_flagged: if pos.is_empty() {
+            0.0
+        } else {
+            pos.iter().filter(|x| x.0 > 0.0).count() as f64 / pos.len() as f64
+        },
+        fp_flagged: neg.iter().filter(|x| x.0 > 0.0).count() as u64,
     }
 }
 
@@ -1725,5 +1738,16 @@ mod tests {
             match_key(1, [0, 0], (a, 8), (b, 0)),
             match_key(1, [0, 0], (b, 3), (a, 7))
         );
+    }
+
+    /// `tpr` counts alert events; `tpr_flagged` the detector's verdicts, which include a
+    /// rule match whose alert was suppressed as a repeat (ranked 1.0, not alerted).
+    #[test]
+    fn flagged_and_alerted_rates_are_both_reported() {
+        let pos = [(1.0, false), (0.2, true), (-0.1, false), (1.0, true)];
+        let neg = [(-0.3, false), (0.05, true), (1.0, false)];
+        let m = flow_metrics(&pos, &neg);
+        assert_eq!((m.tpr, m.tpr_flagged), (0.5, 0.75));
+        assert_eq!((m.fp, m.fp_flagged), (1, 2));
     }
 }

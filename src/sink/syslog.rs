@@ -451,7 +451,8 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut acked = [false; 2];
         t.connect().expect("connect");
-        t.send(&[rec(1), rec(2)], &mut acked, deadline).expect("send");
+        t.send(&[rec(1), rec(2)], &mut acked, deadline)
+            .expect("send");
         // Healthy connection: nothing uncertain.
         let (c, _) = l.accept().expect("accept");
         assert!(t.take_uncertain().is_empty());
