@@ -315,10 +315,12 @@ mod offline_filter {
     }
 }
 
-/// Checks that `expr` compiles for Ethernet, the link type of a mirror port (`config
-/// check`; a capture compiles it again for its real link type).
-pub fn check_bpf(expr: &str) -> Result<(), CaptureError> {
-    compile_bpf(expr, 1).map(|_| ())
+/// Checks that `expr` compiles for the link type a live capture on `iface` will have
+/// (`config check`): Linux cooked capture for `any`, else Ethernet, a mirror port's (a
+/// capture compiles it again for its real link type).
+pub fn check_bpf(expr: &str, iface: Option<&str>) -> Result<(), CaptureError> {
+    let link = if iface == Some("any") { 113 } else { 1 };
+    compile_bpf(expr, link).map(|_| ())
 }
 
 fn compile_bpf(expr: &str, link_num: u32) -> Result<pcap::BpfProgram, CaptureError> {

@@ -311,7 +311,7 @@ impl WriterConfig {
 /// `flowsentry config check FILE`: what `live` and `replay` would refuse at start, found
 /// without opening an interface: the file's keys and values, then the user named by
 /// `sensor.user`, the model and inventory files it names, and the BPF filter (compiled
-/// for Ethernet).
+/// for Ethernet, or Linux cooked capture with `capture.interface = "any"`).
 pub fn check_config_file(path: &std::path::Path) -> Result<(), String> {
     let cfg = ConfigFile::load(path).map_err(|e| e.to_string())?;
     cfg.validate().map_err(|e| e.to_string())?;
@@ -320,7 +320,8 @@ pub fn check_config_file(path: &std::path::Path) -> Result<(), String> {
         flowsentry::privilege::check_user(user).map_err(|e| format!("{at}: sensor.user: {e}"))?;
     }
     if let Some(expr) = &cfg.capture.bpf {
-        flowsentry::capture::check_bpf(expr).map_err(|e| format!("{at}: capture.bpf: {e}"))?;
+        flowsentry::capture::check_bpf(expr, cfg.capture.interface.as_deref())
+            .map_err(|e| format!("{at}: capture.bpf: {e}"))?;
     }
     if let Some(p) = &cfg.detect.inventory {
         flowsentry::device::Inventory::load(p)

@@ -105,6 +105,10 @@ fn example_config_validates_and_unknown_keys_are_named() {
             "capture.bpf",
         ),
         (
+            "[capture]\ninterface = \"any\"\nbpf = \"ether broadcast\"\n".to_string(),
+            "capture.bpf",
+        ),
+        (
             "[detect]\nmodel = \"/no/such.fsm\"\n".to_string(),
             "detect.model",
         ),
