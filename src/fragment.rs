@@ -93,6 +93,27 @@ struct FragEntry {
     created: Timestamp,
 }
 
+impl FragEntry {
+    /// What first fragment `first` leaves for the datagram's later fragments.
+    fn of(first: &IpPacket, created: Timestamp) -> FragEntry {
+        FragEntry {
+            proto: first.proto,
+            src_port: first.src_port,
+            dst_port: first.dst_port,
+            icmp_id: first.icmp_id,
+            created,
+        }
+    }
+
+    /// Gives a later fragment its first fragment's protocol and ports.
+    fn fill(&self, later: &mut IpPacket) {
+        later.proto = self.proto;
+        later.src_port = self.src_port;
+        later.dst_port = self.dst_port;
+        later.icmp_id = self.icmp_id;
+    }
+}
+
 /// Bounded table of first-fragment ports.
 #[derive(Debug, Default)]
 pub struct FragmentTable {
@@ -151,16 +172,13 @@ impl FragmentTable {
             self.firsts += 1;
             self.remember(key, pkt, now);
             if self.hold_keys.contains_key(&key) {
-                self.release_waiting(key, pkt);
+                self.release_waiting(key, FragEntry::of(pkt, now));
             }
             return FragOutcome::First;
         }
         match self.map.get(&key) {
             Some(e) if now.since(e.created).0 <= self.timeout_ns => {
-                pkt.proto = e.proto;
-                pkt.src_port = e.src_port;
-                pkt.dst_port = e.dst_port;
-                pkt.icmp_id = e.icmp_id;
+                e.fill(pkt);
                 self.attributed += 1;
                 FragOutcome::Attributed
             }
@@ -200,7 +218,7 @@ impl FragmentTable {
     /// Releases, attributed to `first`'s ports, the held fragments of its datagram, in
     /// arrival order. They are looked for from the newest back (where a datagram's
     /// fragments usually are), and only until all of them are found.
-    fn release_waiting(&mut self, key: FragKey, first: &IpPacket) {
+    fn release_waiting(&mut self, key: FragKey, first: FragEntry) {
         let mut left = self.hold_keys.remove(&key).unwrap_or(0);
         let start = self.released.len();
         let mut i = self.hold.len();
@@ -211,10 +229,7 @@ impl FragmentTable {
             }
             if let Some(h) = self.hold.remove(i) {
                 let mut p = h.pkt;
-                p.proto = first.proto;
-                p.src_port = first.src_port;
-                p.dst_port = first.dst_port;
-                p.icmp_id = first.icmp_id;
+                first.fill(&mut p);
                 self.release(p, FragOutcome::Attributed);
                 left -= 1;
             }
@@ -263,10 +278,7 @@ impl FragmentTable {
     /// Stores (or refreshes) the ports of a first fragment.
     fn remember(&mut self, key: FragKey, pkt: &IpPacket, now: Timestamp) {
         if let Some(e) = self.map.get_mut(&key) {
-            e.proto = pkt.proto;
-            e.src_port = pkt.src_port;
-            e.dst_port = pkt.dst_port;
-            e.icmp_id = pkt.icmp_id;
+            *e = FragEntry::of(pkt, e.created);
             return;
         }
         if self.capacity == 0 {
@@ -282,16 +294,7 @@ impl FragmentTable {
                 None => break,
             }
         }
-        self.map.insert(
-            key,
-            FragEntry {
-                proto: pkt.proto,
-                src_port: pkt.src_port,
-                dst_port: pkt.dst_port,
-                icmp_id: pkt.icmp_id,
-                created: now,
-            },
-        );
+        self.map.insert(key, FragEntry::of(pkt, now));
         self.ages.push_back((key, now));
     }
 

@@ -74,13 +74,6 @@ pub struct ModelSource {
     pub digest: [u8; 20],
 }
 
-#[derive(Serialize)]
-struct ErrorEvent<'a> {
-    timestamp: String,
-    event_type: &'static str,
-    error: &'a str,
-}
-
 /// Most flow records handed to [`FlowObserver::prepare`] at once (bounds the verdicts
 /// held ahead of their events).
 pub const PREPARE_RUN: usize = 256;
@@ -186,7 +179,7 @@ impl Output {
     /// Reloads the model file if it changed (SIGHUP). A new model that fails to load is
     /// refused with an `error` event naming the file, and the old model stays in use.
     /// Returns the id of the new model when one was loaded.
-    pub fn reload_model(&mut self, now: Timestamp) -> Result<Option<String>, OutputError> {
+    pub fn reload_model(&mut self) -> Result<Option<String>, OutputError> {
         self.resolve_observer()?;
         let (Some(src), Some(obs)) = (self.model_source.as_mut(), self.observer.as_mut()) else {
             return Ok(None);
@@ -216,12 +209,7 @@ impl Output {
             }
             Err(msg) => {
                 let msg = format!("model reload refused, keeping model {}: {msg}", src.id);
-                eprintln!("flowsentry: {msg}");
-                self.writer.write_value(&ErrorEvent {
-                    timestamp: now.to_eve_string(),
-                    event_type: "error",
-                    error: &msg,
-                })?;
+                self.writer.write_error_event(&msg)?;
                 Ok(None)
             }
         }

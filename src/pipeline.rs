@@ -313,7 +313,7 @@ impl Engine {
     /// Accounts the held-back fragments the front released.
     #[cold]
     fn account_released(&mut self) {
-        for (p, clock) in self.front.released.drain(..) {
+        for (p, clock) in self.front.take_released() {
             if let Pkt::Ip(p) = p {
                 self.pending
                     .push(p, clock, &mut self.table, &mut self.finished);
@@ -1339,7 +1339,7 @@ pub fn live(
                 // old model.
                 merger.write_ready(writer, true)?;
                 writer.reopen()?;
-                writer.reload_model(wall_now())?;
+                writer.reload_model()?;
             }
             writer.rotate_if_due()?;
             if let Some(msg) = link.poll() {

@@ -422,7 +422,7 @@ pub struct EventWriter {
     final_stats: Option<Vec<SinkStats>>,
 }
 
-/// An `error` event about the outputs themselves.
+/// An `error` event about the sensor itself (a refused model, its outputs, its link).
 #[derive(Serialize)]
 struct NoticeEvent<'a> {
     timestamp: String,
@@ -589,7 +589,8 @@ impl EventWriter {
     /// Writes what the file outputs recovered from (a reopen or rotation that failed and
     /// kept the current file, a torn last line repaired) as `error` events, stamped with
     /// the wall clock, and on stderr for the service log. Called after a reopen or
-    /// rotation check and before every `stats` event.
+    /// rotation check, and by the pipeline before it counts the events for a `stats`
+    /// event (so the count includes them).
     pub fn report_notices(&mut self) -> Result<(), OutputError> {
         for msg in self.take_notices() {
             self.write_error_event(&msg)?;
@@ -698,7 +699,6 @@ impl EventWriter {
         ts: Timestamp,
         stats: &T,
     ) -> Result<(), OutputError> {
-        self.report_notices()?;
         self.emit(
             &StatsEvent {
                 timestamp: ts.to_eve_string(),

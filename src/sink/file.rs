@@ -36,14 +36,22 @@ fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
-/// When the file `meta` describes was started, as an [`Instant`]: its birth time where the
-/// file system records one, else now.
-fn started(meta: &std::fs::Metadata) -> Instant {
-    meta.created()
+/// When the open file `f` was started, as an [`Instant`]: its birth time where the file
+/// system records one, else now.
+fn started(f: &std::fs::File) -> Instant {
+    f.metadata()
         .ok()
+        .and_then(|m| m.created().ok())
         .and_then(|born| SystemTime::now().duration_since(born).ok())
         .and_then(|age| Instant::now().checked_sub(age))
         .unwrap_or_else(Instant::now)
+}
+
+/// Whether two stats describe the same file (device and inode).
+fn same_file(a: std::io::Result<std::fs::Metadata>, b: std::io::Result<std::fs::Metadata>) -> bool {
+    a.ok()
+        .zip(b.ok())
+        .is_some_and(|(a, b)| (a.dev(), a.ino()) == (b.dev(), b.ino()))
 }
 
 /// Opens `path` for appending; a non-empty file whose last byte is not a newline (an
@@ -153,9 +161,7 @@ impl FileSink {
             return Ok(s);
         }
         let (f, bytes, note) = open_for_lines(path).map_err(open_err)?;
-        let opened = f
-            .metadata()
-            .map_or_else(|_| Instant::now(), |m| started(&m));
+        let opened = started(&f);
         Ok(FileSink {
             out: Out::File {
                 w: std::io::BufWriter::with_capacity(1 << 16, f),
@@ -271,12 +277,7 @@ impl FileSink {
             }
             // Only the file we have open is renamed: if the path now names another file
             // or none (moved or removed by hand), the events are in the moved file.
-            let ours = std::fs::metadata(&*path)
-                .ok()
-                .zip(w.get_ref().metadata().ok())
-                .is_some_and(|(at_path, open)| {
-                    (at_path.dev(), at_path.ino()) == (open.dev(), open.ino())
-                });
+            let ours = same_file(std::fs::metadata(&*path), w.get_ref().metadata());
             let renamed = if ours {
                 std::fs::rename(&*path, &target)
             } else {
@@ -398,15 +399,8 @@ impl Sink for FileSink {
         {
             match open_for_lines(path) {
                 Ok((f, len, note)) => {
-                    let same = f
-                        .metadata()
-                        .ok()
-                        .zip(w.get_ref().metadata().ok())
-                        .is_some_and(|(new, old)| (new.dev(), new.ino()) == (old.dev(), old.ino()));
-                    if !same {
-                        *opened = f
-                            .metadata()
-                            .map_or_else(|_| Instant::now(), |m| started(&m));
+                    if !same_file(f.metadata(), w.get_ref().metadata()) {
+                        *opened = started(&f);
                     }
                     *bytes = len;
                     *w = std::io::BufWriter::with_capacity(1 << 16, f);
